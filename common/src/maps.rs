@@ -1,0 +1,39 @@
+//! Map names and sizes. The names are the symbols in the eBPF object and the
+//! file names under the bpffs pin path.
+
+/// VIP (address, port, protocol) -> [`crate::VipInfo`].
+pub const MAP_VIPS: &str = "XLB_VIPS";
+/// Backend id -> [`crate::Backend`]: the one shared view of servers and their
+/// state, read by the XDP program and the L7 tier.
+pub const MAP_BACKENDS: &str = "XLB_BACKENDS";
+/// `vip_id * ring_size + slot` -> backend id: every VIP's Maglev table.
+pub const MAP_RING: &str = "XLB_RING";
+/// Client-side 5-tuple -> [`crate::FlowEntry`] (connection table).
+pub const MAP_FLOWS: &str = "XLB_FLOWS";
+/// Backend-side 5-tuple of a NAT flow -> [`crate::NatReverse`].
+pub const MAP_NAT_REVERSE: &str = "XLB_NAT_REV";
+/// Per-CPU [`crate::Counters`] indexed by VIP id.
+pub const MAP_VIP_STATS: &str = "XLB_VIP_STATS";
+/// Per-CPU [`crate::Counters`] indexed by backend id.
+pub const MAP_BACKEND_STATS: &str = "XLB_BE_STATS";
+/// Per-CPU u64 counters indexed by [`crate::Stat`].
+pub const MAP_STATS: &str = "XLB_STATS";
+
+/// Global (read-only data) holding the Maglev ring size, set at load time.
+pub const GLOBAL_RING_SIZE: &str = "XLB_RING_SIZE";
+
+/// Most VIPs one daemon serves.
+pub const MAX_VIPS: u32 = 64;
+/// Most backends (servers) over all VIPs; backend ids are below this.
+pub const MAX_BACKENDS: u32 = 4096;
+/// Connection-table capacity (forward and reverse each).
+pub const MAX_FLOWS: u32 = 1 << 20;
+/// Default Maglev table size per VIP: a prime, as Maglev requires.
+pub const DEFAULT_RING_SIZE: u32 = 65537;
+/// A ring slot with no live backend.
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// `BPF_F_NO_COMMON_LRU`: one LRU list per CPU, so inserts on one CPU do not
+/// contend with the others (Katran's per-CPU LRU, without losing lookups from
+/// other CPUs).
+pub const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;

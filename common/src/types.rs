@@ -1,0 +1,109 @@
+//! Map keys and values. Addresses and ports are kept exactly as they sit in
+//! the packet (network byte order), so the data path never swaps bytes.
+//! An IPv4 address uses `addr[0]`; the other words are zero.
+
+pub const AF_INET: u8 = 4;
+pub const AF_INET6: u8 = 6;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// `[[l4]]` forwarding mode, in [`VipInfo::flags`].
+pub const VIP_FORWARD_NAT: u32 = 0;
+pub const VIP_FORWARD_DSR: u32 = 1;
+
+/// Backend state, written only by the daemon (health checker and runtime
+/// API), read by both tiers.
+pub const BACKEND_UP: u8 = 0;
+pub const BACKEND_DOWN: u8 = 1;
+pub const BACKEND_DRAIN: u8 = 2;
+pub const BACKEND_MAINT: u8 = 3;
+/// Slot not in use (no server has this id).
+pub const BACKEND_UNUSED: u8 = 255;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: [u32; 4],
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipInfo {
+    /// Index of this VIP's Maglev table in the ring map and of its counters.
+    pub vip_id: u32,
+    /// `VIP_FORWARD_*`.
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: [u32; 4],
+    /// Network byte order.
+    pub port: u16,
+    pub family: u8,
+    /// `BACKEND_*`.
+    pub state: u8,
+    /// Configured weight; 0 drains.
+    pub weight: u32,
+}
+
+/// A 5-tuple as seen in the packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// Network byte order.
+    pub sport: u16,
+    /// Network byte order.
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub pad: [u8; 2],
+}
+
+/// Connection-table value for a client -> VIP flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub backend_id: u32,
+    pub vip_id: u32,
+}
+
+/// Reverse-NAT value for a backend -> client flow: what to put back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatReverse {
+    pub vip_addr: [u32; 4],
+    /// Network byte order.
+    pub vip_port: u16,
+    pub pad: [u8; 2],
+    pub vip_id: u32,
+    pub backend_id: u32,
+}
+
+/// Packet and byte counters (per CPU in the maps).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipInfo {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowEntry {}
+    unsafe impl aya::Pod for NatReverse {}
+    unsafe impl aya::Pod for Counters {}
+}

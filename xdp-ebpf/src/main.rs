@@ -1,0 +1,35 @@
+//! xlb's XDP programs. `xlb_l4` is the L4 load balancer; `xlb_pass` is a
+//! pass-through program for veth peers in the lab (XDP_TX on veth needs an
+//! XDP program on the peer) and the floor the benchmark measures against.
+#![no_std]
+#![no_main]
+
+mod balance;
+mod forward;
+mod headers;
+mod maps;
+mod nat;
+mod packet;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+#[xdp]
+pub fn xlb_l4(ctx: XdpContext) -> u32 {
+    balance::process(&ctx)
+}
+
+#[xdp]
+pub fn xlb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
