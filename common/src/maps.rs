@@ -37,3 +37,7 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// contend with the others (Katran's per-CPU LRU, without losing lookups from
 /// other CPUs).
 pub const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+
+/// Benchmark harness maps (see `xdp-ebpf/src/bench.rs`).
+pub const MAP_BENCH_CFG: &str = "XLB_BENCH_CFG";
+pub const MAP_BENCH_JUMP: &str = "XLB_BENCH_JUMP";

@@ -22,7 +22,7 @@ pub const BACKEND_MAINT: u8 = 3;
 pub const BACKEND_UNUSED: u8 = 255;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VipKey {
     pub addr: [u32; 4],
     /// Network byte order.
@@ -107,3 +107,18 @@ mod pod {
     unsafe impl aya::Pod for NatReverse {}
     unsafe impl aya::Pod for Counters {}
 }
+
+/// Bytes of the benchmark template frame (Ethernet + IPv4 + TCP + 10 bytes).
+pub const BENCH_FRAME_LEN: usize = 64;
+
+/// The benchmark harness's configuration (see `xdp-ebpf/src/bench.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchConfig {
+    pub frame: [u8; BENCH_FRAME_LEN],
+    /// Non-zero: every run gets a new source address and port.
+    pub new_flow_each_run: u32,
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BenchConfig {}

@@ -1,1 +1,29 @@
+//! `xlb-lab`: the network-namespace test lab.
+//!
+//! A [`Lab`] owns every namespace (`xlb-<test>-<role>`) and child process it
+//! creates and removes them on drop, also while a panic unwinds. Nothing is
+//! ever added to the root namespace: veth pairs are created directly inside
+//! the lab namespaces and addresses are checked against the lab ranges
+//! (198.18.0.0/15, 2001:db8::/32).
+//!
+//! - [`lab`]: the owner ([`Lab`]), root check, sweep of stale namespaces.
+//! - [`netns`]: [`Namespace`]: run/spawn commands inside, enter it on the
+//!   current thread ([`NetnsGuard`]).
+//! - [`link`]: veth pairs, bridges, addresses, routes, sysctls, neighbors.
+//! - [`process`]: [`Process`], a child killed (whole process group) on drop.
+//! - [`backend`]: the `lab-backend` test server binary and how to start it.
+//! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
 
+pub mod backend;
+pub mod lab;
+pub mod link;
+pub mod netns;
+pub mod process;
+pub mod topology;
+
+pub use backend::lab_backend_path;
+pub use lab::{Lab, check_root, sweep};
+pub use link::{VethEnd, check_lab_addr, veth};
+pub use netns::{Namespace, NetnsGuard};
+pub use process::Process;
+pub use topology::L4Topology;

@@ -1,1 +1,65 @@
-fn main() {}
+//! The `xlb` command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xlb", version, about = "XDP + user-space load balancer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the data path and serve the config until SIGINT/SIGTERM.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config: exit 0 when valid, else 1 with FILE:LINE:COL: message.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the data path counters of a running xlb (read from its pinned maps).
+    Stats {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run { config } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(xlb::daemon::run(&config))),
+        Command::Check { config } => match xlb::config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        Command::Stats { config } => xlb::cli_stats::print(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xlb: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! xlb's XDP programs. `xlb_l4` is the L4 load balancer; `xlb_pass` is a
 //! pass-through program for veth peers in the lab (XDP_TX on veth needs an
-//! XDP program on the peer) and the floor the benchmark measures against.
+//! XDP program on the peer) and the floor the benchmark measures against;
+//! `xlb_bench` is the benchmark harness.
 #![no_std]
 #![no_main]
 
 mod balance;
+mod bench;
 mod forward;
 mod headers;
 mod maps;
@@ -22,6 +24,13 @@ pub fn xlb_l4(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Benchmark harness: restores the template frame, then tail-calls the
+/// program under test.
+#[xdp]
+pub fn xlb_bench(ctx: XdpContext) -> u32 {
+    bench::run(&ctx)
 }
 
 #[cfg(not(test))]

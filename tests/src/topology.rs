@@ -1,0 +1,198 @@
+//! The standard single-arm L4 lab used by the end-to-end tests and by
+//! `cargo xtask run`:
+//!
+//! ```text
+//!   client (198.18.0.2/24)          backendK (198.18.1.(10+K)/24)
+//!     eth0 ── c0 ┐                 ┌ bK ── eth0
+//!                br0 (namespace sw)
+//!     eth0 ── lb0┘
+//!   lb: 198.18.0.1/24 + 198.18.1.1/24 on eth0, VIP 198.18.0.100/32 on lo,
+//!       ip_forward=1, send_redirects=0
+//! ```
+//!
+//! Client and backends route via the lb, so without xlb the lb is a plain
+//! router. Every bridge port in `sw` carries a pass-through XDP program, so
+//! XDP_TX / redirect from the hosts' `eth0` work.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+use xlb::dataplane::object::{PROG_PASS, load_default};
+
+use crate::{
+    lab::Lab,
+    link::{VethEnd, veth},
+    netns::Namespace,
+    process::Process,
+};
+
+/// The L4 VIP, on `lo` of the lb namespace.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+/// The client's address.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The lb's address on the client subnet (the client's gateway).
+pub const LB_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The lb's address on the backend subnet (the backends' gateway).
+pub const LB_BACKEND_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The lb's only interface (where xlb attaches).
+pub const LB_IFACE: &str = "eth0";
+/// The bridge in `sw`.
+pub const BRIDGE: &str = "br0";
+/// Most backends the addressing plan allows.
+pub const MAX_BACKENDS: usize = 200;
+
+/// Address of backend `k` (1-based): 198.18.1.(10+k).
+pub fn backend_addr(k: usize) -> Ipv4Addr {
+    assert!((1..=MAX_BACKENDS).contains(&k), "backend index {k}");
+    Ipv4Addr::new(198, 18, 1, 10 + k as u8)
+}
+
+/// The built topology. Drop order: the XDP handle, then the namespaces
+/// (processes first, see [`Lab`]).
+pub struct L4Topology {
+    // Keeps the pass-through programs attached; dropped first.
+    _xdp: Ebpf,
+    sw: Namespace,
+    client: Namespace,
+    lb: Namespace,
+    backends: Vec<Namespace>,
+    bridge_ports: Vec<String>,
+    lab: Lab,
+}
+
+impl L4Topology {
+    /// Builds the topology with `backends` backends (1..=200) in `lab`,
+    /// which the topology then owns. On error everything made so far is
+    /// removed.
+    pub fn build(lab: Lab, backends: usize) -> Result<L4Topology> {
+        if !(1..=MAX_BACKENDS).contains(&backends) {
+            bail!("L4Topology needs 1..={MAX_BACKENDS} backends, got {backends}");
+        }
+        let sw = lab.namespace("sw")?;
+        sw.add_bridge(BRIDGE)?;
+        let mut bridge_ports = Vec::new();
+        let mut host = |role: &str, port: &str| -> Result<Namespace> {
+            let ns = lab.namespace(role)?;
+            veth(VethEnd::new(&ns, "eth0"), VethEnd::new(&sw, port))?;
+            sw.enslave(port, BRIDGE)?;
+            bridge_ports.push(port.to_owned());
+            Ok(ns)
+        };
+        let client = host("client", "c0")?;
+        let lb = host("lb", "lb0")?;
+        let backend_ns = (1..=backends)
+            .map(|k| host(&format!("backend{k}"), &format!("b{k}")))
+            .collect::<Result<Vec<_>>>()?;
+
+        client.add_addr("eth0", &format!("{CLIENT_ADDR}/24"))?;
+        client.add_route("default", &LB_CLIENT_ADDR.to_string())?;
+
+        lb.add_addr(LB_IFACE, &format!("{LB_CLIENT_ADDR}/24"))?;
+        lb.add_addr(LB_IFACE, &format!("{LB_BACKEND_ADDR}/24"))?;
+        lb.add_addr("lo", &format!("{VIP}/32"))?;
+        lb.sysctl("net.ipv4.ip_forward", "1")?;
+        lb.sysctl("net.ipv4.conf.all.send_redirects", "0")?;
+        lb.sysctl(&format!("net.ipv4.conf.{LB_IFACE}.send_redirects"), "0")?;
+
+        for (i, ns) in backend_ns.iter().enumerate() {
+            ns.add_addr("eth0", &format!("{}/24", backend_addr(i + 1)))?;
+            ns.add_route("default", &LB_BACKEND_ADDR.to_string())?;
+        }
+
+        let xdp = attach_pass(&sw, &bridge_ports).context("pass-through XDP on the bridge ports")?;
+        Ok(L4Topology {
+            _xdp: xdp,
+            sw,
+            client,
+            lb,
+            backends: backend_ns,
+            bridge_ports,
+            lab,
+        })
+    }
+
+    /// The lab (to add namespaces or read the test name).
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The switch namespace holding [`BRIDGE`].
+    pub fn sw(&self) -> &Namespace {
+        &self.sw
+    }
+
+    pub fn client(&self) -> &Namespace {
+        &self.client
+    }
+
+    pub fn lb(&self) -> &Namespace {
+        &self.lb
+    }
+
+    /// Backend namespace `k`, 1-based (`backend1` is `backend(1)`).
+    pub fn backend(&self, k: usize) -> &Namespace {
+        &self.backends[k - 1]
+    }
+
+    /// All backend namespaces, `backend1` first.
+    pub fn backends(&self) -> &[Namespace] {
+        &self.backends
+    }
+
+    /// Backend addresses, `backend1` first.
+    pub fn backend_addrs(&self) -> Vec<Ipv4Addr> {
+        (1..=self.backends.len()).map(backend_addr).collect()
+    }
+
+    pub fn client_addr(&self) -> Ipv4Addr {
+        CLIENT_ADDR
+    }
+
+    pub fn vip(&self) -> Ipv4Addr {
+        VIP
+    }
+
+    /// The lb's interface name (`eth0`), where xlb attaches.
+    pub fn lb_iface(&self) -> &'static str {
+        LB_IFACE
+    }
+
+    /// The bridge ports in `sw` (`c0`, `lb0`, `b1`, ...), each with the
+    /// pass-through XDP program.
+    pub fn bridge_ports(&self) -> &[String] {
+        &self.bridge_ports
+    }
+
+    /// Starts `lab-backend` in every backend namespace on
+    /// `backendK-addr:port`, named `backendK`; returns the guards in order.
+    pub fn spawn_backends(&self, port: u16) -> Result<Vec<Process>> {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let addr = SocketAddr::from((backend_addr(i + 1), port));
+                ns.spawn_backend(&format!("backend{}", i + 1), addr)
+            })
+            .collect()
+    }
+}
+
+/// Loads the xlb object inside `sw` and attaches [`PROG_PASS`] to `ports`.
+fn attach_pass(sw: &Namespace, ports: &[String]) -> Result<Ebpf> {
+    let _inside = sw.enter()?;
+    let mut ebpf = load_default().context("loading the xlb XDP object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROG_PASS)
+        .with_context(|| format!("no program {PROG_PASS} in the xlb object"))?
+        .try_into()?;
+    prog.load()?;
+    for port in ports {
+        prog.attach(port, XdpMode::default())
+            .with_context(|| format!("attaching {PROG_PASS} to {port}"))?;
+    }
+    Ok(ebpf)
+}

@@ -1,0 +1,316 @@
+//! Device under test for packet fixtures: the real XDP object, loaded in a
+//! namespace of its own whose routes and neighbours are fixed, so
+//! `bpf_fib_lookup` answers deterministically and outputs are exact bytes.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use aya::{
+    Ebpf,
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use xlb::{
+    config::{
+        Balance, BackendPool, CheckKind, Config, Forward, Global, HealthCheck, L4Vip, Protocol,
+        Server, Steering, XdpInterface, XdpMode,
+    },
+    dataplane::{loader, maps::Maps, object::PROG_L4, stats::StatsReader},
+    registry::Registry,
+};
+use xlb_lab::{Lab, NetnsGuard};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+pub const VIP_PORT: u16 = 80;
+pub const BACKEND_PORT: u16 = 8080;
+/// A small prime keeps ring writes fast; the algorithm is the same.
+pub const RING_SIZE: u32 = 1009;
+
+pub fn backend_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 10 + i as u8)
+}
+
+pub fn backend_mac(i: usize) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x01, 0x10 + i as u8]
+}
+
+/// A config with one TCP and one UDP VIP over `backends` servers.
+pub fn config(backends: usize) -> Config {
+    let server = (1..=backends)
+        .map(|i| Server {
+            name: format!("b{i}"),
+            address: SocketAddr::new(backend_ip(i).into(), BACKEND_PORT),
+            weight: 100,
+        })
+        .collect();
+    let vip = |name: &str, protocol| L4Vip {
+        name: name.into(),
+        vip: SocketAddr::new(VIP.into(), VIP_PORT),
+        protocol,
+        backend: "pool".into(),
+        forward: Forward::Nat,
+        steering: Steering::Flow,
+    };
+    Config {
+        global: Global {
+            api_socket: "/run/xlb/fixtures.sock".into(),
+            metrics: None,
+            bpf_pin_path: "/sys/fs/bpf/xlb-fixtures".into(),
+            maglev_size: RING_SIZE,
+        },
+        xdp: vec![XdpInterface {
+            interface: "eth0".into(),
+            mode: XdpMode::Skb,
+        }],
+        backend: vec![BackendPool {
+            name: "pool".into(),
+            balance: Balance::Maglev,
+            health: HealthCheck {
+                check: CheckKind::None,
+                path: "/".into(),
+                interval_ms: 1000,
+                timeout_ms: 500,
+                rise: 2,
+                fall: 2,
+            },
+            server,
+        }],
+        l4: vec![vip("tcp", Protocol::Tcp), vip("udp", Protocol::Udp)],
+        frontend: vec![],
+    }
+}
+
+pub struct Dut {
+    pub ebpf: Ebpf,
+    pub maps: Maps,
+    stats: StatsReader,
+    pub registry: Registry,
+    pub config: Config,
+    eth0: u32,
+    _inside: NetnsGuard,
+    _lab: Lab,
+}
+
+impl Dut {
+    pub fn new(test: &str, config: Config) -> Dut {
+        let lab = Lab::new(test).expect("lab");
+        let ns = lab.namespace("dut").expect("namespace");
+        let mut script = vec![
+            format!("ip link add eth0 address {} type veth peer name peer0", mac(LB_MAC)),
+            "ip link set eth0 up".into(),
+            "ip link set peer0 up".into(),
+            "ip addr add 198.18.0.1/24 dev eth0".into(),
+            "ip addr add 198.18.1.1/24 dev eth0".into(),
+            format!(
+                "ip neigh add {CLIENT} lladdr {} dev eth0 nud permanent",
+                mac(CLIENT_MAC)
+            ),
+            "sysctl -qw net.ipv4.conf.all.forwarding=1".into(),
+        ];
+        for i in 1..=8 {
+            script.push(format!(
+                "ip neigh add {} lladdr {} dev eth0 nud permanent",
+                backend_ip(i),
+                mac(backend_mac(i))
+            ));
+        }
+        for line in &script {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let out = ns.run(&args).expect("run in namespace");
+            assert!(out.status.success(), "{line}: {out:?}");
+        }
+        let inside = ns.enter().expect("enter namespace");
+        let eth0 = ifindex("eth0");
+        let registry = Registry::from_config(&config).expect("registry");
+        let mut ebpf = loader::load(config.global.maglev_size).expect("load object");
+        let mut maps = Maps::take(&mut ebpf, config.global.maglev_size).expect("maps");
+        maps.sync(&config, &registry).expect("sync");
+        let stats = StatsReader::take(&mut ebpf).expect("counter maps");
+        let prog: &mut Xdp = ebpf.program_mut(PROG_L4).unwrap().try_into().unwrap();
+        prog.load().expect("verifier accepts xlb_l4");
+        Dut {
+            ebpf,
+            maps,
+            stats,
+            registry,
+            config,
+            eth0,
+            _inside: inside,
+            _lab: lab,
+        }
+    }
+
+    /// Run one packet as if received on eth0; returns the action and the
+    /// packet as the program left it.
+    pub fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self.ebpf.program(PROG_L4).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; packet.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let ctx: [u32; 6] = [0, packet.len() as u32, 0, self.eth0, 0, 0];
+        let ctx_bytes: Vec<u8> = ctx.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx_bytes),
+                repeat: 1,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    pub fn stats(&self) -> &StatsReader {
+        &self.stats
+    }
+
+    /// Push the registry's current state to the maps (after a change).
+    pub fn sync(&mut self) {
+        self.maps.sync(&self.config, &self.registry).expect("sync");
+    }
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn ifindex(name: &str) -> u32 {
+    let c = std::ffi::CString::new(name).unwrap();
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(index, 0, "no interface {name}");
+    index
+}
+
+/// Frame builders (etherparse computes every checksum from scratch, so an
+/// expected packet is an independent check of the data path's incremental
+/// updates).
+pub mod frame {
+    use std::net::Ipv4Addr;
+
+    use etherparse::PacketBuilder;
+
+    #[derive(Clone)]
+    pub struct Tcp {
+        pub src_mac: [u8; 6],
+        pub dst_mac: [u8; 6],
+        pub src: Ipv4Addr,
+        pub sport: u16,
+        pub dst: Ipv4Addr,
+        pub dport: u16,
+        pub syn: bool,
+        pub payload: Vec<u8>,
+    }
+
+    impl Tcp {
+        pub fn build(&self) -> Vec<u8> {
+            let b = PacketBuilder::ethernet2(self.src_mac, self.dst_mac)
+                .ipv4(self.src.octets(), self.dst.octets(), 64)
+                .tcp(self.sport, self.dport, 0x1234_5678, 64240);
+            let b = if self.syn { b.syn() } else { b.ack(1).psh() };
+            let mut out = Vec::with_capacity(b.size(self.payload.len()));
+            b.write(&mut out, &self.payload).unwrap();
+            out
+        }
+    }
+
+    #[derive(Clone)]
+    pub struct Udp {
+        pub src_mac: [u8; 6],
+        pub dst_mac: [u8; 6],
+        pub src: Ipv4Addr,
+        pub sport: u16,
+        pub dst: Ipv4Addr,
+        pub dport: u16,
+        pub payload: Vec<u8>,
+    }
+
+    impl Udp {
+        pub fn build(&self) -> Vec<u8> {
+            let b = PacketBuilder::ethernet2(self.src_mac, self.dst_mac)
+                .ipv4(self.src.octets(), self.dst.octets(), 64)
+                .udp(self.sport, self.dport);
+            let mut out = Vec::with_capacity(b.size(self.payload.len()));
+            b.write(&mut out, &self.payload).unwrap();
+            out
+        }
+    }
+
+    /// A TCP SYN over IPv6 (v1 passes IPv6 untouched).
+    pub fn ipv6_tcp(src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+        let src: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv6(src.octets(), dst.octets(), 64)
+            .tcp(40000, 80, 1, 64240)
+            .syn();
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    /// The same IPv4 frame with 4 bytes of IP options (NOP NOP NOP EOL);
+    /// the IP header checksum is recomputed from scratch.
+    pub fn with_ip_options(frame: &[u8]) -> Vec<u8> {
+        let (mut ip, rest) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
+        ip.options = etherparse::Ipv4Options::try_from(&[1u8, 1, 1, 0][..]).unwrap();
+        ip.total_len += 4;
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut out = frame[..14].to_vec();
+        ip.write(&mut out).unwrap();
+        out.extend_from_slice(rest);
+        out
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Re-check an output frame's IP and L4 checksums with etherparse's own
+/// computation (independent of the expected-bytes comparison).
+pub fn verify_checksums(frame: &[u8], name: &str) {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let Ok(p) = SlicedPacket::from_ethernet(frame) else {
+        return;
+    };
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        return;
+    };
+    let header = ip.header().to_header();
+    assert_eq!(
+        header.header_checksum,
+        header.calc_header_checksum(),
+        "{name}: ipv4 header checksum"
+    );
+    match &p.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            let expect = tcp
+                .to_header()
+                .calc_checksum_ipv4(&header, tcp.payload())
+                .unwrap();
+            assert_eq!(tcp.checksum(), expect, "{name}: tcp checksum");
+        }
+        Some(TransportSlice::Udp(udp)) if udp.checksum() != 0 => {
+            let expect = udp
+                .to_header()
+                .calc_checksum_ipv4(&header, udp.payload())
+                .unwrap();
+            assert_eq!(udp.checksum(), expect, "{name}: udp checksum");
+        }
+        _ => {}
+    }
+}

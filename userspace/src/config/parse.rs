@@ -1,0 +1,844 @@
+//! TOML -> [`Config`] with `FILE:LINE:COL: message` errors.
+//!
+//! Two stages:
+//!
+//! 1. serde + toml into the `Raw*` structs below. Every struct denies unknown
+//!    keys, and every value that a later check may complain about is wrapped
+//!    in [`toml::Spanned`] so its byte position survives. Optional and
+//!    required keys alike are `Option`s here, so that a missing key is our
+//!    own error (pointing at the table header) rather than serde's.
+//! 2. Conversion to the plain types plus the semantic checks (addresses,
+//!    references between sections, duplicates, ranges, mode combinations).
+//!    All problems found are collected; the one earliest in the file is
+//!    returned, so the user fixes errors top to bottom.
+//!
+//! Relative `tls` `cert`/`key` paths are resolved against the directory of
+//! the config file and must exist; the resolved path is what `Config` holds.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Balance, BackendPool, CheckKind, Config, Forward, Frontend, Global, HealthCheck, L4Vip,
+    Protocol, Server, Steering, Tls, XdpInterface, XdpMode,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: 1,
+        col: 1,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &file)
+}
+
+/// Parse and validate a config. `file` names the file in errors; it is
+/// also the base for relative TLS paths.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let mut cx = Cx::new(text, file);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = toml_message(e.message());
+            return Err(cx.error(span, message));
+        }
+    };
+    let config = convert(&mut cx, raw);
+    match cx.first_error() {
+        Some(e) => Err(e),
+        None => Ok(config),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Defaults and limits.
+
+pub const DEFAULT_API_SOCKET: &str = "/run/xlb/xlb.sock";
+pub const DEFAULT_BPF_PIN_PATH: &str = "/sys/fs/bpf/xlb";
+pub const DEFAULT_MAGLEV_SIZE: u32 = 65537;
+pub const MAX_MAGLEV_SIZE: u32 = 1_000_003;
+pub const DEFAULT_WEIGHT: u32 = 100;
+pub const MAX_WEIGHT: u32 = 1000;
+/// Upper bound for `interval_ms` / `timeout_ms`: one day.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+/// IFNAMSIZ - 1.
+const MAX_IFNAME: usize = 15;
+const COMPRESSION: &[&str] = &["gzip", "br", "brotli"];
+
+// ---------------------------------------------------------------------------
+// Raw, positioned form.
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    global: Option<S<RawGlobal>>,
+    #[serde(default)]
+    xdp: Vec<S<RawXdp>>,
+    #[serde(default)]
+    backend: Vec<S<RawBackend>>,
+    #[serde(default)]
+    l4: Vec<S<RawL4>>,
+    #[serde(default)]
+    frontend: Vec<S<RawFrontend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    api_socket: Option<S<String>>,
+    metrics: Option<S<String>>,
+    bpf_pin_path: Option<S<String>>,
+    maglev_size: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawXdp {
+    interface: Option<S<String>>,
+    mode: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Option<S<String>>,
+    balance: Option<S<String>>,
+    health: Option<S<RawHealth>>,
+    #[serde(default)]
+    server: Vec<S<RawServer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    check: Option<S<String>>,
+    path: Option<S<String>>,
+    interval_ms: Option<S<i64>>,
+    timeout_ms: Option<S<i64>>,
+    rise: Option<S<i64>>,
+    fall: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: Option<S<String>>,
+    address: Option<S<String>>,
+    weight: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawL4 {
+    name: Option<S<String>>,
+    vip: Option<S<String>>,
+    protocol: Option<S<String>>,
+    backend: Option<S<String>>,
+    forward: Option<S<String>>,
+    steering: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrontend {
+    name: Option<S<String>>,
+    bind: Option<S<String>>,
+    default_backend: Option<S<String>>,
+    tls: Option<S<RawTls>>,
+    compression: Option<S<Vec<S<String>>>>,
+    http3: Option<S<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<S<String>>,
+    key: Option<S<String>>,
+}
+
+/// toml/serde phrase things in serde's words; the contract speaks of keys.
+fn toml_message(message: &str) -> String {
+    let message = message.trim();
+    if let Some(rest) = message.strip_prefix("unknown field") {
+        format!("unknown key{rest}")
+    } else {
+        message.to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Positions and error collection.
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a str,
+    /// Byte offset of the start of each line.
+    line_starts: Vec<usize>,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Cx<'a> {
+    fn new(text: &'a str, file: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Cx { text, file, line_starts, errors: Vec::new() }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts[line - 1];
+        let col = self.text[start..offset].chars().count() + 1;
+        (line, col)
+    }
+
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let (line, col) = self.line_col(span.start);
+        ConfigError { file: self.file.to_string(), line, col, message: message.into() }
+    }
+
+    fn push(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let e = self.error(span, message);
+        self.errors.push(e);
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.line_col(span.start).0
+    }
+
+    /// The earliest error in the file (ties: the first found).
+    fn first_error(&mut self) -> Option<ConfigError> {
+        let i = (0..self.errors.len()).min_by_key(|&i| (self.errors[i].line, self.errors[i].col))?;
+        Some(self.errors.swap_remove(i))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small value checks.
+
+fn enum_value<T: Copy>(
+    cx: &mut Cx,
+    value: Option<&S<String>>,
+    key: &str,
+    table: &[(&str, T)],
+    default: T,
+) -> T {
+    let Some(v) = value else { return default };
+    if let Some((_, t)) = table.iter().find(|(n, _)| *n == v.get_ref().as_str()) {
+        return *t;
+    }
+    let names: Vec<String> = table.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    cx.push(
+        v.span(),
+        format!("unknown {key} \"{}\": expected one of {}", v.get_ref(), names.join(", ")),
+    );
+    default
+}
+
+/// A required key: reports `missing KEY in [[SECTION]]` at the table header.
+fn required<'r, T>(
+    cx: &mut Cx,
+    value: Option<&'r S<T>>,
+    key: &str,
+    section: &str,
+    table: &Range<usize>,
+) -> Option<&'r S<T>> {
+    if value.is_none() {
+        cx.push(table.clone(), format!("missing {key} in {section}"));
+    }
+    value
+}
+
+/// Names end up in `BACKEND/SERVER` API arguments, CSV and metric labels.
+fn valid_name(cx: &mut Cx, name: &S<String>, what: &str) -> bool {
+    let n = name.get_ref();
+    if n.is_empty() {
+        cx.push(name.span(), format!("{what} name must not be empty"));
+        return false;
+    }
+    if let Some(c) = n.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.:".contains(*c))) {
+        cx.push(
+            name.span(),
+            format!(
+                "{what} name \"{n}\" contains {c:?}: use letters, digits and - _ . : only"
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// Remember `name` and report a duplicate at its second use.
+fn unique<K: std::hash::Hash + Eq>(
+    cx: &mut Cx,
+    seen: &mut HashMap<K, Range<usize>>,
+    key: K,
+    span: Range<usize>,
+    what: impl FnOnce() -> String,
+) {
+    if let Some(first) = seen.get(&key) {
+        let line = cx.line_of(first);
+        cx.push(span, format!("duplicate {} (first defined on line {line})", what()));
+    } else {
+        seen.insert(key, span);
+    }
+}
+
+fn address(cx: &mut Cx, value: &S<String>, what: &str) -> Option<SocketAddr> {
+    let s = value.get_ref();
+    match s.trim().parse::<SocketAddr>() {
+        Ok(a) if a.port() == 0 => {
+            cx.push(value.span(), format!("{what} \"{s}\": port 0 is not allowed"));
+            None
+        }
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.push(
+                value.span(),
+                format!(
+                    "bad address \"{s}\" for {what}: expected IP:PORT \
+                     (e.g. 198.18.0.100:80 or [2001:db8::1]:80)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn int(cx: &mut Cx, value: Option<&S<i64>>, what: &str, min: i64, max: i64, default: i64) -> i64 {
+    let Some(v) = value else { return default };
+    let n = *v.get_ref();
+    if n < min || n > max {
+        let message = if n < min && min == 1 {
+            format!("{what} must be at least 1 (got {n})")
+        } else {
+            format!("{what} must be between {min} and {max} (got {n})")
+        };
+        cx.push(v.span(), message);
+        return default;
+    }
+    n
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn text_value(value: Option<&S<String>>, default: &str) -> String {
+    value.map_or_else(|| default.to_string(), |v| v.get_ref().clone())
+}
+
+// ---------------------------------------------------------------------------
+// Sections.
+
+fn convert(cx: &mut Cx, raw: RawConfig) -> Config {
+    let global = convert_global(cx, raw.global.as_ref());
+    let xdp = convert_xdp(cx, &raw.xdp);
+    let backend = convert_backends(cx, &raw.backend);
+    let l4 = convert_l4(cx, &raw, &backend);
+    let frontend = convert_frontends(cx, &raw, &l4);
+    Config { global, xdp, backend, l4, frontend }
+}
+
+fn convert_global(cx: &mut Cx, raw: Option<&S<RawGlobal>>) -> Global {
+    let g = raw.map(|g| g.get_ref());
+    let api_socket = g.and_then(|g| g.api_socket.as_ref());
+    if let Some(v) = api_socket {
+        let len = v.get_ref().len();
+        if len == 0 {
+            cx.push(v.span(), "api_socket must not be empty");
+        } else if len > MAX_SOCKET_PATH {
+            cx.push(
+                v.span(),
+                format!("api_socket path is {len} bytes; unix sockets allow {MAX_SOCKET_PATH}"),
+            );
+        }
+    }
+    let metrics = g
+        .and_then(|g| g.metrics.as_ref())
+        .and_then(|v| address(cx, v, "metrics"));
+    let pin = g.and_then(|g| g.bpf_pin_path.as_ref());
+    if let Some(v) = pin {
+        if !Path::new(v.get_ref()).is_absolute() {
+            cx.push(
+                v.span(),
+                format!("bpf_pin_path \"{}\" must be an absolute path (on bpffs)", v.get_ref()),
+            );
+        }
+    }
+    let mut maglev_size = DEFAULT_MAGLEV_SIZE;
+    if let Some(v) = g.and_then(|g| g.maglev_size.as_ref()) {
+        let n = *v.get_ref();
+        if !(2..=MAX_MAGLEV_SIZE as i64).contains(&n) || !is_prime(n as u64) {
+            cx.push(
+                v.span(),
+                format!("maglev_size must be a prime number <= {MAX_MAGLEV_SIZE} (got {n})"),
+            );
+        } else {
+            maglev_size = n as u32;
+        }
+    }
+    Global {
+        api_socket: PathBuf::from(text_value(api_socket, DEFAULT_API_SOCKET)),
+        metrics,
+        bpf_pin_path: PathBuf::from(text_value(pin, DEFAULT_BPF_PIN_PATH)),
+        maglev_size,
+    }
+}
+
+fn convert_xdp(cx: &mut Cx, raw: &[S<RawXdp>]) -> Vec<XdpInterface> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for table in raw {
+        let x = table.get_ref();
+        let mode = enum_value(
+            cx,
+            x.mode.as_ref(),
+            "xdp mode",
+            &[("auto", XdpMode::Auto), ("driver", XdpMode::Driver), ("skb", XdpMode::Skb)],
+            XdpMode::Auto,
+        );
+        let Some(iface) = x.interface.as_ref() else {
+            cx.push(
+                table.span(),
+                "missing interface in [[xdp]] (the network interface to attach to)",
+            );
+            continue;
+        };
+        let name = iface.get_ref();
+        if name.is_empty()
+            || name.len() > MAX_IFNAME
+            || name.contains(|c: char| c == '/' || c.is_whitespace())
+        {
+            cx.push(
+                iface.span(),
+                format!("bad interface name \"{name}\" (1 to {MAX_IFNAME} bytes, no '/' or spaces)"),
+            );
+            continue;
+        }
+        unique(cx, &mut seen, name.clone(), iface.span(), || format!("[[xdp]] interface \"{name}\""));
+        out.push(XdpInterface { interface: name.clone(), mode });
+    }
+    out
+}
+
+fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
+    let h = raw.map(|h| h.get_ref());
+    let check = enum_value(
+        cx,
+        h.and_then(|h| h.check.as_ref()),
+        "health check",
+        &[("tcp", CheckKind::Tcp), ("http", CheckKind::Http), ("none", CheckKind::None)],
+        CheckKind::Tcp,
+    );
+    let path = h.and_then(|h| h.path.as_ref());
+    if let Some(p) = path {
+        if !p.get_ref().starts_with('/') || p.get_ref().contains(|c: char| c.is_whitespace()) {
+            cx.push(
+                p.span(),
+                format!("health path \"{}\" must start with '/' and contain no spaces", p.get_ref()),
+            );
+        }
+    }
+    let max_ms = MAX_DURATION_MS as i64;
+    let interval_ms = int(cx, h.and_then(|h| h.interval_ms.as_ref()), "interval_ms", 1, max_ms, 2000);
+    let timeout_ms = int(cx, h.and_then(|h| h.timeout_ms.as_ref()), "timeout_ms", 1, max_ms, 1000);
+    let max = u32::MAX as i64;
+    let rise = int(cx, h.and_then(|h| h.rise.as_ref()), "rise", 1, max, 2);
+    let fall = int(cx, h.and_then(|h| h.fall.as_ref()), "fall", 1, max, 3);
+    HealthCheck {
+        check,
+        path: text_value(path, "/"),
+        interval_ms: interval_ms as u64,
+        timeout_ms: timeout_ms as u64,
+        rise: rise as u32,
+        fall: fall as u32,
+    }
+}
+
+fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
+    let mut names = HashMap::new();
+    let mut out = Vec::new();
+    for table in raw {
+        let b = table.get_ref();
+        let name = match required(cx, b.name.as_ref(), "name", "[[backend]]", &table.span()) {
+            Some(n) if valid_name(cx, n, "backend") => {
+                let s = n.get_ref().clone();
+                unique(cx, &mut names, s.clone(), n.span(), || format!("backend \"{s}\""));
+                s
+            }
+            _ => String::new(),
+        };
+        let balance = enum_value(
+            cx,
+            b.balance.as_ref(),
+            "balance",
+            &[
+                ("maglev", Balance::Maglev),
+                ("roundrobin", Balance::RoundRobin),
+                ("leastconn", Balance::LeastConn),
+                ("random", Balance::Random),
+                ("source", Balance::Source),
+                ("uri", Balance::Uri),
+            ],
+            Balance::RoundRobin,
+        );
+        let health = convert_health(cx, b.health.as_ref());
+        let mut server_names = HashMap::new();
+        let mut server = Vec::new();
+        for st in &b.server {
+            let s = st.get_ref();
+            let section = "[[backend.server]]";
+            let sname = match required(cx, s.name.as_ref(), "name", section, &st.span()) {
+                Some(n) if valid_name(cx, n, "server") => {
+                    let v = n.get_ref().clone();
+                    unique(cx, &mut server_names, v.clone(), n.span(), || {
+                        format!("server \"{v}\" in backend \"{name}\"")
+                    });
+                    v
+                }
+                _ => String::new(),
+            };
+            let addr = required(cx, s.address.as_ref(), "address", section, &st.span())
+                .and_then(|a| address(cx, a, "server address"));
+            let weight =
+                int(cx, s.weight.as_ref(), "weight", 0, MAX_WEIGHT as i64, DEFAULT_WEIGHT as i64);
+            if let Some(address) = addr {
+                server.push(Server { name: sname, address, weight: weight as u32 });
+            }
+        }
+        out.push(BackendPool { name, balance, health, server });
+    }
+    out
+}
+
+fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4Vip> {
+    if raw.xdp.is_empty() {
+        if let Some(first) = raw.l4.first() {
+            cx.push(
+                first.span(),
+                "[[l4]] VIPs need at least one [[xdp]] interface to run on; add [[xdp]] interface = \"...\"",
+            );
+        }
+    }
+    let mut names = HashMap::new();
+    let mut vips = HashMap::new();
+    let mut out = Vec::new();
+    for table in &raw.l4 {
+        let v = table.get_ref();
+        let section = "[[l4]]";
+        let name = match required(cx, v.name.as_ref(), "name", section, &table.span()) {
+            Some(n) if valid_name(cx, n, "l4") => {
+                let s = n.get_ref().clone();
+                unique(cx, &mut names, s.clone(), n.span(), || format!("[[l4]] name \"{s}\""));
+                s
+            }
+            _ => String::new(),
+        };
+        let vip = required(cx, v.vip.as_ref(), "vip", section, &table.span())
+            .and_then(|a| address(cx, a, "l4 vip"));
+        if let (Some(addr), Some(span)) = (vip, v.vip.as_ref().map(|s| s.span())) {
+            if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+                cx.push(span, format!("l4 vip {addr} must be a unicast address of this host"));
+            }
+        }
+        let protocol = enum_value(
+            cx,
+            v.protocol.as_ref(),
+            "protocol",
+            &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
+            Protocol::Tcp,
+        );
+        let forward = enum_value(
+            cx,
+            v.forward.as_ref(),
+            "forward",
+            &[("nat", Forward::Nat), ("dsr", Forward::Dsr)],
+            Forward::Nat,
+        );
+        let steering = enum_value(
+            cx,
+            v.steering.as_ref(),
+            "steering",
+            &[("flow", Steering::Flow), ("syslog", Steering::Syslog), ("quic", Steering::Quic)],
+            Steering::Flow,
+        );
+        if let Some(s) = &v.steering {
+            if protocol == Protocol::Tcp && steering != Steering::Flow {
+                cx.push(
+                    s.span(),
+                    format!(
+                        "steering \"{}\" is for UDP; [[l4]] \"{name}\" has protocol \"tcp\"",
+                        s.get_ref()
+                    ),
+                );
+            }
+        }
+        if let (Some(addr), Some(span)) = (vip, v.vip.as_ref().map(|s| s.span())) {
+            unique(cx, &mut vips, (addr, protocol == Protocol::Tcp), span, || {
+                let p = if protocol == Protocol::Tcp { "tcp" } else { "udp" };
+                format!("VIP {addr}/{p}")
+            });
+        }
+        let backend = match required(cx, v.backend.as_ref(), "backend", section, &table.span()) {
+            Some(b) => {
+                let bname = b.get_ref();
+                match backends.iter().find(|p| &p.name == bname) {
+                    None => cx.push(
+                        b.span(),
+                        format!("unknown backend \"{bname}\" in [[l4]] \"{name}\""),
+                    ),
+                    Some(pool) => {
+                        if let (Some(addr), Forward::Nat) = (vip, forward) {
+                            check_nat_families(cx, raw, pool, addr, &name);
+                        }
+                    }
+                }
+                bname.clone()
+            }
+            None => String::new(),
+        };
+        if let Some(vip) = vip {
+            out.push(L4Vip { name, vip, protocol, backend, forward, steering });
+        }
+    }
+    out
+}
+
+/// NAT rewrites addresses in place: it cannot turn an IPv4 packet into an
+/// IPv6 one. DSR encapsulates and can (4in6, like Katran).
+fn check_nat_families(
+    cx: &mut Cx,
+    raw: &RawConfig,
+    pool: &BackendPool,
+    vip: SocketAddr,
+    l4: &str,
+) {
+    let Some(raw_pool) = raw
+        .backend
+        .iter()
+        .find(|b| b.get_ref().name.as_ref().is_some_and(|n| n.get_ref() == &pool.name))
+    else {
+        return;
+    };
+    for rs in &raw_pool.get_ref().server {
+        let s = rs.get_ref();
+        let (Some(a), Some(n)) = (s.address.as_ref(), s.name.as_ref()) else { continue };
+        let Some(server) = pool.server.iter().find(|x| &x.name == n.get_ref()) else { continue };
+        if server.address.is_ipv4() != vip.is_ipv4() {
+            let fam = |a: &SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+            cx.push(
+                a.span(),
+                format!(
+                    "server \"{}/{}\" is {} but [[l4]] \"{l4}\" VIP {vip} is {}: forward = \"nat\" \
+                     cannot translate between address families (use forward = \"dsr\")",
+                    pool.name,
+                    server.name,
+                    fam(&server.address),
+                    fam(&vip)
+                ),
+            );
+        }
+    }
+}
+
+fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend> {
+    let base = Path::new(cx.file).parent().map(Path::to_path_buf).unwrap_or_default();
+    let backend_names: Vec<&str> = raw
+        .backend
+        .iter()
+        .filter_map(|b| b.get_ref().name.as_ref().map(|n| n.get_ref().as_str()))
+        .collect();
+    let mut names = HashMap::new();
+    let mut binds = HashMap::new();
+    let mut out = Vec::new();
+    for table in &raw.frontend {
+        let f = table.get_ref();
+        let section = "[[frontend]]";
+        let name = match required(cx, f.name.as_ref(), "name", section, &table.span()) {
+            Some(n) if valid_name(cx, n, "frontend") => {
+                let s = n.get_ref().clone();
+                unique(cx, &mut names, s.clone(), n.span(), || format!("[[frontend]] name \"{s}\""));
+                s
+            }
+            _ => String::new(),
+        };
+        let http3 = f.http3.as_ref().is_some_and(|h| *h.get_ref());
+        let bind_raw = required(cx, f.bind.as_ref(), "bind", section, &table.span());
+        let bind = bind_raw.and_then(|a| address(cx, a, "frontend bind"));
+        if let (Some(addr), Some(b)) = (bind, bind_raw) {
+            unique(cx, &mut binds, addr, b.span(), || format!("frontend bind {addr}"));
+            for v in l4.iter().filter(|v| v.vip == addr) {
+                if v.protocol == Protocol::Tcp || http3 {
+                    let p = if v.protocol == Protocol::Tcp { "tcp" } else { "udp (http3)" };
+                    cx.push(
+                        b.span(),
+                        format!(
+                            "frontend bind {addr} is also [[l4]] \"{}\" VIP ({p}); the XDP tier \
+                             would forward its packets before the L7 listener sees them",
+                            v.name
+                        ),
+                    );
+                }
+            }
+        }
+        let default_backend = match required(
+            cx,
+            f.default_backend.as_ref(),
+            "default_backend",
+            section,
+            &table.span(),
+        ) {
+            Some(b) => {
+                if !backend_names.contains(&b.get_ref().as_str()) {
+                    cx.push(
+                        b.span(),
+                        format!(
+                            "unknown backend \"{}\" in [[frontend]] \"{name}\" default_backend",
+                            b.get_ref()
+                        ),
+                    );
+                }
+                b.get_ref().clone()
+            }
+            None => String::new(),
+        };
+        let tls = f.tls.as_ref().and_then(|t| {
+            let section = "frontend tls";
+            let cert = required(cx, t.get_ref().cert.as_ref(), "cert", section, &t.span());
+            let key = required(cx, t.get_ref().key.as_ref(), "key", section, &t.span());
+            let cert = tls_file(cx, cert?, &base, "cert");
+            let key = tls_file(cx, key?, &base, "key");
+            Some(Tls { cert, key })
+        });
+        if let Some(h) = &f.http3 {
+            if *h.get_ref() && f.tls.is_none() {
+                cx.push(
+                    h.span(),
+                    format!("http3 = true needs tls in [[frontend]] \"{name}\" (QUIC is always encrypted)"),
+                );
+            }
+        }
+        let mut compression = Vec::new();
+        if let Some(list) = &f.compression {
+            for c in list.get_ref() {
+                let s = c.get_ref();
+                if !COMPRESSION.contains(&s.as_str()) {
+                    cx.push(
+                        c.span(),
+                        format!("unknown compression \"{s}\": expected \"gzip\", \"br\" or \"brotli\""),
+                    );
+                } else if compression.contains(s) {
+                    cx.push(c.span(), format!("duplicate compression \"{s}\""));
+                } else {
+                    compression.push(s.clone());
+                }
+            }
+        }
+        if let Some(bind) = bind {
+            out.push(Frontend { name, bind, default_backend, tls, compression, http3 });
+        }
+    }
+    out
+}
+
+/// Resolve a TLS file against the config's directory; it must exist.
+fn tls_file(cx: &mut Cx, value: &S<String>, base: &Path, what: &str) -> PathBuf {
+    let given = Path::new(value.get_ref());
+    let path = if given.is_absolute() { given.to_path_buf() } else { base.join(given) };
+    if let Err(e) = std::fs::metadata(&path) {
+        cx.push(value.span(), format!("tls {what} \"{}\": {e}", path.display()));
+    } else if !path.is_file() {
+        cx.push(value.span(), format!("tls {what} \"{}\" is not a file", path.display()));
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_chars_and_clamps() {
+        let cx = Cx::new("ab\néx = 1\n", "f");
+        assert_eq!(cx.line_col(0), (1, 1));
+        assert_eq!(cx.line_col(3), (2, 1));
+        assert_eq!(cx.line_col(5), (2, 2)); // after the two-byte 'é'
+        assert_eq!(cx.line_col(4), (2, 1)); // inside 'é': back to its start
+        assert_eq!(cx.line_col(999), (3, 1));
+    }
+
+    #[test]
+    fn primes() {
+        assert!(is_prime(65537) && is_prime(1_000_003) && is_prime(13) && is_prime(2));
+        assert!(!is_prime(65536) && !is_prime(1) && !is_prime(0) && !is_prime(1_000_001));
+    }
+
+    #[test]
+    fn tls_files_resolve_against_the_config_dir() {
+        let dir = std::env::temp_dir().join(format!("xlb-parse-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), "x").unwrap();
+        std::fs::write(dir.join("key.pem"), "x").unwrap();
+        let file = dir.join("xlb.toml");
+        let text = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
+                    bind = \"127.0.0.1:8443\"\ndefault_backend = \"web\"\n\
+                    tls = { cert = \"cert.pem\", key = \"key.pem\" }\nhttp3 = true\n";
+        let c = parse(text, file.to_str().unwrap()).unwrap();
+        let tls = c.frontend[0].tls.as_ref().unwrap();
+        assert_eq!(tls.cert, dir.join("cert.pem"));
+        assert_eq!(tls.key, dir.join("key.pem"));
+        assert!(c.frontend[0].http3);
+
+        std::fs::remove_file(dir.join("key.pem")).unwrap();
+        let e = parse(text, file.to_str().unwrap()).unwrap_err();
+        assert_eq!((e.line, e.col), (8, 34), "{e}");
+        assert!(e.message.contains("tls key"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,118 @@
+//! `xlb run`: load and attach the data path, keep the shared maps in line
+//! with the config and the health checks, reload on SIGHUP, and detach
+//! cleanly on SIGINT/SIGTERM.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    task::JoinHandle,
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{self, Config},
+    dataplane::{loader, maps::Maps},
+    health,
+    registry::Registry,
+};
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let mut config = config::load(config_path)?;
+    let mut registry = Registry::from_config(&config)?;
+
+    let mut ebpf = loader::load(config.global.maglev_size)?;
+    let _pins = loader::pin_maps(&ebpf, &config.global.bpf_pin_path)?;
+    let mut maps = Maps::take(&mut ebpf, config.global.maglev_size)?;
+    maps.sync(&config, &registry)
+        .context("filling the data path maps")?;
+    loader::attach(&mut ebpf, &config.xdp)?;
+    info!(
+        interfaces = ?config.xdp.iter().map(|x| x.interface.as_str()).collect::<Vec<_>>(),
+        vips = config.l4.len(),
+        servers = registry.servers().count(),
+        "xlb running"
+    );
+
+    let (events_tx, mut events) = mpsc::channel(256);
+    let mut checks = start_checks(&config, &registry, &events_tx);
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            Some(t) = events.recv() => {
+                if registry.set_healthy(t.server_id, t.healthy) {
+                    if let Err(e) = maps.sync(&config, &registry) {
+                        error!("updating the data path after a health change: {e:#}");
+                    }
+                }
+            }
+            _ = sighup.recv() => {
+                match reload(config_path, &config) {
+                    Ok(new) => {
+                        registry.reconcile(&new)?;
+                        maps.sync(&new, &registry).context("applying the reloaded config")?;
+                        stop_checks(&mut checks);
+                        checks = start_checks(&new, &registry, &events_tx);
+                        config = new;
+                        info!("config reloaded");
+                    }
+                    Err(e) => error!("reload rejected, keeping the running config: {e:#}"),
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    stop_checks(&mut checks);
+    info!("xlb stopping: detaching XDP programs");
+    drop(ebpf);
+    Ok(())
+}
+
+/// Parse the new config and refuse changes that need a restart.
+fn reload(path: &Path, running: &Config) -> anyhow::Result<Config> {
+    let new = config::load(path)?;
+    if new.xdp != running.xdp {
+        anyhow::bail!("[[xdp]] interfaces changed: restart xlb to apply");
+    }
+    if new.global != running.global {
+        warn!("[global] changes take effect on restart; kept the running values");
+    }
+    Ok(Config {
+        global: running.global.clone(),
+        ..new
+    })
+}
+
+fn start_checks(
+    config: &Config,
+    registry: &Registry,
+    events: &mpsc::Sender<health::Transition>,
+) -> BTreeMap<u32, JoinHandle<()>> {
+    let mut tasks = BTreeMap::new();
+    for pool in &config.backend {
+        for server in registry.in_backend(&pool.name) {
+            let target = health::Target {
+                server_id: server.id,
+                label: server.key.clone(),
+                address: server.address,
+                check: pool.health.clone(),
+            };
+            if let Some(task) = health::spawn(target, events.clone()) {
+                tasks.insert(server.id, task);
+            }
+        }
+    }
+    tasks
+}
+
+fn stop_checks(tasks: &mut BTreeMap<u32, JoinHandle<()>>) {
+    for (_, task) in std::mem::take(tasks) {
+        task.abort();
+    }
+}

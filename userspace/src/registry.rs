@@ -1,0 +1,172 @@
+//! The control plane's view of every server: stable ids, configured weight,
+//! admin state and health. The effective state computed here is what both
+//! tiers obey; `dataplane::Maps` copies it into the shared maps.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use xlb_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_MAINT, BACKEND_UP, MAX_BACKENDS};
+
+use crate::{config::Config, dataplane::maglev::RingMember};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admin {
+    Ready,
+    Drain,
+    Maint,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerEntry {
+    pub id: u32,
+    pub backend: String,
+    pub name: String,
+    /// "backend/server": the stable name Maglev hashes, equal on every node.
+    pub key: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub admin: Admin,
+    pub healthy: bool,
+}
+
+impl ServerEntry {
+    /// `BACKEND_*` as the data path sees it.
+    pub fn state(&self) -> u8 {
+        match (self.admin, self.healthy) {
+            (Admin::Maint, _) => BACKEND_MAINT,
+            (_, false) => BACKEND_DOWN,
+            (Admin::Drain, true) => BACKEND_DRAIN,
+            (Admin::Ready, true) if self.weight == 0 => BACKEND_DRAIN,
+            (Admin::Ready, true) => BACKEND_UP,
+        }
+    }
+
+    /// Takes new flows and requests.
+    pub fn is_live(&self) -> bool {
+        self.state() == BACKEND_UP
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    servers: BTreeMap<u32, ServerEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("too many servers: at most {MAX_BACKENDS}")]
+    Full,
+}
+
+impl Registry {
+    /// Servers start healthy (as in HAProxy) so a fresh start serves at once;
+    /// the checker takes them down after `fall` failed checks.
+    pub fn from_config(config: &Config) -> Result<Self, RegistryError> {
+        let mut registry = Registry::default();
+        for pool in &config.backend {
+            for server in &pool.server {
+                registry.add(&pool.name, &server.name, server.address, server.weight)?;
+            }
+        }
+        Ok(registry)
+    }
+
+    pub fn add(
+        &mut self,
+        backend: &str,
+        name: &str,
+        address: SocketAddr,
+        weight: u32,
+    ) -> Result<u32, RegistryError> {
+        let id = (0..MAX_BACKENDS)
+            .find(|id| !self.servers.contains_key(id))
+            .ok_or(RegistryError::Full)?;
+        self.servers.insert(
+            id,
+            ServerEntry {
+                id,
+                backend: backend.to_string(),
+                name: name.to_string(),
+                key: format!("{backend}/{name}"),
+                address,
+                weight,
+                admin: Admin::Ready,
+                healthy: true,
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn get(&self, id: u32) -> Option<&ServerEntry> {
+        self.servers.get(&id)
+    }
+
+    pub fn find(&self, backend: &str, name: &str) -> Option<&ServerEntry> {
+        self.servers
+            .values()
+            .find(|s| s.backend == backend && s.name == name)
+    }
+
+    pub fn servers(&self) -> impl Iterator<Item = &ServerEntry> {
+        self.servers.values()
+    }
+
+    pub fn in_backend<'a>(&'a self, backend: &'a str) -> impl Iterator<Item = &'a ServerEntry> {
+        self.servers.values().filter(move |s| s.backend == backend)
+    }
+
+    /// Record a health verdict; returns true when the effective state changed.
+    pub fn set_healthy(&mut self, id: u32, healthy: bool) -> bool {
+        match self.servers.get_mut(&id) {
+            Some(s) if s.healthy != healthy => {
+                s.healthy = healthy;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn set_admin(&mut self, id: u32, admin: Admin) -> bool {
+        match self.servers.get_mut(&id) {
+            Some(s) if s.admin != admin => {
+                s.admin = admin;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Maglev members of one backend pool.
+    pub fn ring_members<'a>(&'a self, backend: &'a str) -> Vec<RingMember<'a>> {
+        self.in_backend(backend)
+            .map(|s| RingMember {
+                id: s.id,
+                key: &s.key,
+                weight: s.weight,
+                live: s.is_live(),
+            })
+            .collect()
+    }
+}
+
+impl Registry {
+    /// Apply a reloaded config: servers keep their id (and health) when
+    /// their backend/name stays; new ones are added, gone ones removed.
+    pub fn reconcile(&mut self, config: &Config) -> Result<(), RegistryError> {
+        let mut keep = Vec::new();
+        for pool in &config.backend {
+            for server in &pool.server {
+                let id = match self.find(&pool.name, &server.name) {
+                    Some(existing) => existing.id,
+                    None => self.add(&pool.name, &server.name, server.address, server.weight)?,
+                };
+                if let Some(entry) = self.servers.get_mut(&id) {
+                    entry.address = server.address;
+                    entry.weight = server.weight;
+                }
+                keep.push(id);
+            }
+        }
+        self.servers.retain(|id, _| keep.contains(id));
+        Ok(())
+    }
+}

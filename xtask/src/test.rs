@@ -1,0 +1,121 @@
+//! `cargo xtask test`: setup, then fmt check, clippy and the test suites,
+//! with stale `xlb-*` network namespaces swept before and checked after.
+//! Exits non-zero when any step fails or a test leaves a namespace behind.
+
+use std::env;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::{cmd, setup};
+
+/// Lab namespaces are named `xlb-<test>-<role>`.
+const NETNS_PREFIX: &str = "xlb-";
+
+pub fn test() -> Result<()> {
+    if !cmd::is_root() {
+        bail!(
+            "cargo xtask test needs root: the lab tests create network namespaces \
+             and attach XDP programs. Run it as root."
+        );
+    }
+    setup::setup()?;
+
+    let stale = sweep_namespaces()?;
+    if stale.is_empty() {
+        println!("test: stale {NETNS_PREFIX}* namespaces ... none");
+    } else {
+        println!(
+            "test: stale {NETNS_PREFIX}* namespaces ... removed {}",
+            stale.join(" ")
+        );
+    }
+
+    let mut results: Vec<(&str, bool)> = Vec::new();
+
+    let mut fmt = cmd::cargo()?;
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    results.push(("fmt", step(1, "fmt", &mut fmt)?));
+
+    let mut clippy = cmd::cargo()?;
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "xlb-ebpf",
+        "--all-targets",
+    ]);
+    clippy.args(["--", "-D", "warnings"]);
+    results.push(("clippy", step(2, "clippy", &mut clippy)?));
+
+    let mut tests = cmd::cargo()?;
+    tests.args(["test", "--workspace", "--exclude", "xlb-ebpf"]);
+    if let Some(threads) = test_threads()? {
+        tests.args(["--", "--test-threads", &threads.to_string()]);
+    }
+    results.push(("tests", step(3, "tests", &mut tests)?));
+
+    let left = sweep_namespaces()?;
+    if left.is_empty() {
+        println!("test: namespaces left behind ... none");
+    } else {
+        println!(
+            "test: namespaces left behind ... FAILED: {} (removed now; tests must clean up)",
+            left.join(" ")
+        );
+    }
+    results.push(("netns cleanup", left.is_empty()));
+
+    let passed = results.iter().all(|&(_, ok)| ok);
+    let parts: Vec<String> = results
+        .iter()
+        .map(|&(name, ok)| format!("{name} {}", if ok { "ok" } else { "FAILED" }))
+        .collect();
+    let verdict = if passed { "ok" } else { "FAILED" };
+    println!("test: summary: {} => {verdict}", parts.join(", "));
+    if !passed {
+        bail!("test failed");
+    }
+    Ok(())
+}
+
+/// Runs one step with progress lines; whether it passed.
+fn step(number: u32, name: &str, command: &mut Command) -> Result<bool> {
+    println!("test: [{number}/3] {name}: {}", cmd::describe(command));
+    let started = Instant::now();
+    let status = command.status()?;
+    let seconds = started.elapsed().as_secs_f32();
+    if status.success() {
+        println!("test: [{number}/3] {name} ... ok ({seconds:.1}s)");
+    } else {
+        println!("test: [{number}/3] {name} ... FAILED ({status}, {seconds:.1}s)");
+    }
+    Ok(status.success())
+}
+
+/// `XLB_TEST_THREADS`, if set: the libtest `--test-threads` value.
+fn test_threads() -> Result<Option<u32>> {
+    let Some(value) = env::var_os("XLB_TEST_THREADS") else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|v| v.trim().parse::<u32>().ok()) {
+        Some(threads) if threads > 0 => Ok(Some(threads)),
+        _ => bail!("XLB_TEST_THREADS must be a positive integer, not {value:?}"),
+    }
+}
+
+/// Deletes every `xlb-*` network namespace; returns their names.
+fn sweep_namespaces() -> Result<Vec<String>> {
+    let list = cmd::output(cmd::command("ip")?.args(["netns", "list"]))?;
+    let names: Vec<String> = list
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(NETNS_PREFIX))
+        .map(str::to_string)
+        .collect();
+    for name in &names {
+        cmd::run(cmd::command("ip")?.args(["netns", "del", name]))?;
+    }
+    Ok(names)
+}
