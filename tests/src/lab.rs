@@ -1,12 +1,14 @@
 //! The owner of one test's namespaces and processes.
 
 use std::{
+    fs::File,
+    os::fd::AsRawFd,
     process::Command,
     sync::{Mutex, MutexGuard},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::{
     netns::Namespace,
@@ -42,7 +44,11 @@ fn check_name(kind: &str, s: &str, dash_ok: bool) -> Result<()> {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dash_ok && b == b'-'));
     if !ok {
-        let allowed = if dash_ok { "[A-Za-z0-9_-]" } else { "[A-Za-z0-9_]" };
+        let allowed = if dash_ok {
+            "[A-Za-z0-9_-]"
+        } else {
+            "[A-Za-z0-9_]"
+        };
         bail!("lab {kind} name {s:?} must be 1-40 characters of {allowed}");
     }
     Ok(())
@@ -78,24 +84,73 @@ fn remove(name: &str) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     let me = std::process::id() as i32;
-    for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
         if pid != me && pid > 1 {
             // SAFETY: plain syscall.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
     let _guard = netns_lock();
-    run_timeout(Command::new("ip").args(["netns", "delete", name]), IP_TIMEOUT)?;
+    run_timeout(
+        Command::new("ip").args(["netns", "delete", name]),
+        IP_TIMEOUT,
+    )?;
     Ok(())
 }
 
-/// Removes the namespaces (and their processes) a crashed run of `test` left.
-pub fn sweep(test: &str) -> Result<()> {
-    check_name("test", test, false)?;
+/// Where the per-test lock files live.
+pub const LOCK_DIR: &str = "/run/xlb-lab";
+
+/// How long [`Lab::new`] waits for another live lab of the same test name.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Takes the exclusive lock of test name `test` (a `flock` on
+/// `/run/xlb-lab/<test>.lock`), waiting at most `timeout`. Two processes
+/// running the same test then take turns instead of sweeping each other's
+/// namespaces; a crashed process releases its lock with its file.
+fn lock_test(test: &str, timeout: Duration) -> Result<File> {
+    std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("creating {LOCK_DIR}"))?;
+    let path = format!("{LOCK_DIR}/{test}.lock");
+    let file = File::create(&path).with_context(|| format!("opening {path}"))?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        // SAFETY: flock on an open fd.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(err).with_context(|| format!("locking {path}"));
+        }
+        if start.elapsed() >= timeout {
+            bail!("another process still runs lab {test:?} (holds {path}) after {timeout:?}");
+        }
+        if !told && start.elapsed() >= Duration::from_secs(1) {
+            eprintln!("xlb-lab: waiting for another run of lab {test:?} to finish ({path})");
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sweep_locked(test: &str) -> Result<()> {
     for name in list(test)? {
         remove(&name)?;
     }
     Ok(())
+}
+
+/// Removes the namespaces (and their processes) a crashed run of `test`
+/// left. Waits (bounded) while a live [`Lab`] of that name exists.
+pub fn sweep(test: &str) -> Result<()> {
+    check_root()?;
+    check_name("test", test, false)?;
+    let _lock = lock_test(test, LOCK_TIMEOUT)?;
+    sweep_locked(test)
 }
 
 /// One test's lab. Owns every namespace made through [`Lab::namespace`] and
@@ -106,19 +161,26 @@ pub struct Lab {
     test: String,
     namespaces: Mutex<Vec<String>>,
     registry: Registry,
+    // Released after Drop::drop has removed everything.
+    _lock: File,
 }
 
 impl Lab {
-    /// Checks for root, sweeps stale `xlb-<test>-*` namespaces and returns
-    /// an empty lab. `test` is `[A-Za-z0-9_]+` (no dash, so one test's sweep
-    /// never matches another test's namespaces).
+    /// Checks for root, takes the test name's lock (waiting at most
+    /// [`LOCK_TIMEOUT`] for another live lab of the same name, e.g. the same
+    /// test run by a second `cargo test`), sweeps stale `xlb-<test>-*`
+    /// namespaces and returns an empty lab. `test` is `[A-Za-z0-9_]+` (no
+    /// dash, so one test's sweep never matches another test's namespaces).
     pub fn new(test: &str) -> Result<Lab> {
         check_root()?;
-        sweep(test)?;
+        check_name("test", test, false)?;
+        let lock = lock_test(test, LOCK_TIMEOUT)?;
+        sweep_locked(test)?;
         Ok(Lab {
             test: test.to_owned(),
             namespaces: Mutex::new(Vec::new()),
             registry: Registry::default(),
+            _lock: lock,
         })
     }
 

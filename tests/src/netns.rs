@@ -61,14 +61,24 @@ impl Namespace {
 
     /// `ip -n <ns> <args>`; a non-zero exit is an error.
     pub fn ip(&self, args: &[&str]) -> Result<Output> {
-        run_timeout(Command::new("ip").arg("-n").arg(&self.name).args(args), IP_TIMEOUT)
+        run_timeout(
+            Command::new("ip").arg("-n").arg(&self.name).args(args),
+            IP_TIMEOUT,
+        )
     }
 
     /// `curl` inside the namespace: GET `url` (5 s limit, no proxy) and
     /// return the body; HTTP errors (>= 400) and connect failures are errors.
     pub fn curl(&self, url: &str) -> Result<String> {
         let out = self.run(&[
-            "curl", "-sS", "-f", "--noproxy", "*", "--max-time", "5", url,
+            "curl",
+            "-sS",
+            "-f",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "5",
+            url,
         ])?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -92,8 +102,8 @@ impl Namespace {
     /// Moves the CURRENT THREAD into this namespace (`setns`) until the
     /// guard drops, which moves it back. For loading/attaching BPF programs
     /// and `BPF_PROG_TEST_RUN` inside the lab; sockets opened meanwhile
-    /// belong to this namespace. Child processes spawned meanwhile inherit
-    /// it. Note `/sys` is not remounted (use [`Namespace::run`] for tools
+    /// belong to this namespace. Threads and child processes spawned
+    /// meanwhile inherit it; other threads are not moved. Note `/sys` is not remounted (use [`Namespace::run`] for tools
     /// that read `/sys/class/net`).
     pub fn enter(&self) -> Result<NetnsGuard> {
         let original = File::open("/proc/thread-self/ns/net").context("opening own netns")?;

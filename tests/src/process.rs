@@ -70,8 +70,14 @@ pub(crate) fn output_timeout(cmd: &mut Command, timeout: Duration) -> Result<Out
     let pgid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     for (i, pipe) in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .enumerate()

@@ -103,7 +103,8 @@ impl L4Topology {
             ns.add_route("default", &LB_BACKEND_ADDR.to_string())?;
         }
 
-        let xdp = attach_pass(&sw, &bridge_ports).context("pass-through XDP on the bridge ports")?;
+        let xdp =
+            attach_pass(&sw, &bridge_ports).context("pass-through XDP on the bridge ports")?;
         Ok(L4Topology {
             _xdp: xdp,
             sw,

@@ -131,8 +131,16 @@ fn nat_fixtures_exact_bytes() {
         verify_checksums(&out, case.name);
     }
     let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 2, "syn and udp are new flows");
-    assert_eq!(stats.stat(Stat::FlowHit).unwrap(), 2, "data and udp (no csum) hit");
+    assert_eq!(
+        stats.stat(Stat::FlowMiss).unwrap(),
+        2,
+        "syn and udp are new flows"
+    );
+    assert_eq!(
+        stats.stat(Stat::FlowHit).unwrap(),
+        2,
+        "data and udp (no csum) hit"
+    );
     assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 1);
     let vip = stats.vip(0).unwrap();
     assert_eq!(vip.packets, 3, "tcp vip: syn, data, reply");
@@ -236,14 +244,23 @@ fn parse_rules() {
         let (action, out) = dut.run(&case.input);
         assert_eq!(action, case.action, "{}: action", case.name);
         if action == XDP_PASS {
-            assert_eq!(hex(&out), hex(&case.input), "{}: passes untouched", case.name);
+            assert_eq!(
+                hex(&out),
+                hex(&case.input),
+                "{}: passes untouched",
+                case.name
+            );
         }
     }
     let stats = dut.stats();
     assert_eq!(stats.stat(Stat::DropMalformedIp).unwrap(), 4);
     assert_eq!(stats.stat(Stat::DropMalformedL4).unwrap(), 1);
     assert_eq!(stats.stat(Stat::PassFragment).unwrap(), 1);
-    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 0, "nothing reached a vip");
+    assert_eq!(
+        stats.stat(Stat::FlowMiss).unwrap(),
+        0,
+        "nothing reached a vip"
+    );
 }
 
 #[test]

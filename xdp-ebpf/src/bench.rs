@@ -8,7 +8,7 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::map,
-    maps::{Array, PerCpuArray, ProgramArray},
+    maps::{Array, ProgramArray},
     programs::XdpContext,
 };
 use xlb_common::{BENCH_FRAME_LEN, BenchConfig};
@@ -18,8 +18,10 @@ use crate::packet::ptr_at;
 #[map]
 static XLB_BENCH_CFG: Array<BenchConfig> = Array::with_max_entries(1, 0);
 
+/// Shared, not per CPU: rounds may run on different CPUs and must not
+/// repeat each other's flows. The bench is single-threaded.
 #[map]
-static XLB_BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+static XLB_BENCH_SEQ: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Slot 0: the program under test.
 #[map]
@@ -40,10 +42,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
                 *seq = (*seq).wrapping_add(1);
                 let s = *seq;
                 // Source port (TCP/UDP at 14 + 20) and the source address's
-                // last two bytes: a fresh 5-tuple per iteration.
+                // last two bytes: a fresh 5-tuple per iteration. The high
+                // bit keeps it apart from the template's own flow.
                 (*frame)[34] = (s >> 8) as u8;
                 (*frame)[35] = s as u8;
-                (*frame)[28] = (s >> 24) as u8;
+                (*frame)[28] = 0x80 | (s >> 24) as u8;
                 (*frame)[29] = (s >> 16) as u8;
             }
         }

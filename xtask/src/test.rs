@@ -50,7 +50,13 @@ pub fn test() -> Result<()> {
     results.push(("clippy", step(2, "clippy", &mut clippy)?));
 
     let mut tests = cmd::cargo()?;
-    tests.args(["test", "--workspace", "--exclude", "xlb-ebpf"]);
+    tests.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "xlb-ebpf",
+        "--no-fail-fast",
+    ]);
     if let Some(threads) = test_threads()? {
         tests.args(["--", "--test-threads", &threads.to_string()]);
     }

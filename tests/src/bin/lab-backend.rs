@@ -129,7 +129,8 @@ fn run(args: Args) -> io::Result<()> {
         }
     }
     if let Some(t) = udp_thread {
-        t.join().map_err(|_| io::Error::other("udp thread panicked"))??;
+        t.join()
+            .map_err(|_| io::Error::other("udp thread panicked"))??;
     }
     Ok(())
 }
@@ -240,7 +241,10 @@ fn discard_chunked(r: &mut impl BufRead) -> io::Result<()> {
         let size = u64::from_str_radix(size, 16).map_err(|_| bad("chunk size"))?;
         if size == 0 {
             // Trailers up to the empty line.
-            while !read_line(r)?.ok_or_else(|| bad("eof in trailers"))?.is_empty() {}
+            while !read_line(r)?
+                .ok_or_else(|| bad("eof in trailers"))?
+                .is_empty()
+            {}
             return Ok(());
         }
         let n = io::copy(&mut r.take(size), &mut io::sink())?;
@@ -271,7 +275,11 @@ fn serve_http(stream: TcpStream, name: &str, body: &str) -> io::Result<()> {
             }
             Err(e) => return Err(e),
         };
-        let conn = if req.keep_alive { "keep-alive" } else { "close" };
+        let conn = if req.keep_alive {
+            "keep-alive"
+        } else {
+            "close"
+        };
         let mut resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
              X-Backend: {name}\r\nConnection: {conn}\r\n\r\n",

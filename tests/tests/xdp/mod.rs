@@ -12,7 +12,7 @@ use aya::{
 };
 use xlb::{
     config::{
-        Balance, BackendPool, CheckKind, Config, Forward, Global, HealthCheck, L4Vip, Protocol,
+        BackendPool, Balance, CheckKind, Config, Forward, Global, HealthCheck, L4Vip, Protocol,
         Server, Steering, XdpInterface, XdpMode,
     },
     dataplane::{loader, maps::Maps, object::PROG_L4, stats::StatsReader},
@@ -105,7 +105,10 @@ impl Dut {
         let lab = Lab::new(test).expect("lab");
         let ns = lab.namespace("dut").expect("namespace");
         let mut script = vec![
-            format!("ip link add eth0 address {} type veth peer name peer0", mac(LB_MAC)),
+            format!(
+                "ip link add eth0 address {} type veth peer name peer0",
+                mac(LB_MAC)
+            ),
             "ip link set eth0 up".into(),
             "ip link set peer0 up".into(),
             "ip addr add 198.18.0.1/24 dev eth0".into(),

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Balance, BackendPool, CheckKind, Config, Forward, Frontend, Global, HealthCheck, L4Vip,
+    BackendPool, Balance, CheckKind, Config, Forward, Frontend, Global, HealthCheck, L4Vip,
     Protocol, Server, Steering, Tls, XdpInterface, XdpMode,
 };
 
@@ -41,7 +41,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -193,7 +197,9 @@ fn toml_message(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field") {
         format!("unknown key{rest}")
     } else {
-        message.to_string()
+        message
+            .replace("expected i64", "expected an integer")
+            .replace("expected a boolean", "expected true or false")
     }
 }
 
@@ -212,7 +218,12 @@ impl<'a> Cx<'a> {
     fn new(text: &'a str, file: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Cx { text, file, line_starts, errors: Vec::new() }
+        Cx {
+            text,
+            file,
+            line_starts,
+            errors: Vec::new(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -229,7 +240,12 @@ impl<'a> Cx<'a> {
 
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         let (line, col) = self.line_col(span.start);
-        ConfigError { file: self.file.to_string(), line, col, message: message.into() }
+        ConfigError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        }
     }
 
     fn push(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -243,7 +259,8 @@ impl<'a> Cx<'a> {
 
     /// The earliest error in the file (ties: the first found).
     fn first_error(&mut self) -> Option<ConfigError> {
-        let i = (0..self.errors.len()).min_by_key(|&i| (self.errors[i].line, self.errors[i].col))?;
+        let i =
+            (0..self.errors.len()).min_by_key(|&i| (self.errors[i].line, self.errors[i].col))?;
         Some(self.errors.swap_remove(i))
     }
 }
@@ -265,7 +282,11 @@ fn enum_value<T: Copy>(
     let names: Vec<String> = table.iter().map(|(n, _)| format!("\"{n}\"")).collect();
     cx.push(
         v.span(),
-        format!("unknown {key} \"{}\": expected one of {}", v.get_ref(), names.join(", ")),
+        format!(
+            "unknown {key} \"{}\": expected one of {}",
+            v.get_ref(),
+            names.join(", ")
+        ),
     );
     default
 }
@@ -291,12 +312,13 @@ fn valid_name(cx: &mut Cx, name: &S<String>, what: &str) -> bool {
         cx.push(name.span(), format!("{what} name must not be empty"));
         return false;
     }
-    if let Some(c) = n.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.:".contains(*c))) {
+    if let Some(c) = n
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.:".contains(*c)))
+    {
         cx.push(
             name.span(),
-            format!(
-                "{what} name \"{n}\" contains {c:?}: use letters, digits and - _ . : only"
-            ),
+            format!("{what} name \"{n}\" contains {c:?}: use letters, digits and - _ . : only"),
         );
         return false;
     }
@@ -313,7 +335,10 @@ fn unique<K: std::hash::Hash + Eq>(
 ) {
     if let Some(first) = seen.get(&key) {
         let line = cx.line_of(first);
-        cx.push(span, format!("duplicate {} (first defined on line {line})", what()));
+        cx.push(
+            span,
+            format!("duplicate {} (first defined on line {line})", what()),
+        );
     } else {
         seen.insert(key, span);
     }
@@ -323,7 +348,10 @@ fn address(cx: &mut Cx, value: &S<String>, what: &str) -> Option<SocketAddr> {
     let s = value.get_ref();
     match s.trim().parse::<SocketAddr>() {
         Ok(a) if a.port() == 0 => {
-            cx.push(value.span(), format!("{what} \"{s}\": port 0 is not allowed"));
+            cx.push(
+                value.span(),
+                format!("{what} \"{s}\": port 0 is not allowed"),
+            );
             None
         }
         Ok(a) => Some(a),
@@ -361,7 +389,7 @@ fn is_prime(n: u64) -> bool {
     }
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 1;
@@ -382,7 +410,13 @@ fn convert(cx: &mut Cx, raw: RawConfig) -> Config {
     let backend = convert_backends(cx, &raw.backend);
     let l4 = convert_l4(cx, &raw, &backend);
     let frontend = convert_frontends(cx, &raw, &l4);
-    Config { global, xdp, backend, l4, frontend }
+    Config {
+        global,
+        xdp,
+        backend,
+        l4,
+        frontend,
+    }
 }
 
 fn convert_global(cx: &mut Cx, raw: Option<&S<RawGlobal>>) -> Global {
@@ -407,7 +441,10 @@ fn convert_global(cx: &mut Cx, raw: Option<&S<RawGlobal>>) -> Global {
         if !Path::new(v.get_ref()).is_absolute() {
             cx.push(
                 v.span(),
-                format!("bpf_pin_path \"{}\" must be an absolute path (on bpffs)", v.get_ref()),
+                format!(
+                    "bpf_pin_path \"{}\" must be an absolute path (on bpffs)",
+                    v.get_ref()
+                ),
             );
         }
     }
@@ -440,7 +477,11 @@ fn convert_xdp(cx: &mut Cx, raw: &[S<RawXdp>]) -> Vec<XdpInterface> {
             cx,
             x.mode.as_ref(),
             "xdp mode",
-            &[("auto", XdpMode::Auto), ("driver", XdpMode::Driver), ("skb", XdpMode::Skb)],
+            &[
+                ("auto", XdpMode::Auto),
+                ("driver", XdpMode::Driver),
+                ("skb", XdpMode::Skb),
+            ],
             XdpMode::Auto,
         );
         let Some(iface) = x.interface.as_ref() else {
@@ -457,12 +498,19 @@ fn convert_xdp(cx: &mut Cx, raw: &[S<RawXdp>]) -> Vec<XdpInterface> {
         {
             cx.push(
                 iface.span(),
-                format!("bad interface name \"{name}\" (1 to {MAX_IFNAME} bytes, no '/' or spaces)"),
+                format!(
+                    "bad interface name \"{name}\" (1 to {MAX_IFNAME} bytes, no '/' or spaces)"
+                ),
             );
             continue;
         }
-        unique(cx, &mut seen, name.clone(), iface.span(), || format!("[[xdp]] interface \"{name}\""));
-        out.push(XdpInterface { interface: name.clone(), mode });
+        unique(cx, &mut seen, name.clone(), iface.span(), || {
+            format!("[[xdp]] interface \"{name}\"")
+        });
+        out.push(XdpInterface {
+            interface: name.clone(),
+            mode,
+        });
     }
     out
 }
@@ -473,7 +521,11 @@ fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
         cx,
         h.and_then(|h| h.check.as_ref()),
         "health check",
-        &[("tcp", CheckKind::Tcp), ("http", CheckKind::Http), ("none", CheckKind::None)],
+        &[
+            ("tcp", CheckKind::Tcp),
+            ("http", CheckKind::Http),
+            ("none", CheckKind::None),
+        ],
         CheckKind::Tcp,
     );
     let path = h.and_then(|h| h.path.as_ref());
@@ -481,13 +533,30 @@ fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
         if !p.get_ref().starts_with('/') || p.get_ref().contains(|c: char| c.is_whitespace()) {
             cx.push(
                 p.span(),
-                format!("health path \"{}\" must start with '/' and contain no spaces", p.get_ref()),
+                format!(
+                    "health path \"{}\" must start with '/' and contain no spaces",
+                    p.get_ref()
+                ),
             );
         }
     }
     let max_ms = MAX_DURATION_MS as i64;
-    let interval_ms = int(cx, h.and_then(|h| h.interval_ms.as_ref()), "interval_ms", 1, max_ms, 2000);
-    let timeout_ms = int(cx, h.and_then(|h| h.timeout_ms.as_ref()), "timeout_ms", 1, max_ms, 1000);
+    let interval_ms = int(
+        cx,
+        h.and_then(|h| h.interval_ms.as_ref()),
+        "interval_ms",
+        1,
+        max_ms,
+        2000,
+    );
+    let timeout_ms = int(
+        cx,
+        h.and_then(|h| h.timeout_ms.as_ref()),
+        "timeout_ms",
+        1,
+        max_ms,
+        1000,
+    );
     let max = u32::MAX as i64;
     let rise = int(cx, h.and_then(|h| h.rise.as_ref()), "rise", 1, max, 2);
     let fall = int(cx, h.and_then(|h| h.fall.as_ref()), "fall", 1, max, 3);
@@ -509,7 +578,9 @@ fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
         let name = match required(cx, b.name.as_ref(), "name", "[[backend]]", &table.span()) {
             Some(n) if valid_name(cx, n, "backend") => {
                 let s = n.get_ref().clone();
-                unique(cx, &mut names, s.clone(), n.span(), || format!("backend \"{s}\""));
+                unique(cx, &mut names, s.clone(), n.span(), || {
+                    format!("backend \"{s}\"")
+                });
                 s
             }
             _ => String::new(),
@@ -546,13 +617,28 @@ fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
             };
             let addr = required(cx, s.address.as_ref(), "address", section, &st.span())
                 .and_then(|a| address(cx, a, "server address"));
-            let weight =
-                int(cx, s.weight.as_ref(), "weight", 0, MAX_WEIGHT as i64, DEFAULT_WEIGHT as i64);
+            let weight = int(
+                cx,
+                s.weight.as_ref(),
+                "weight",
+                0,
+                MAX_WEIGHT as i64,
+                DEFAULT_WEIGHT as i64,
+            );
             if let Some(address) = addr {
-                server.push(Server { name: sname, address, weight: weight as u32 });
+                server.push(Server {
+                    name: sname,
+                    address,
+                    weight: weight as u32,
+                });
             }
         }
-        out.push(BackendPool { name, balance, health, server });
+        out.push(BackendPool {
+            name,
+            balance,
+            health,
+            server,
+        });
     }
     out
 }
@@ -575,7 +661,9 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
         let name = match required(cx, v.name.as_ref(), "name", section, &table.span()) {
             Some(n) if valid_name(cx, n, "l4") => {
                 let s = n.get_ref().clone();
-                unique(cx, &mut names, s.clone(), n.span(), || format!("[[l4]] name \"{s}\""));
+                unique(cx, &mut names, s.clone(), n.span(), || {
+                    format!("[[l4]] name \"{s}\"")
+                });
                 s
             }
             _ => String::new(),
@@ -584,7 +672,10 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
             .and_then(|a| address(cx, a, "l4 vip"));
         if let (Some(addr), Some(span)) = (vip, v.vip.as_ref().map(|s| s.span())) {
             if addr.ip().is_unspecified() || addr.ip().is_multicast() {
-                cx.push(span, format!("l4 vip {addr} must be a unicast address of this host"));
+                cx.push(
+                    span,
+                    format!("l4 vip {addr} must be a unicast address of this host"),
+                );
             }
         }
         let protocol = enum_value(
@@ -605,7 +696,11 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
             cx,
             v.steering.as_ref(),
             "steering",
-            &[("flow", Steering::Flow), ("syslog", Steering::Syslog), ("quic", Steering::Quic)],
+            &[
+                ("flow", Steering::Flow),
+                ("syslog", Steering::Syslog),
+                ("quic", Steering::Quic),
+            ],
             Steering::Flow,
         );
         if let Some(s) = &v.steering {
@@ -620,10 +715,20 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
             }
         }
         if let (Some(addr), Some(span)) = (vip, v.vip.as_ref().map(|s| s.span())) {
-            unique(cx, &mut vips, (addr, protocol == Protocol::Tcp), span, || {
-                let p = if protocol == Protocol::Tcp { "tcp" } else { "udp" };
-                format!("VIP {addr}/{p}")
-            });
+            unique(
+                cx,
+                &mut vips,
+                (addr, protocol == Protocol::Tcp),
+                span,
+                || {
+                    let p = if protocol == Protocol::Tcp {
+                        "tcp"
+                    } else {
+                        "udp"
+                    };
+                    format!("VIP {addr}/{p}")
+                },
+            );
         }
         let backend = match required(cx, v.backend.as_ref(), "backend", section, &table.span()) {
             Some(b) => {
@@ -644,7 +749,14 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
             None => String::new(),
         };
         if let Some(vip) = vip {
-            out.push(L4Vip { name, vip, protocol, backend, forward, steering });
+            out.push(L4Vip {
+                name,
+                vip,
+                protocol,
+                backend,
+                forward,
+                steering,
+            });
         }
     }
     out
@@ -652,24 +764,23 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
 
 /// NAT rewrites addresses in place: it cannot turn an IPv4 packet into an
 /// IPv6 one. DSR encapsulates and can (4in6, like Katran).
-fn check_nat_families(
-    cx: &mut Cx,
-    raw: &RawConfig,
-    pool: &BackendPool,
-    vip: SocketAddr,
-    l4: &str,
-) {
-    let Some(raw_pool) = raw
-        .backend
-        .iter()
-        .find(|b| b.get_ref().name.as_ref().is_some_and(|n| n.get_ref() == &pool.name))
-    else {
+fn check_nat_families(cx: &mut Cx, raw: &RawConfig, pool: &BackendPool, vip: SocketAddr, l4: &str) {
+    let Some(raw_pool) = raw.backend.iter().find(|b| {
+        b.get_ref()
+            .name
+            .as_ref()
+            .is_some_and(|n| n.get_ref() == &pool.name)
+    }) else {
         return;
     };
     for rs in &raw_pool.get_ref().server {
         let s = rs.get_ref();
-        let (Some(a), Some(n)) = (s.address.as_ref(), s.name.as_ref()) else { continue };
-        let Some(server) = pool.server.iter().find(|x| &x.name == n.get_ref()) else { continue };
+        let (Some(a), Some(n)) = (s.address.as_ref(), s.name.as_ref()) else {
+            continue;
+        };
+        let Some(server) = pool.server.iter().find(|x| &x.name == n.get_ref()) else {
+            continue;
+        };
         if server.address.is_ipv4() != vip.is_ipv4() {
             let fam = |a: &SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
             cx.push(
@@ -688,7 +799,10 @@ fn check_nat_families(
 }
 
 fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend> {
-    let base = Path::new(cx.file).parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = Path::new(cx.file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let backend_names: Vec<&str> = raw
         .backend
         .iter()
@@ -703,7 +817,9 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
         let name = match required(cx, f.name.as_ref(), "name", section, &table.span()) {
             Some(n) if valid_name(cx, n, "frontend") => {
                 let s = n.get_ref().clone();
-                unique(cx, &mut names, s.clone(), n.span(), || format!("[[frontend]] name \"{s}\""));
+                unique(cx, &mut names, s.clone(), n.span(), || {
+                    format!("[[frontend]] name \"{s}\"")
+                });
                 s
             }
             _ => String::new(),
@@ -712,10 +828,16 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
         let bind_raw = required(cx, f.bind.as_ref(), "bind", section, &table.span());
         let bind = bind_raw.and_then(|a| address(cx, a, "frontend bind"));
         if let (Some(addr), Some(b)) = (bind, bind_raw) {
-            unique(cx, &mut binds, addr, b.span(), || format!("frontend bind {addr}"));
+            unique(cx, &mut binds, addr, b.span(), || {
+                format!("frontend bind {addr}")
+            });
             for v in l4.iter().filter(|v| v.vip == addr) {
                 if v.protocol == Protocol::Tcp || http3 {
-                    let p = if v.protocol == Protocol::Tcp { "tcp" } else { "udp (http3)" };
+                    let p = if v.protocol == Protocol::Tcp {
+                        "tcp"
+                    } else {
+                        "udp (http3)"
+                    };
                     cx.push(
                         b.span(),
                         format!(
@@ -771,7 +893,9 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
                 if !COMPRESSION.contains(&s.as_str()) {
                     cx.push(
                         c.span(),
-                        format!("unknown compression \"{s}\": expected \"gzip\", \"br\" or \"brotli\""),
+                        format!(
+                            "unknown compression \"{s}\": expected \"gzip\", \"br\" or \"brotli\""
+                        ),
                     );
                 } else if compression.contains(s) {
                     cx.push(c.span(), format!("duplicate compression \"{s}\""));
@@ -781,7 +905,14 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
             }
         }
         if let Some(bind) = bind {
-            out.push(Frontend { name, bind, default_backend, tls, compression, http3 });
+            out.push(Frontend {
+                name,
+                bind,
+                default_backend,
+                tls,
+                compression,
+                http3,
+            });
         }
     }
     out
@@ -790,11 +921,21 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
 /// Resolve a TLS file against the config's directory; it must exist.
 fn tls_file(cx: &mut Cx, value: &S<String>, base: &Path, what: &str) -> PathBuf {
     let given = Path::new(value.get_ref());
-    let path = if given.is_absolute() { given.to_path_buf() } else { base.join(given) };
+    let path = if given.is_absolute() {
+        given.to_path_buf()
+    } else {
+        base.join(given)
+    };
     if let Err(e) = std::fs::metadata(&path) {
-        cx.push(value.span(), format!("tls {what} \"{}\": {e}", path.display()));
+        cx.push(
+            value.span(),
+            format!("tls {what} \"{}\": {e}", path.display()),
+        );
     } else if !path.is_file() {
-        cx.push(value.span(), format!("tls {what} \"{}\" is not a file", path.display()));
+        cx.push(
+            value.span(),
+            format!("tls {what} \"{}\" is not a file", path.display()),
+        );
     }
     path
 }

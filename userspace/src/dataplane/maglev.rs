@@ -62,7 +62,11 @@ pub fn build(members: &[RingMember], size: u32) -> Vec<u32> {
         .zip(&fallback)
         .map(|(&f, &l)| {
             let owner = all[f as usize];
-            if owner.live { owner.id } else { live[l as usize].id }
+            if owner.live {
+                owner.id
+            } else {
+                live[l as usize].id
+            }
         })
         .collect()
 }
@@ -77,8 +81,16 @@ struct Walk {
 impl Walk {
     fn new(key: &str, size: u64) -> Self {
         let offset = name_hash(key.as_bytes(), 0) % size;
-        let skip = if size > 1 { name_hash(key.as_bytes(), 1) % (size - 1) + 1 } else { 1 };
-        Walk { pos: offset, skip, steps: 0 }
+        let skip = if size > 1 {
+            name_hash(key.as_bytes(), 1) % (size - 1) + 1
+        } else {
+            1
+        };
+        Walk {
+            pos: offset,
+            skip,
+            steps: 0,
+        }
     }
 
     /// The next slot of the permutation. After `size` steps (only reachable
@@ -128,13 +140,22 @@ mod tests {
     use super::*;
 
     fn member(id: u32, key: &str) -> RingMember<'_> {
-        RingMember { id, key, weight: 100, live: true }
+        RingMember {
+            id,
+            key,
+            weight: 100,
+            live: true,
+        }
     }
 
     #[test]
     fn non_prime_and_tiny_sizes_still_fill_the_table() {
         let keys = ["a", "b", "c"];
-        let members: Vec<_> = keys.iter().enumerate().map(|(i, k)| member(i as u32, k)).collect();
+        let members: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| member(i as u32, k))
+            .collect();
         for size in [1, 2, 4, 12, 100, 1000] {
             let t = build(&members, size);
             assert_eq!(t.len(), size as usize);
