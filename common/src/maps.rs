@@ -12,6 +12,10 @@ pub const MAP_RING: &str = "XLB_RING";
 pub const MAP_FLOWS: &str = "XLB_FLOWS";
 /// Backend-side 5-tuple of a NAT flow -> [`crate::NatReverse`].
 pub const MAP_NAT_REVERSE: &str = "XLB_NAT_REV";
+/// Backend id -> [`crate::NextHop`]: the data path's cache of the route to
+/// each backend, filled on new flows, read on connection-table hits. The
+/// daemon clears a slot when the backend's address changes.
+pub const MAP_NEXTHOP: &str = "XLB_NEXTHOP";
 /// Per-CPU [`crate::Counters`] indexed by VIP id.
 pub const MAP_VIP_STATS: &str = "XLB_VIP_STATS";
 /// Per-CPU [`crate::Counters`] indexed by backend id.

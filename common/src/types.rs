@@ -76,7 +76,19 @@ pub struct FlowEntry {
     pub vip_id: u32,
 }
 
-/// Reverse-NAT value for a backend -> client flow: what to put back.
+/// Where to send a frame without a route lookup: the egress interface and
+/// the MAC addresses to write. `ifindex == 0` means unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
+/// Reverse-NAT value for a backend -> client flow: what to put back, and
+/// the way back to the client (the interface and MACs its first packet
+/// came with, so replies need no route lookup).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatReverse {
@@ -86,6 +98,7 @@ pub struct NatReverse {
     pub pad: [u8; 2],
     pub vip_id: u32,
     pub backend_id: u32,
+    pub to_client: NextHop,
 }
 
 /// Packet and byte counters (per CPU in the maps).
@@ -105,6 +118,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowEntry {}
     unsafe impl aya::Pod for NatReverse {}
+    unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for Counters {}
 }
 

@@ -10,16 +10,16 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use xlb_common::{
-    AF_INET, BACKEND_DRAIN, BACKEND_UP, FlowEntry, FlowKey, NO_BACKEND, NatReverse, PROTO_TCP,
-    PROTO_UDP, Stat, VipKey, hash::flow_hash,
+    AF_INET, BACKEND_DRAIN, BACKEND_UP, FlowEntry, FlowKey, NO_BACKEND, NatReverse, NextHop,
+    PROTO_TCP, PROTO_UDP, Stat, VipKey, hash::flow_hash,
 };
 
 use crate::{
-    forward::forward_v4,
+    forward::{route_v4, send},
     headers::{
         ETH_HLEN, ETH_P_IP, EthHdr, IP_MF_OFFSET_MASK, Ipv4Hdr, Ports, TCP_HLEN, UDP_HLEN,
     },
-    maps::{XLB_BACKENDS, XLB_FLOWS, XLB_NAT_REV, XLB_RING, XLB_VIPS, ring_size},
+    maps::{XLB_BACKENDS, XLB_FLOWS, XLB_NAT_REV, XLB_NEXTHOP, XLB_RING, XLB_VIPS, ring_size},
     nat::{End, rewrite_v4},
     packet::{len, ptr_at},
     stats::{count, count_flow},
@@ -101,7 +101,8 @@ fn process_v4(ctx: &XdpContext) -> u32 {
 }
 
 /// Client -> VIP: pick the backend (connection table, else Maglev), rewrite
-/// the destination, forward.
+/// the destination, forward. The route to a backend is looked up on new
+/// flows and cached per backend; hits reuse it.
 #[inline(always)]
 fn to_backend(ctx: &XdpContext, flow: &FlowKey, vip_id: u32, l4_off: usize, tot_len: u64) -> u32 {
     let mut chosen = match unsafe { XLB_FLOWS.get(flow) } {
@@ -109,40 +110,77 @@ fn to_backend(ctx: &XdpContext, flow: &FlowKey, vip_id: u32, l4_off: usize, tot_
         None => NO_BACKEND,
     };
     let mut backend = live_backend(chosen, true);
-    if backend.is_some() {
-        count(Stat::FlowHit);
-    } else {
+    let new_flow = backend.is_none();
+    if new_flow {
         count(Stat::FlowMiss);
         chosen = maglev_pick(flow, vip_id);
         backend = live_backend(chosen, false);
-        let Some(be) = backend else {
-            return drop(Stat::DropNoBackend);
-        };
-        if remember(flow, vip_id, chosen, be).is_err() {
-            count(Stat::FlowInsertFailed);
-        }
+    } else {
+        count(Stat::FlowHit);
     }
     let Some(be) = backend else {
         return drop(Stat::DropNoBackend);
     };
+    // The way back to the client: the interface and MACs this packet came
+    // with, read before the rewrite.
+    let to_client = if new_flow {
+        let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+            return xdp_action::XDP_ABORTED;
+        };
+        unsafe {
+            NextHop {
+                ifindex: ctx.ingress_ifindex() as u32,
+                dmac: (*eth).src,
+                smac: (*eth).dst,
+            }
+        }
+    } else {
+        NextHop::default()
+    };
     if rewrite_v4(ctx, l4_off, flow.proto, End::Destination, be.addr[0], be.port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
+    if new_flow && remember(flow, vip_id, chosen, be, to_client).is_err() {
+        count(Stat::FlowInsertFailed);
+    }
     count_flow(vip_id, chosen, ETH_HLEN as u64 + tot_len);
-    forward_v4(ctx)
+    if !new_flow {
+        if let Some(hop) = XLB_NEXTHOP.get(chosen) {
+            if hop.ifindex != 0 {
+                return send(ctx, hop);
+            }
+        }
+    }
+    match route_v4(ctx) {
+        Ok(hop) => {
+            if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(chosen) {
+                unsafe { *slot = hop };
+            }
+            send(ctx, &hop)
+        }
+        Err(action) => action,
+    }
 }
 
-/// Backend -> client reply of a NAT flow: put the VIP back as the source.
+/// Backend -> client reply of a NAT flow: put the VIP back as the source
+/// and send it the way the client's packets came in.
 #[inline(always)]
 fn to_client(ctx: &XdpContext, rev: &NatReverse, l4_off: usize, proto: u8, tot_len: u64) -> u32 {
     let (vip_addr, vip_port, vip_id, backend_id) =
         (rev.vip_addr[0], rev.vip_port, rev.vip_id, rev.backend_id);
+    let hop = rev.to_client;
     if rewrite_v4(ctx, l4_off, proto, End::Source, vip_addr, vip_port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
     count(Stat::NatReverse);
     count_flow(vip_id, backend_id, ETH_HLEN as u64 + tot_len);
-    forward_v4(ctx)
+    if hop.ifindex != 0 {
+        return send(ctx, &hop);
+    }
+    match route_v4(ctx) {
+        Ok(hop) => send(ctx, &hop),
+        Err(action) => action,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -186,7 +224,13 @@ fn maglev_pick(flow: &FlowKey, vip_id: u32) -> u32 {
 
 /// Insert the flow and its reverse-NAT entry.
 #[inline(always)]
-fn remember(flow: &FlowKey, vip_id: u32, backend_id: u32, be: Target) -> Result<(), i32> {
+fn remember(
+    flow: &FlowKey,
+    vip_id: u32,
+    backend_id: u32,
+    be: Target,
+    to_client: NextHop,
+) -> Result<(), i32> {
     XLB_FLOWS.insert(
         flow,
         &FlowEntry {
@@ -212,6 +256,7 @@ fn remember(flow: &FlowKey, vip_id: u32, backend_id: u32, be: Target) -> Result<
             pad: [0; 2],
             vip_id,
             backend_id,
+            to_client,
         },
         0,
     )

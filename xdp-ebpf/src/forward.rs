@@ -1,5 +1,6 @@
-//! Sending a rewritten packet on: route lookup in the kernel FIB, new MAC
-//! addresses, then XDP_TX (same interface) or redirect.
+//! Sending a rewritten packet on: new MAC addresses, then XDP_TX (same
+//! interface) or redirect. The next hop comes from a cache when the caller
+//! has one, else from the kernel FIB (`bpf_fib_lookup`).
 
 use aya_ebpf::{
     bindings::{
@@ -9,7 +10,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use xlb_common::Stat;
+use xlb_common::{NextHop, Stat};
 
 use crate::{
     headers::{ETH_HLEN, EthHdr, Ipv4Hdr},
@@ -19,18 +20,30 @@ use crate::{
 
 const AF_INET: u8 = 2;
 
-/// Route the (already rewritten) IPv4 packet and return the XDP action.
-/// When the kernel has no neighbour entry yet, or no route, the packet goes
-/// to the stack, which resolves the neighbour (or answers with ICMP).
+/// Write the MACs and send out of `hop.ifindex`.
 #[inline(always)]
-pub fn forward_v4(ctx: &XdpContext) -> u32 {
-    let (Some(eth), Some(ip)) = (
-        ptr_at::<EthHdr>(ctx, 0),
-        ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN),
-    ) else {
+pub fn send(ctx: &XdpContext, hop: &NextHop) -> u32 {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return xdp_action::XDP_ABORTED;
     };
-    let ingress = ctx.ingress_ifindex() as u32;
+    unsafe {
+        (*eth).dst = hop.dmac;
+        (*eth).src = hop.smac;
+    }
+    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+        return xdp_action::XDP_TX;
+    }
+    unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+}
+
+/// Route the (already rewritten) IPv4 packet. `Err(action)` when the kernel
+/// must handle it: no neighbour entry yet (the stack resolves it and
+/// forwards) or no route (the stack answers with ICMP).
+#[inline(always)]
+pub fn route_v4(ctx: &XdpContext) -> Result<NextHop, u32> {
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
+        return Err(xdp_action::XDP_ABORTED);
+    };
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     unsafe {
         fib.family = AF_INET;
@@ -40,7 +53,7 @@ pub fn forward_v4(ctx: &XdpContext) -> u32 {
         fib.__bindgen_anon_3.ipv4_src = (*ip).saddr;
         fib.__bindgen_anon_4.ipv4_dst = (*ip).daddr;
     }
-    fib.ifindex = ingress;
+    fib.ifindex = ctx.ingress_ifindex() as u32;
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.ctx as *mut _,
@@ -50,19 +63,16 @@ pub fn forward_v4(ctx: &XdpContext) -> u32 {
         )
     };
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        unsafe {
-            (*eth).dst = fib.dmac;
-            (*eth).src = fib.smac;
-        }
-        if fib.ifindex == ingress {
-            return xdp_action::XDP_TX;
-        }
-        return unsafe { bpf_redirect(fib.ifindex, 0) } as u32;
+        return Ok(NextHop {
+            ifindex: fib.ifindex,
+            dmac: fib.dmac,
+            smac: fib.smac,
+        });
     }
     count(if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         Stat::PassNoNeigh
     } else {
         Stat::PassNoRoute
     });
-    xdp_action::XDP_PASS
+    Err(xdp_action::XDP_PASS)
 }

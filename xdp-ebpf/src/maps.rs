@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use xlb_common::{
     BPF_F_NO_COMMON_LRU, Backend, Counters, DEFAULT_RING_SIZE, FlowEntry, FlowKey, MAX_BACKENDS,
-    MAX_FLOWS, MAX_VIPS, NatReverse, STAT_COUNT, VipInfo, VipKey,
+    MAX_FLOWS, MAX_VIPS, NatReverse, NextHop, STAT_COUNT, VipInfo, VipKey,
 };
 
 #[map]
@@ -27,6 +27,9 @@ pub static XLB_FLOWS: LruHashMap<FlowKey, FlowEntry> =
 #[map]
 pub static XLB_NAT_REV: LruHashMap<FlowKey, NatReverse> =
     LruHashMap::with_max_entries(MAX_FLOWS, BPF_F_NO_COMMON_LRU);
+
+#[map]
+pub static XLB_NEXTHOP: Array<NextHop> = Array::with_max_entries(MAX_BACKENDS, 0);
 
 #[map]
 pub static XLB_VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
