@@ -5,5 +5,6 @@ pub mod addr;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
+pub mod model;
 pub mod object;
 pub mod stats;
