@@ -1,17 +1,16 @@
 //! Map names and sizes. The names are the symbols in the eBPF object and the
 //! file names under the bpffs pin path.
 
-/// VIP (address, port, protocol) -> [`crate::VipInfo`].
-pub const MAP_VIPS: &str = "XLB_VIPS";
+/// IPv4 VIP (address, port, protocol) -> [`crate::VipInfo`].
+pub const MAP_VIPS_V4: &str = "XLB_VIPS4";
 /// Backend id -> [`crate::Backend`]: the one shared view of servers and their
 /// state, read by the XDP program and the L7 tier.
 pub const MAP_BACKENDS: &str = "XLB_BACKENDS";
 /// `vip_id * ring_size + slot` -> backend id: every VIP's Maglev table.
 pub const MAP_RING: &str = "XLB_RING";
-/// Client-side 5-tuple -> [`crate::FlowEntry`] (connection table).
-pub const MAP_FLOWS: &str = "XLB_FLOWS";
-/// Backend-side 5-tuple of a NAT flow -> [`crate::NatReverse`].
-pub const MAP_NAT_REVERSE: &str = "XLB_NAT_REV";
+/// IPv4 5-tuple as seen on the wire -> [`crate::FlowV4`]: the connection
+/// table, both directions of every NAT flow.
+pub const MAP_FLOWS_V4: &str = "XLB_FLOWS4";
 /// Backend id -> [`crate::NextHop`]: the data path's cache of the route to
 /// each backend, filled on new flows, read on connection-table hits. The
 /// daemon clears a slot when the backend's address changes.
@@ -30,7 +29,7 @@ pub const GLOBAL_RING_SIZE: &str = "XLB_RING_SIZE";
 pub const MAX_VIPS: u32 = 64;
 /// Most backends (servers) over all VIPs; backend ids are below this.
 pub const MAX_BACKENDS: u32 = 4096;
-/// Connection-table capacity (forward and reverse each).
+/// Connection-table capacity (entries; a NAT flow takes two).
 pub const MAX_FLOWS: u32 = 1 << 20;
 /// Default Maglev table size per VIP: a prime, as Maglev requires.
 pub const DEFAULT_RING_SIZE: u32 = 65537;

@@ -21,14 +21,16 @@ pub const BACKEND_MAINT: u8 = 3;
 /// Slot not in use (no server has this id).
 pub const BACKEND_UNUSED: u8 = 255;
 
+/// An IPv4 VIP. Per-family keys stay small, so the kernel hashes and
+/// compares fewer bytes per packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VipKey {
-    pub addr: [u32; 4],
+pub struct VipKeyV4 {
+    pub addr: u32,
     /// Network byte order.
     pub port: u16,
     pub proto: u8,
-    pub family: u8,
+    pub pad: u8,
 }
 
 #[repr(C)]
@@ -53,27 +55,18 @@ pub struct Backend {
     pub weight: u32,
 }
 
-/// A 5-tuple as seen in the packet.
+/// An IPv4 5-tuple as seen in the packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub src: [u32; 4],
-    pub dst: [u32; 4],
+pub struct FlowKeyV4 {
+    pub src: u32,
+    pub dst: u32,
     /// Network byte order.
     pub sport: u16,
     /// Network byte order.
     pub dport: u16,
     pub proto: u8,
-    pub family: u8,
-    pub pad: [u8; 2],
-}
-
-/// Connection-table value for a client -> VIP flow.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowEntry {
-    pub backend_id: u32,
-    pub vip_id: u32,
+    pub pad: [u8; 3],
 }
 
 /// Where to send a frame without a route lookup: the egress interface and
@@ -86,18 +79,28 @@ pub struct NextHop {
     pub smac: [u8; 6],
 }
 
-/// Reverse-NAT value for a backend -> client flow: what to put back, and
-/// the way back to the client (the interface and MACs its first packet
-/// came with, so replies need no route lookup).
+/// [`FlowV4::kind`]: a client -> VIP packet, to be sent to the backend.
+pub const FLOW_TO_BACKEND: u32 = 1;
+/// [`FlowV4::kind`]: a backend -> client reply of a NAT flow, to be sent
+/// back as coming from the VIP.
+pub const FLOW_TO_CLIENT: u32 = 2;
+
+/// Connection-table value. A NAT flow has two entries, one per direction,
+/// in the same table, so either direction costs one lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NatReverse {
-    pub vip_addr: [u32; 4],
-    /// Network byte order.
+pub struct FlowV4 {
+    /// `FLOW_TO_*`.
+    pub kind: u32,
+    pub backend_id: u32,
+    pub vip_id: u32,
+    /// FLOW_TO_CLIENT: the VIP to put back as the source.
+    pub vip_addr: u32,
+    /// FLOW_TO_CLIENT: network byte order.
     pub vip_port: u16,
     pub pad: [u8; 2],
-    pub vip_id: u32,
-    pub backend_id: u32,
+    /// FLOW_TO_CLIENT: the interface and MACs the client's first packet
+    /// came with, so replies need no route lookup.
     pub to_client: NextHop,
 }
 
@@ -112,12 +115,11 @@ pub struct Counters {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipKeyV4 {}
     unsafe impl aya::Pod for VipInfo {}
     unsafe impl aya::Pod for Backend {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowEntry {}
-    unsafe impl aya::Pod for NatReverse {}
+    unsafe impl aya::Pod for FlowKeyV4 {}
+    unsafe impl aya::Pod for FlowV4 {}
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for Counters {}
 }

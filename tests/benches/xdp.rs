@@ -107,14 +107,17 @@ fn set_template(dut: &mut Dut, frame: &[u8], new_flow_each_run: bool) {
     cfg.set(0, value, 0).expect("bench config");
 }
 
-/// Average ns per run, as the kernel reports it.
+/// Average ns per run, as the kernel reports it. The frame arrives on the
+/// lab interface, so forwarded packets take the XDP_TX path, as in the lab.
 fn time_direct(dut: &Dut, program: &str, frame: &[u8], repeat: u32) -> f64 {
     let p: &Xdp = dut.ebpf.program(program).unwrap().try_into().unwrap();
     let mut out = vec![0u8; frame.len() + 64];
+    let ctx = dut.ctx_in(frame.len());
     let r = p
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
             repeat,
             ..Default::default()
         })

@@ -10,8 +10,8 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use xlb_common::{
-    AF_INET, BACKEND_DRAIN, BACKEND_UP, FlowEntry, FlowKey, NO_BACKEND, NatReverse, NextHop,
-    PROTO_TCP, PROTO_UDP, Stat, VipKey, hash::flow_hash,
+    BACKEND_DRAIN, BACKEND_UP, FLOW_TO_BACKEND, FLOW_TO_CLIENT, FlowKeyV4, FlowV4, NO_BACKEND,
+    NextHop, PROTO_TCP, PROTO_UDP, Stat, VipKeyV4, hash::flow_hash_v4,
 };
 
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
     headers::{
         ETH_HLEN, ETH_P_IP, EthHdr, IP_MF_OFFSET_MASK, Ipv4Hdr, Ports, TCP_HLEN, UDP_HLEN,
     },
-    maps::{XLB_BACKENDS, XLB_FLOWS, XLB_NAT_REV, XLB_NEXTHOP, XLB_RING, XLB_VIPS, ring_size},
+    maps::{XLB_BACKENDS, XLB_FLOWS4, XLB_NEXTHOP, XLB_RING, XLB_VIPS4, ring_size},
     nat::{End, rewrite_v4},
     packet::{len, ptr_at},
     stats::{count, count_flow},
@@ -76,76 +76,82 @@ fn process_v4(ctx: &XdpContext) -> u32 {
     };
     let (sport, dport) = unsafe { ((*ports).sport, (*ports).dport) };
 
-    let flow = FlowKey {
-        src: [saddr, 0, 0, 0],
-        dst: [daddr, 0, 0, 0],
+    let flow = FlowKeyV4 {
+        src: saddr,
+        dst: daddr,
         sport,
         dport,
         proto,
-        family: AF_INET,
-        pad: [0; 2],
+        pad: [0; 3],
     };
-    let vip = VipKey {
-        addr: flow.dst,
+    // One lookup serves both directions of an established flow; only a
+    // miss pays for the VIP lookup.
+    if let Some(entry) = unsafe { XLB_FLOWS4.get(&flow) } {
+        if entry.kind == FLOW_TO_CLIENT {
+            return to_client(ctx, entry, l4_off, proto, tot_len);
+        }
+        if let Some(be) = live_backend(entry.backend_id, true) {
+            count(Stat::FlowHit);
+            return to_backend(ctx, &flow, entry.vip_id, entry.backend_id, be, false, l4_off, tot_len);
+        }
+        // Its backend is gone or down: choose again below.
+    }
+    let vip = VipKeyV4 {
+        addr: daddr,
         port: dport,
         proto,
-        family: AF_INET,
+        pad: 0,
     };
-    if let Some(info) = unsafe { XLB_VIPS.get(&vip) } {
-        return to_backend(ctx, &flow, info.vip_id, l4_off, tot_len);
-    }
-    if let Some(rev) = unsafe { XLB_NAT_REV.get(&flow) } {
-        return to_client(ctx, rev, l4_off, proto, tot_len);
-    }
-    xdp_action::XDP_PASS
-}
-
-/// Client -> VIP: pick the backend (connection table, else Maglev), rewrite
-/// the destination, forward. The route to a backend is looked up on new
-/// flows and cached per backend; hits reuse it.
-#[inline(always)]
-fn to_backend(ctx: &XdpContext, flow: &FlowKey, vip_id: u32, l4_off: usize, tot_len: u64) -> u32 {
-    let mut chosen = match unsafe { XLB_FLOWS.get(flow) } {
-        Some(entry) => entry.backend_id,
-        None => NO_BACKEND,
+    let Some(info) = (unsafe { XLB_VIPS4.get(&vip) }) else {
+        return xdp_action::XDP_PASS;
     };
-    let mut backend = live_backend(chosen, true);
-    let new_flow = backend.is_none();
-    if new_flow {
-        count(Stat::FlowMiss);
-        chosen = maglev_pick(flow, vip_id);
-        backend = live_backend(chosen, false);
-    } else {
-        count(Stat::FlowHit);
-    }
-    let Some(be) = backend else {
+    let vip_id = info.vip_id;
+    count(Stat::FlowMiss);
+    let backend_id = maglev_pick(&flow, vip_id);
+    let Some(be) = live_backend(backend_id, false) else {
         return drop(Stat::DropNoBackend);
     };
-    // The way back to the client: the interface and MACs this packet came
-    // with, read before the rewrite.
-    let to_client = if new_flow {
+    to_backend(ctx, &flow, vip_id, backend_id, be, true, l4_off, tot_len)
+}
+
+/// Client -> VIP: rewrite the destination to the backend and forward. A
+/// new flow is remembered (both directions) and looks the route up; the
+/// route to each backend is cached, so established flows skip the FIB.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn to_backend(
+    ctx: &XdpContext,
+    flow: &FlowKeyV4,
+    vip_id: u32,
+    backend_id: u32,
+    be: Target,
+    new_flow: bool,
+    l4_off: usize,
+    tot_len: u64,
+) -> u32 {
+    if new_flow {
+        // The way back to the client: the interface and MACs this packet
+        // came with, read before the rewrite.
         let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
             return xdp_action::XDP_ABORTED;
         };
-        unsafe {
+        let to_client = unsafe {
             NextHop {
                 ifindex: ctx.ingress_ifindex() as u32,
                 dmac: (*eth).src,
                 smac: (*eth).dst,
             }
+        };
+        if remember(flow, vip_id, backend_id, be, to_client).is_err() {
+            count(Stat::FlowInsertFailed);
         }
-    } else {
-        NextHop::default()
-    };
-    if rewrite_v4(ctx, l4_off, flow.proto, End::Destination, be.addr[0], be.port).is_none() {
+    }
+    if rewrite_v4(ctx, l4_off, flow.proto, End::Destination, be.addr, be.port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
-    if new_flow && remember(flow, vip_id, chosen, be, to_client).is_err() {
-        count(Stat::FlowInsertFailed);
-    }
-    count_flow(vip_id, chosen, ETH_HLEN as u64 + tot_len);
+    count_flow(vip_id, backend_id, ETH_HLEN as u64 + tot_len);
     if !new_flow {
-        if let Some(hop) = XLB_NEXTHOP.get(chosen) {
+        if let Some(hop) = XLB_NEXTHOP.get(backend_id) {
             if hop.ifindex != 0 {
                 return send(ctx, hop);
             }
@@ -153,7 +159,7 @@ fn to_backend(ctx: &XdpContext, flow: &FlowKey, vip_id: u32, l4_off: usize, tot_
     }
     match route_v4(ctx) {
         Ok(hop) => {
-            if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(chosen) {
+            if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(backend_id) {
                 unsafe { *slot = hop };
             }
             send(ctx, &hop)
@@ -165,10 +171,10 @@ fn to_backend(ctx: &XdpContext, flow: &FlowKey, vip_id: u32, l4_off: usize, tot_
 /// Backend -> client reply of a NAT flow: put the VIP back as the source
 /// and send it the way the client's packets came in.
 #[inline(always)]
-fn to_client(ctx: &XdpContext, rev: &NatReverse, l4_off: usize, proto: u8, tot_len: u64) -> u32 {
+fn to_client(ctx: &XdpContext, entry: &FlowV4, l4_off: usize, proto: u8, tot_len: u64) -> u32 {
     let (vip_addr, vip_port, vip_id, backend_id) =
-        (rev.vip_addr[0], rev.vip_port, rev.vip_id, rev.backend_id);
-    let hop = rev.to_client;
+        (entry.vip_addr, entry.vip_port, entry.vip_id, entry.backend_id);
+    let hop = entry.to_client;
     if rewrite_v4(ctx, l4_off, proto, End::Source, vip_addr, vip_port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
@@ -185,7 +191,7 @@ fn to_client(ctx: &XdpContext, rev: &NatReverse, l4_off: usize, proto: u8, tot_l
 
 #[derive(Clone, Copy)]
 struct Target {
-    addr: [u32; 4],
+    addr: u32,
     port: u16,
 }
 
@@ -203,18 +209,18 @@ fn live_backend(id: u32, established: bool) -> Option<Target> {
         return None;
     }
     Some(Target {
-        addr: be.addr,
+        addr: be.addr[0],
         port: be.port,
     })
 }
 
 #[inline(always)]
-fn maglev_pick(flow: &FlowKey, vip_id: u32) -> u32 {
+fn maglev_pick(flow: &FlowKeyV4, vip_id: u32) -> u32 {
     let size = ring_size();
     if size == 0 {
         return NO_BACKEND;
     }
-    let h = flow_hash(&flow.src, &flow.dst, flow.sport, flow.dport, flow.proto);
+    let h = flow_hash_v4(flow.src, flow.dst, flow.sport, flow.dport, flow.proto);
     let slot = vip_id.wrapping_mul(size).wrapping_add(h % size);
     match XLB_RING.get(slot) {
         Some(id) => *id,
@@ -222,44 +228,40 @@ fn maglev_pick(flow: &FlowKey, vip_id: u32) -> u32 {
     }
 }
 
-/// Insert the flow and its reverse-NAT entry.
+/// Insert both directions of the flow.
 #[inline(always)]
 fn remember(
-    flow: &FlowKey,
+    flow: &FlowKeyV4,
     vip_id: u32,
     backend_id: u32,
     be: Target,
     to_client: NextHop,
 ) -> Result<(), i32> {
-    XLB_FLOWS.insert(
-        flow,
-        &FlowEntry {
-            backend_id,
-            vip_id,
-        },
-        0,
-    )?;
-    let reply = FlowKey {
+    let forward = FlowV4 {
+        kind: FLOW_TO_BACKEND,
+        backend_id,
+        vip_id,
+        ..FlowV4::default()
+    };
+    XLB_FLOWS4.insert(flow, &forward, 0)?;
+    let reply = FlowKeyV4 {
         src: be.addr,
         dst: flow.src,
         sport: be.port,
         dport: flow.sport,
         proto: flow.proto,
-        family: flow.family,
-        pad: [0; 2],
+        pad: [0; 3],
     };
-    XLB_NAT_REV.insert(
-        &reply,
-        &NatReverse {
-            vip_addr: flow.dst,
-            vip_port: flow.dport,
-            pad: [0; 2],
-            vip_id,
-            backend_id,
-            to_client,
-        },
-        0,
-    )
+    let back = FlowV4 {
+        kind: FLOW_TO_CLIENT,
+        backend_id,
+        vip_id,
+        vip_addr: flow.dst,
+        vip_port: flow.dport,
+        pad: [0; 2],
+        to_client,
+    };
+    XLB_FLOWS4.insert(&reply, &back, 0)
 }
 
 #[inline(always)]

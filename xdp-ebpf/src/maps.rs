@@ -6,12 +6,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use xlb_common::{
-    BPF_F_NO_COMMON_LRU, Backend, Counters, DEFAULT_RING_SIZE, FlowEntry, FlowKey, MAX_BACKENDS,
-    MAX_FLOWS, MAX_VIPS, NatReverse, NextHop, STAT_COUNT, VipInfo, VipKey,
+    BPF_F_NO_COMMON_LRU, Backend, Counters, DEFAULT_RING_SIZE, FlowKeyV4, FlowV4, MAX_BACKENDS,
+    MAX_FLOWS, MAX_VIPS, NextHop, STAT_COUNT, VipInfo, VipKeyV4,
 };
 
 #[map]
-pub static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(MAX_VIPS, 0);
+pub static XLB_VIPS4: HashMap<VipKeyV4, VipInfo> = HashMap::with_max_entries(MAX_VIPS, 0);
 
 #[map]
 pub static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
@@ -21,11 +21,7 @@ pub static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 
 pub static XLB_RING: Array<u32> = Array::with_max_entries(MAX_VIPS * DEFAULT_RING_SIZE, 0);
 
 #[map]
-pub static XLB_FLOWS: LruHashMap<FlowKey, FlowEntry> =
-    LruHashMap::with_max_entries(MAX_FLOWS, BPF_F_NO_COMMON_LRU);
-
-#[map]
-pub static XLB_NAT_REV: LruHashMap<FlowKey, NatReverse> =
+pub static XLB_FLOWS4: LruHashMap<FlowKeyV4, FlowV4> =
     LruHashMap::with_max_entries(MAX_FLOWS, BPF_F_NO_COMMON_LRU);
 
 #[map]

@@ -157,10 +157,7 @@ impl Dut {
     pub fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
         let prog: &Xdp = self.ebpf.program(PROG_L4).unwrap().try_into().unwrap();
         let mut out = vec![0u8; packet.len() + 256];
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex.
-        let ctx: [u32; 6] = [0, packet.len() as u32, 0, self.eth0, 0, 0];
-        let ctx_bytes: Vec<u8> = ctx.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let ctx_bytes = self.ctx_in(packet.len());
         let result = prog
             .test_run(TestRunOptions {
                 data_in: Some(packet),
@@ -172,6 +169,13 @@ impl Dut {
             .expect("BPF_PROG_TEST_RUN");
         out.truncate(result.data_size_out as usize);
         (result.return_value, out)
+    }
+
+    /// A `struct xdp_md` (data, data_end, data_meta, ingress_ifindex,
+    /// rx_queue_index, egress_ifindex) saying the frame arrived on eth0.
+    pub fn ctx_in(&self, frame_len: usize) -> Vec<u8> {
+        let ctx: [u32; 6] = [0, frame_len as u32, 0, self.eth0, 0, 0];
+        ctx.iter().flat_map(|w| w.to_ne_bytes()).collect()
     }
 
     pub fn stats(&self) -> &StatsReader {

@@ -2,7 +2,7 @@
 //! rings). Writes are ordered so the data path never sees a VIP whose ring
 //! is not ready, or a ring slot naming a backend that is not written yet.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use anyhow::Context as _;
 use aya::{
@@ -10,8 +10,8 @@ use aya::{
     maps::{Array, HashMap, MapData},
 };
 use xlb_common::{
-    BACKEND_UNUSED, Backend, MAP_BACKENDS, MAP_RING, MAP_VIPS, MAX_VIPS, PROTO_TCP, PROTO_UDP,
-    VIP_FORWARD_DSR, VIP_FORWARD_NAT, VipInfo, VipKey,
+    BACKEND_UNUSED, Backend, MAP_BACKENDS, MAP_RING, MAP_VIPS_V4, MAX_VIPS, PROTO_TCP, PROTO_UDP,
+    VIP_FORWARD_DSR, VIP_FORWARD_NAT, VipInfo, VipKeyV4,
 };
 
 use super::{addr::socket_words, maglev};
@@ -21,13 +21,13 @@ use crate::{
 };
 
 pub struct Maps {
-    vips: HashMap<MapData, VipKey, VipInfo>,
+    vips: HashMap<MapData, VipKeyV4, VipInfo>,
     backends: Array<MapData, Backend>,
     ring: Array<MapData, u32>,
     ring_size: u32,
     /// What each VIP id's ring holds now, to write only changed slots.
     rings: BTreeMap<u32, Vec<u32>>,
-    written_vips: BTreeMap<VipKey, VipInfo>,
+    written_vips: BTreeMap<VipKeyV4, VipInfo>,
     written_backends: BTreeMap<u32, Backend>,
 }
 
@@ -35,7 +35,7 @@ impl Maps {
     pub fn take(ebpf: &mut Ebpf, ring_size: u32) -> anyhow::Result<Self> {
         let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name}"));
         Ok(Maps {
-            vips: HashMap::try_from(take(MAP_VIPS)?)?,
+            vips: HashMap::try_from(take(MAP_VIPS_V4)?)?,
             backends: Array::try_from(take(MAP_BACKENDS)?)?,
             ring: Array::try_from(take(MAP_RING)?)?,
             ring_size,
@@ -78,15 +78,17 @@ impl Maps {
             let members = registry.ring_members(&l4.backend);
             let table = maglev::build(&members, self.ring_size);
             self.write_ring(vip_id, table)?;
-            let (addr, port, family) = socket_words(l4.vip);
-            let key = VipKey {
-                addr,
-                port,
+            let SocketAddr::V4(vip) = l4.vip else {
+                anyhow::bail!("[[l4]] {}: IPv6 VIPs are not supported yet", l4.name);
+            };
+            let key = VipKeyV4 {
+                addr: u32::from_ne_bytes(vip.ip().octets()),
+                port: vip.port().to_be(),
                 proto: match l4.protocol {
                     Protocol::Tcp => PROTO_TCP,
                     Protocol::Udp => PROTO_UDP,
                 },
-                family,
+                pad: 0,
             };
             let flags = match l4.forward {
                 Forward::Nat => VIP_FORWARD_NAT,
