@@ -13,6 +13,9 @@ use crate::{cmd, setup};
 /// Lab namespaces are named `xlb-<test>-<role>`.
 const NETNS_PREFIX: &str = "xlb-";
 
+/// Also lint and test the `xtask-lab` binary (`cargo xtask run`'s lab).
+const LAB_FEATURE: &str = "xtask/lab";
+
 pub fn test() -> Result<()> {
     if !cmd::is_root() {
         bail!(
@@ -45,6 +48,8 @@ pub fn test() -> Result<()> {
         "--exclude",
         "xlb-ebpf",
         "--all-targets",
+        "--features",
+        LAB_FEATURE,
     ]);
     clippy.args(["--", "-D", "warnings"]);
     results.push(("clippy", step(2, "clippy", &mut clippy)?));
@@ -55,6 +60,8 @@ pub fn test() -> Result<()> {
         "--workspace",
         "--exclude",
         "xlb-ebpf",
+        "--features",
+        LAB_FEATURE,
         "--no-fail-fast",
     ]);
     if let Some(threads) = test_threads()? {

@@ -42,6 +42,11 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> anyhow::Result<Pins> {
         files: Vec::new(),
     };
     for (name, map) in ebpf.maps() {
+        // Sections such as `.rodata` (the patched globals) are internal and
+        // bpffs refuses names with a dot.
+        if name.starts_with('.') {
+            continue;
+        }
         let path = dir.join(name);
         if path.exists() {
             fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
