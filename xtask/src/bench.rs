@@ -29,8 +29,7 @@ pub fn bench(kind: Kind) -> Result<()> {
 fn xdp() -> Result<()> {
     setup::setup()?;
     let mut bench = cmd::cargo()?;
-    bench.args(["test", "--release", "-p", "xlb", "--test", "bench_xdp"]);
-    bench.args(["--", "--ignored", "--nocapture"]);
+    bench.args(["bench", "-p", "xlb-lab", "--bench", "xdp"]);
     println!("bench: {}", cmd::describe(&bench));
     cmd::run(&mut bench)
 }
