@@ -21,11 +21,7 @@ pub fn replace16(check: u16, old: u16, new: u16) -> u16 {
 /// New checksum after a 32-bit field changes from `old` to `new`.
 #[inline(always)]
 pub fn replace32(check: u16, old: u32, new: u32) -> u16 {
-    let sum = (!check as u32)
-        + (!old & 0xffff)
-        + (!old >> 16)
-        + (new & 0xffff)
-        + (new >> 16);
+    let sum = (!check as u32) + (!old & 0xffff) + (!old >> 16) + (new & 0xffff) + (new >> 16);
     !fold(sum)
 }
 

@@ -15,8 +15,14 @@ const fn fmix32(mut h: u32) -> u32 {
 #[inline(always)]
 const fn mix(h: u32, word: u32) -> u32 {
     // murmur3's block step: cheap in BPF (no loops, no tables).
-    let k = word.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    let k = word
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 /// Hash of the client side of a flow: source address and port, destination

@@ -48,14 +48,22 @@ fn main() {
     let hits_before = dut.stats().stat(Stat::FlowHit).unwrap();
     let hit = median(|| time_direct(&dut, PROG_BENCH, &vip_frame, repeat)) - harness;
     let hits = dut.stats().stat(Stat::FlowHit).unwrap() - hits_before;
-    assert_eq!(hits, repeat as u64 * ROUNDS as u64, "every hit run hit the table");
+    assert_eq!(
+        hits,
+        repeat as u64 * ROUNDS as u64,
+        "every hit run hit the table"
+    );
 
     set_template(&mut dut, &vip_frame, true);
     let miss_before = dut.stats().stat(Stat::FlowMiss).unwrap();
     let new_repeat = repeat / 10;
     let new_flow = median(|| time_direct(&dut, PROG_BENCH, &vip_frame, new_repeat)) - harness;
     let misses = dut.stats().stat(Stat::FlowMiss).unwrap() - miss_before;
-    assert_eq!(misses, new_repeat as u64 * ROUNDS as u64, "every run was a new flow");
+    assert_eq!(
+        misses,
+        new_repeat as u64 * ROUNDS as u64,
+        "every run was a new flow"
+    );
 
     set_template(&mut dut, &other_frame, false);
     let pass = median(|| time_direct(&dut, PROG_BENCH, &other_frame, repeat)) - harness;

@@ -13,6 +13,7 @@
 //! - [`process`]: [`Process`], a child killed (whole process group) on drop.
 //! - [`backend`]: the `lab-backend` test server binary and how to start it.
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
+//! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
 
 pub mod backend;
 pub mod lab;
@@ -20,6 +21,7 @@ pub mod link;
 pub mod netns;
 pub mod process;
 pub mod topology;
+pub mod xlb_daemon;
 
 pub use backend::lab_backend_path;
 pub use lab::{Lab, check_root, sweep};
@@ -27,3 +29,4 @@ pub use link::{VethEnd, check_lab_addr, veth};
 pub use netns::{Namespace, NetnsGuard};
 pub use process::Process;
 pub use topology::L4Topology;
+pub use xlb_daemon::{XlbDaemon, xlb_path};

@@ -78,6 +78,11 @@ impl L4Topology {
         let mut host = |role: &str, port: &str| -> Result<Namespace> {
             let ns = lab.namespace(role)?;
             veth(VethEnd::new(&ns, "eth0"), VethEnd::new(&sw, port))?;
+            // A veth hands on frames with the L4 checksum left to offload
+            // (CHECKSUM_PARTIAL); native XDP on the lb cannot see that and
+            // would send them on unfinished. Real NICs give XDP complete
+            // checksums, so the lab's hosts compute theirs in software.
+            ns.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
             sw.enslave(port, BRIDGE)?;
             bridge_ports.push(port.to_owned());
             Ok(ns)

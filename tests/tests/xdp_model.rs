@@ -64,7 +64,9 @@ fn kernel_choice(dut: &Dut, frame: &[u8]) -> usize {
 }
 
 fn model_choice(dut: &Dut, model: &mut ReferenceModel, src: Ipv4Addr, sport: u16) -> usize {
-    let id = model.choose(0, &key(src, sport)).expect("model has a backend");
+    let id = model
+        .choose(0, &key(src, sport))
+        .expect("model has a backend");
     let addr = dut.registry.get(id).unwrap().address;
     (1..=BACKENDS)
         .find(|&i| std::net::IpAddr::from(backend_ip(i)) == addr.ip())
@@ -82,12 +84,19 @@ fn kernel_and_model_agree_on_every_flow() {
     let mut per_backend = [0usize; BACKENDS + 1];
     for &(src, sport) in &flows {
         let k = kernel_choice(&dut, &segment(src, sport, true));
-        assert_eq!(k, model_choice(&dut, &mut model, src, sport), "new flow {src}:{sport}");
+        assert_eq!(
+            k,
+            model_choice(&dut, &mut model, src, sport),
+            "new flow {src}:{sport}"
+        );
         per_backend[k] += 1;
         first_choice.push(k);
     }
     for (i, &n) in per_backend.iter().enumerate().skip(1) {
-        assert!((800..=1200).contains(&n), "backend {i} got {n} of 3000 new flows");
+        assert!(
+            (800..=1200).contains(&n),
+            "backend {i} got {n} of 3000 new flows"
+        );
     }
 
     // Take backend 2 down: its flows move (kernel and model agree where),
@@ -98,7 +107,11 @@ fn kernel_and_model_agree_on_every_flow() {
     model.update(&dut.config, &dut.registry);
     for (&(src, sport), &before) in flows.iter().zip(&first_choice) {
         let k = kernel_choice(&dut, &segment(src, sport, false));
-        assert_eq!(k, model_choice(&dut, &mut model, src, sport), "after down {src}:{sport}");
+        assert_eq!(
+            k,
+            model_choice(&dut, &mut model, src, sport),
+            "after down {src}:{sport}"
+        );
         if before == 2 {
             assert_ne!(k, 2, "{src}:{sport} still went to the down backend");
         } else {
@@ -108,7 +121,11 @@ fn kernel_and_model_agree_on_every_flow() {
     for _ in 0..1000 {
         let (src, sport) = rng.next();
         let k = kernel_choice(&dut, &segment(src, sport, true));
-        assert_eq!(k, model_choice(&dut, &mut model, src, sport), "new flow {src}:{sport}");
+        assert_eq!(
+            k,
+            model_choice(&dut, &mut model, src, sport),
+            "new flow {src}:{sport}"
+        );
         assert_ne!(k, 2, "a new flow went to the down backend");
     }
 }

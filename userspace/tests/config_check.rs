@@ -195,7 +195,7 @@ fn lab_example_is_the_default_lab() {
     assert_eq!(c.xdp.len(), 1);
     assert_eq!(
         (c.xdp[0].interface.as_str(), c.xdp[0].mode),
-        ("eth0", XdpMode::Skb)
+        ("eth0", XdpMode::Auto)
     );
     let web = c.backend("web").unwrap();
     assert_eq!(web.balance, Balance::Maglev);

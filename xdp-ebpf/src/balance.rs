@@ -16,9 +16,7 @@ use xlb_common::{
 
 use crate::{
     forward::{route_v4, send},
-    headers::{
-        ETH_HLEN, ETH_P_IP, EthHdr, IP_MF_OFFSET_MASK, Ipv4Hdr, Ports, TCP_HLEN, UDP_HLEN,
-    },
+    headers::{ETH_HLEN, ETH_P_IP, EthHdr, IP_MF_OFFSET_MASK, Ipv4Hdr, Ports, TCP_HLEN, UDP_HLEN},
     maps::{XLB_BACKENDS, XLB_FLOWS4, XLB_NEXTHOP, XLB_RING, XLB_VIPS4, ring_size},
     nat::{End, rewrite_v4},
     packet::{len, ptr_at},
@@ -52,7 +50,10 @@ fn process_v4(ctx: &XdpContext) -> u32 {
         )
     };
     let ihl = ((version_ihl & 0x0f) as usize) * 4;
-    if version_ihl >> 4 != 4 || ihl < 20 || tot_len < ihl as u64 || ETH_HLEN as u64 + tot_len > len(ctx)
+    if version_ihl >> 4 != 4
+        || ihl < 20
+        || tot_len < ihl as u64
+        || ETH_HLEN as u64 + tot_len > len(ctx)
     {
         return drop(Stat::DropMalformedIp);
     }
@@ -64,7 +65,11 @@ fn process_v4(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let l4_off = ETH_HLEN + ihl;
-    let l4_len = if proto == PROTO_TCP { TCP_HLEN } else { UDP_HLEN };
+    let l4_len = if proto == PROTO_TCP {
+        TCP_HLEN
+    } else {
+        UDP_HLEN
+    };
     if tot_len < (ihl + l4_len) as u64 || ptr_at::<[u8; UDP_HLEN]>(ctx, l4_off).is_none() {
         return drop(Stat::DropMalformedL4);
     }
@@ -92,7 +97,16 @@ fn process_v4(ctx: &XdpContext) -> u32 {
         }
         if let Some(be) = live_backend(entry.backend_id, true) {
             count(Stat::FlowHit);
-            return to_backend(ctx, &flow, entry.vip_id, entry.backend_id, be, false, l4_off, tot_len);
+            return to_backend(
+                ctx,
+                &flow,
+                entry.vip_id,
+                entry.backend_id,
+                be,
+                false,
+                l4_off,
+                tot_len,
+            );
         }
         // Its backend is gone or down: choose again below.
     }
@@ -172,8 +186,12 @@ fn to_backend(
 /// and send it the way the client's packets came in.
 #[inline(always)]
 fn to_client(ctx: &XdpContext, entry: &FlowV4, l4_off: usize, proto: u8, tot_len: u64) -> u32 {
-    let (vip_addr, vip_port, vip_id, backend_id) =
-        (entry.vip_addr, entry.vip_port, entry.vip_id, entry.backend_id);
+    let (vip_addr, vip_port, vip_id, backend_id) = (
+        entry.vip_addr,
+        entry.vip_port,
+        entry.vip_id,
+        entry.backend_id,
+    );
     let hop = entry.to_client;
     if rewrite_v4(ctx, l4_off, proto, End::Source, vip_addr, vip_port).is_none() {
         return xdp_action::XDP_ABORTED;

@@ -49,7 +49,11 @@ pub fn rewrite_v4(
         *check = if is_tcp {
             csum::replace16(csum::replace32(c, old_addr, new_addr), old_port, new_port)
         } else {
-            csum::udp_replace16(csum::udp_replace32(c, old_addr, new_addr), old_port, new_port)
+            csum::udp_replace16(
+                csum::udp_replace32(c, old_addr, new_addr),
+                old_port,
+                new_port,
+            )
         };
         *addr = new_addr;
         *port = new_port;

@@ -113,7 +113,9 @@ impl Maps {
                     state: BACKEND_UNUSED,
                     ..Default::default()
                 };
-                self.backends.set(id, unused, 0).context("retiring a backend")?;
+                self.backends
+                    .set(id, unused, 0)
+                    .context("retiring a backend")?;
             }
         }
         self.written_vips = wanted_vips;

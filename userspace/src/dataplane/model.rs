@@ -45,7 +45,10 @@ impl ReferenceModel {
     /// or None when it must drop it (no live backend).
     pub fn choose(&mut self, vip_id: u32, flow: &FlowKeyV4) -> Option<u32> {
         if let Some(&id) = self.flows.get(flow) {
-            if matches!(self.states.get(&id), Some(&BACKEND_UP) | Some(&BACKEND_DRAIN)) {
+            if matches!(
+                self.states.get(&id),
+                Some(&BACKEND_UP) | Some(&BACKEND_DRAIN)
+            ) {
                 return Some(id);
             }
         }

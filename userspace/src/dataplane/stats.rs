@@ -6,8 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuArray};
 use xlb_common::{
-    Counters, MAP_BACKEND_STATS, MAP_STATS, MAP_VIP_STATS, MAX_BACKENDS, MAX_VIPS, STAT_COUNT,
-    Stat,
+    Counters, MAP_BACKEND_STATS, MAP_STATS, MAP_VIP_STATS, MAX_BACKENDS, MAX_VIPS, STAT_COUNT, Stat,
 };
 
 pub struct StatsReader {
@@ -48,7 +47,10 @@ impl StatsReader {
     }
 
     pub fn backend(&self, backend_id: u32) -> anyhow::Result<Counters> {
-        anyhow::ensure!(backend_id < MAX_BACKENDS, "backend id {backend_id} out of range");
+        anyhow::ensure!(
+            backend_id < MAX_BACKENDS,
+            "backend id {backend_id} out of range"
+        );
         sum_counters(&self.backends, backend_id)
     }
 
