@@ -67,7 +67,8 @@ pub fn test() -> Result<()> {
     if let Some(threads) = test_threads()? {
         tests.args(["--", "--test-threads", &threads.to_string()]);
     }
-    results.push(("tests", step(3, "tests", &mut tests)?));
+    let mut tally = Tally::default();
+    results.push(("tests", step_counting(3, "tests", &mut tests, &mut tally)?));
 
     let left = sweep_namespaces()?;
     if left.is_empty() {
@@ -87,6 +88,11 @@ pub fn test() -> Result<()> {
         .collect();
     let verdict = if passed { "ok" } else { "FAILED" };
     println!("test: summary: {} => {verdict}", parts.join(", "));
+    // The plain closing line CI reads: every libtest result added up.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
     if !passed {
         bail!("test failed");
     }
@@ -98,6 +104,64 @@ fn step(number: u32, name: &str, command: &mut Command) -> Result<bool> {
     println!("test: [{number}/3] {name}: {}", cmd::describe(command));
     let started = Instant::now();
     let status = command.status()?;
+    let seconds = started.elapsed().as_secs_f32();
+    if status.success() {
+        println!("test: [{number}/3] {name} ... ok ({seconds:.1}s)");
+    } else {
+        println!("test: [{number}/3] {name} ... FAILED ({status}, {seconds:.1}s)");
+    }
+    Ok(status.success())
+}
+
+/// Test counts summed over every libtest "test result:" line.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    /// Adds `test result: ok. 8 passed; 0 failed; 1 ignored; ...`.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Like [`step`], echoing the command's stdout while counting test results.
+fn step_counting(
+    number: u32,
+    name: &str,
+    command: &mut Command,
+    tally: &mut Tally,
+) -> Result<bool> {
+    use std::io::{BufRead, BufReader};
+    println!("test: [{number}/3] {name}: {}", cmd::describe(command));
+    let started = Instant::now();
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    let status = child.wait()?;
     let seconds = started.elapsed().as_secs_f32();
     if status.success() {
         println!("test: [{number}/3] {name} ... ok ({seconds:.1}s)");
@@ -131,4 +195,27 @@ fn sweep_namespaces() -> Result<Vec<String>> {
         cmd::run(cmd::command("ip")?.args(["netns", "del", name]))?;
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tally_tests {
+    use super::Tally;
+
+    #[test]
+    fn sums_libtest_result_lines() {
+        let mut t = Tally::default();
+        t.add_line("test result: ok. 8 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s");
+        t.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        t.add_line("running 3 tests");
+        assert_eq!(
+            t,
+            Tally {
+                passed: 11,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }
