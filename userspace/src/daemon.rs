@@ -2,12 +2,12 @@
 //! with the config and the health checks, reload on SIGHUP, and detach
 //! cleanly on SIGINT/SIGTERM.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
     task::JoinHandle,
 };
 use tracing::{error, info, warn};
@@ -36,6 +36,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         "xlb running"
     );
 
+    // The L7 tier follows server states through this channel.
+    let (view_tx, _view) = watch::channel(Arc::new(registry.snapshot()));
     let (events_tx, mut events) = mpsc::channel(256);
     let mut checks = start_checks(&config, &registry, &events_tx);
 
@@ -49,13 +51,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                     if let Err(e) = maps.sync(&config, &registry) {
                         error!("updating the data path after a health change: {e:#}");
                     }
+                    view_tx.send_replace(Arc::new(registry.snapshot()));
                 }
             }
             _ = sighup.recv() => {
                 match reload(config_path, &config) {
                     Ok(new) => {
-                        registry.reconcile(&new)?;
-                        maps.sync(&new, &registry).context("applying the reloaded config")?;
+                        if let Err(e) = apply(&new, &mut registry, &mut maps) {
+                            error!("applying the reloaded config failed: {e:#}");
+                            continue;
+                        }
+                        view_tx.send_replace(Arc::new(registry.snapshot()));
                         stop_checks(&mut checks);
                         checks = start_checks(&new, &registry, &events_tx);
                         config = new;
@@ -72,6 +78,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     info!("xlb stopping: detaching XDP programs");
     drop(ebpf);
     Ok(())
+}
+
+/// Bring the registry and the maps to a reloaded config.
+fn apply(config: &Config, registry: &mut Registry, maps: &mut Maps) -> anyhow::Result<()> {
+    registry.reconcile(config)?;
+    maps.sync(config, registry)
 }
 
 /// Parse the new config and refuse changes that need a restart.

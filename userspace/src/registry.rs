@@ -170,3 +170,25 @@ impl Registry {
         Ok(())
     }
 }
+
+/// A read-only copy of every server's state, published to the L7 tier
+/// after each change so both tiers act on the same view.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub servers: Vec<ServerEntry>,
+}
+
+impl Snapshot {
+    /// Servers of one backend pool, in config order of ids.
+    pub fn in_backend<'a>(&'a self, backend: &'a str) -> impl Iterator<Item = &'a ServerEntry> {
+        self.servers.iter().filter(move |s| s.backend == backend)
+    }
+}
+
+impl Registry {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            servers: self.servers.values().cloned().collect(),
+        }
+    }
+}
