@@ -60,9 +60,3 @@ pub fn name_hash(bytes: &[u8], seed: u64) -> u64 {
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
 }
-
-/// [`flow_hash`] of an IPv4 flow (addresses in the first word).
-#[inline(always)]
-pub fn flow_hash_v4(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u32 {
-    flow_hash(&[src, 0, 0, 0], &[dst, 0, 0, 0], sport, dport, proto)
-}

@@ -4,11 +4,13 @@
 #![no_std]
 
 pub mod csum;
+pub mod decap;
 pub mod hash;
 pub mod maps;
 pub mod stats;
 pub mod types;
 
+pub use decap::*;
 pub use maps::*;
 pub use stats::*;
 pub use types::*;

@@ -1,16 +1,26 @@
 //! Map names and sizes. The names are the symbols in the eBPF object and the
 //! file names under the bpffs pin path.
 
-/// IPv4 VIP (address, port, protocol) -> [`crate::VipInfo`].
-pub const MAP_VIPS_V4: &str = "XLB_VIPS4";
+/// VIP (address, port, protocol) -> [`crate::VipInfo`].
+pub const MAP_VIPS: &str = "XLB_VIPS";
 /// Backend id -> [`crate::Backend`]: the one shared view of servers and their
 /// state, read by the XDP program and the L7 tier.
 pub const MAP_BACKENDS: &str = "XLB_BACKENDS";
 /// `vip_id * ring_size + slot` -> backend id: every VIP's Maglev table.
 pub const MAP_RING: &str = "XLB_RING";
-/// IPv4 5-tuple as seen on the wire -> [`crate::FlowV4`]: the connection
-/// table, both directions of every NAT flow.
-pub const MAP_FLOWS_V4: &str = "XLB_FLOWS4";
+/// 5-tuple as seen on the wire -> [`crate::Flow`]: the connection table,
+/// both directions of every NAT flow.
+pub const MAP_FLOWS: &str = "XLB_FLOWS";
+/// [`crate::QuicServerKey`] -> backend id: QUIC server ids per VIP.
+pub const MAP_QUIC_SERVERS: &str = "XLB_QUIC_SIDS";
+/// VIP id -> [`crate::LiveSet`]: live backends for syslog round robin.
+pub const MAP_LIVE: &str = "XLB_LIVE";
+/// Per-CPU u32 indexed by VIP id: the syslog round-robin position.
+pub const MAP_SYSLOG_RR: &str = "XLB_SYSLOG_RR";
+/// Per-CPU [`crate::FloodWindow`] (one entry): the SYN flood guard.
+pub const MAP_FLOOD: &str = "XLB_FLOOD";
+/// [`crate::Settings`] (one entry): data-path settings from `[global]`.
+pub const MAP_SETTINGS: &str = "XLB_SETTINGS";
 /// Backend id -> [`crate::NextHop`]: the data path's cache of the route to
 /// each backend, filled on new flows, read on connection-table hits. The
 /// daemon clears a slot when the backend's address changes.
@@ -27,6 +37,8 @@ pub const GLOBAL_RING_SIZE: &str = "XLB_RING_SIZE";
 
 /// Most VIPs one daemon serves.
 pub const MAX_VIPS: u32 = 64;
+/// Most QUIC server ids over all VIPs.
+pub const MAX_QUIC_SERVERS: u32 = 4096;
 /// Most backends (servers) over all VIPs; backend ids are below this.
 pub const MAX_BACKENDS: u32 = 4096;
 /// Connection-table capacity (entries; a NAT flow takes two).

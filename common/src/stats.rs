@@ -1,61 +1,68 @@
 //! Global per-CPU counters: why packets were dropped, passed or forwarded.
 
-/// Index into [`crate::MAP_STATS`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stat {
-    /// IPv4 header shorter than 20 bytes, version != 4 or IHL < 5, or longer
-    /// than the packet: dropped (the kernel would drop it too).
-    DropMalformedIp = 0,
+macro_rules! stats {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// Index into [`crate::MAP_STATS`].
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Stat {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Stat {
+            pub const ALL: &'static [Stat] = &[$(Stat::$variant,)*];
+
+            /// The counter's name in `xlb stats` and metrics.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Stat::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+stats! {
+    /// IP header too short, wrong version, IHL < 5, or longer than the
+    /// frame: dropped (the kernel would drop it too).
+    DropMalformedIp = "drop_malformed_ip",
     /// TCP/UDP header cut short: dropped (the kernel would drop it too).
-    DropMalformedL4 = 1,
+    DropMalformedL4 = "drop_malformed_l4",
     /// The VIP has no live backend.
-    DropNoBackend = 2,
+    DropNoBackend = "drop_no_backend",
+    /// DSR encapsulation could not grow the frame.
+    DropEncap = "drop_encap",
     /// Connection-table hit.
-    FlowHit = 3,
+    FlowHit = "flow_hit",
     /// Connection-table miss: a backend was chosen by Maglev.
-    FlowMiss = 4,
+    FlowMiss = "flow_miss",
     /// Reply from a backend rewritten back to the VIP.
-    NatReverse = 5,
+    NatReverse = "nat_reverse",
     /// Forwarded packet handed to the kernel because the next hop's MAC is
     /// not resolved yet (the kernel resolves it and forwards).
-    PassNoNeigh = 6,
-    /// IP fragment for a VIP address passed to the kernel (v1 rule).
-    PassFragment = 7,
+    PassNoNeigh = "pass_no_neigh",
     /// Forwarded packet whose route lookup failed: passed to the kernel.
-    PassNoRoute = 8,
+    PassNoRoute = "pass_no_route",
     /// Connection-table insert failed (map full and LRU could not evict).
-    FlowInsertFailed = 9,
+    FlowInsertFailed = "flow_insert_failed",
+    /// IP fragment of VIP traffic, steered by addresses only.
+    Fragment = "fragment",
+    /// QUIC short header whose server id named a live backend.
+    QuicCidHit = "quic_cid_hit",
+    /// QUIC short header whose server id is unknown or not live.
+    QuicCidMiss = "quic_cid_miss",
+    /// Syslog datagram spread round robin.
+    SyslogSpread = "syslog_spread",
+    /// New flow above the flood threshold: forwarded without a table entry.
+    FloodBypass = "flood_bypass",
+    /// ICMP error about a VIP flow, sent on to the flow's backend.
+    IcmpToBackend = "icmp_to_backend",
+    /// "Fragmentation needed" / "packet too big" sent back to a client
+    /// whose packet would not fit the DSR tunnel.
+    IcmpTooBig = "icmp_too_big",
+    /// Packet for a VIP with VLAN tags (handled like untagged).
+    Vlan = "vlan",
 }
 
-pub const STAT_COUNT: u32 = 10;
-
-impl Stat {
-    pub const ALL: [Stat; STAT_COUNT as usize] = [
-        Stat::DropMalformedIp,
-        Stat::DropMalformedL4,
-        Stat::DropNoBackend,
-        Stat::FlowHit,
-        Stat::FlowMiss,
-        Stat::NatReverse,
-        Stat::PassNoNeigh,
-        Stat::PassFragment,
-        Stat::PassNoRoute,
-        Stat::FlowInsertFailed,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Stat::DropMalformedIp => "drop_malformed_ip",
-            Stat::DropMalformedL4 => "drop_malformed_l4",
-            Stat::DropNoBackend => "drop_no_backend",
-            Stat::FlowHit => "flow_hit",
-            Stat::FlowMiss => "flow_miss",
-            Stat::NatReverse => "nat_reverse",
-            Stat::PassNoNeigh => "pass_no_neigh",
-            Stat::PassFragment => "pass_fragment",
-            Stat::PassNoRoute => "pass_no_route",
-            Stat::FlowInsertFailed => "flow_insert_failed",
-        }
-    }
-}
+/// Entries in [`crate::MAP_STATS`].
+pub const STAT_COUNT: u32 = Stat::ALL.len() as u32;

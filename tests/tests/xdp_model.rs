@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use xdp::{CLIENT_MAC, Dut, LB_MAC, VIP, VIP_PORT, XDP_TX, backend_ip, config, frame};
 use xlb::dataplane::model::ReferenceModel;
-use xlb_common::{FlowKeyV4, PROTO_TCP};
+use xlb_common::{AF_INET, FlowKey, PROTO_TCP};
 
 const BACKENDS: usize = 3;
 
@@ -42,14 +42,15 @@ fn segment(src: Ipv4Addr, sport: u16, syn: bool) -> Vec<u8> {
     .build()
 }
 
-fn key(src: Ipv4Addr, sport: u16) -> FlowKeyV4 {
-    FlowKeyV4 {
-        src: u32::from_ne_bytes(src.octets()),
-        dst: u32::from_ne_bytes(VIP.octets()),
+fn key(src: Ipv4Addr, sport: u16) -> FlowKey {
+    FlowKey {
+        src: [u32::from_ne_bytes(src.octets()), 0, 0, 0],
+        dst: [u32::from_ne_bytes(VIP.octets()), 0, 0, 0],
         sport: sport.to_be(),
         dport: VIP_PORT.to_be(),
         proto: PROTO_TCP,
-        pad: [0; 3],
+        family: AF_INET,
+        pad: [0; 2],
     }
 }
 

@@ -226,14 +226,6 @@ fn parse_rule_cases() -> Vec<Case> {
         action: XDP_DROP,
         output: None,
     });
-    let mut fragment = syn.clone();
-    fragment[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
-    cases.push(Case {
-        name: "first fragment (MF) passes to the kernel (v1 rule)",
-        input: fragment,
-        action: XDP_PASS,
-        output: None,
-    });
     cases
 }
 
@@ -255,7 +247,6 @@ fn parse_rules() {
     let stats = dut.stats();
     assert_eq!(stats.stat(Stat::DropMalformedIp).unwrap(), 4);
     assert_eq!(stats.stat(Stat::DropMalformedL4).unwrap(), 1);
-    assert_eq!(stats.stat(Stat::PassFragment).unwrap(), 1);
     assert_eq!(
         stats.stat(Stat::FlowMiss).unwrap(),
         0,

@@ -26,7 +26,7 @@ pub fn print(config_path: &Path) -> anyhow::Result<()> {
             server.key, server.address, c.packets, c.bytes
         );
     }
-    for stat in Stat::ALL {
+    for &stat in Stat::ALL {
         println!("stat {} {}", stat.name(), reader.stat(stat)?);
     }
     Ok(())

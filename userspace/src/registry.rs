@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use xlb_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_MAINT, BACKEND_UP, MAX_BACKENDS};
 
-use crate::{config::Config, dataplane::maglev::RingMember};
+use crate::{
+    config::{Config, Server},
+    dataplane::maglev::RingMember,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admin {
@@ -24,6 +27,7 @@ pub struct ServerEntry {
     pub key: String,
     pub address: SocketAddr,
     pub weight: u32,
+    pub quic_server_id: Option<u32>,
     pub admin: Admin,
     pub healthy: bool,
 }
@@ -49,6 +53,7 @@ impl ServerEntry {
 #[derive(Debug, Default)]
 pub struct Registry {
     servers: BTreeMap<u32, ServerEntry>,
+    next_id: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,31 +69,31 @@ impl Registry {
         let mut registry = Registry::default();
         for pool in &config.backend {
             for server in &pool.server {
-                registry.add(&pool.name, &server.name, server.address, server.weight)?;
+                registry.add(&pool.name, server)?;
             }
         }
         Ok(registry)
     }
 
-    pub fn add(
-        &mut self,
-        backend: &str,
-        name: &str,
-        address: SocketAddr,
-        weight: u32,
-    ) -> Result<u32, RegistryError> {
+    /// Ids are handed out in turn (not lowest-free), so an id freed by a
+    /// removed server is not reused while flows to it may still linger in
+    /// the connection table.
+    pub fn add(&mut self, backend: &str, server: &Server) -> Result<u32, RegistryError> {
         let id = (0..MAX_BACKENDS)
+            .map(|i| (self.next_id + i) % MAX_BACKENDS)
             .find(|id| !self.servers.contains_key(id))
             .ok_or(RegistryError::Full)?;
+        self.next_id = (id + 1) % MAX_BACKENDS;
         self.servers.insert(
             id,
             ServerEntry {
                 id,
                 backend: backend.to_string(),
-                name: name.to_string(),
-                key: format!("{backend}/{name}"),
-                address,
-                weight,
+                name: server.name.clone(),
+                key: format!("{backend}/{}", server.name),
+                address: server.address,
+                weight: server.weight,
+                quic_server_id: server.quic_server_id,
                 admin: Admin::Ready,
                 healthy: true,
             },
@@ -157,11 +162,12 @@ impl Registry {
             for server in &pool.server {
                 let id = match self.find(&pool.name, &server.name) {
                     Some(existing) => existing.id,
-                    None => self.add(&pool.name, &server.name, server.address, server.weight)?,
+                    None => self.add(&pool.name, server)?,
                 };
                 if let Some(entry) = self.servers.get_mut(&id) {
                     entry.address = server.address;
                     entry.weight = server.weight;
+                    entry.quic_server_id = server.quic_server_id;
                 }
                 keep.push(id);
             }

@@ -1,223 +1,407 @@
-//! The L4 decision for one packet: parse, VIP lookup, connection table,
-//! Maglev, NAT both ways.
+//! The L4 decision for one packet: connection table first (one lookup
+//! serves both directions of an established flow), then the VIP: syslog
+//! round robin, QUIC server id, or Maglev; NAT or DSR on the way out.
 //!
-//! Parsing rule (documented in the README): a packet that is not IPv4
-//! TCP/UDP, or is an IP fragment, or is not for a VIP or a NAT flow, passes
-//! to the kernel untouched. A malformed IPv4 header (shorter than 20 bytes,
-//! version != 4, IHL < 5, total length beyond the frame) or a TCP/UDP
-//! header cut short is dropped and counted: the kernel would drop it too.
-//! IP options are carried along untouched; the L4 header is found by IHL.
+//! Odd packets (README, "Packet handling rules"): IP fragments of VIP
+//! traffic go by Maglev over addresses only (no ports, no table entry) via
+//! the VIP's port-0 entry, so every fragment of a datagram reaches the same
+//! backend; ICMP errors about a flow follow the flow to its backend.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use xlb_common::{
-    BACKEND_DRAIN, BACKEND_UP, FLOW_TO_BACKEND, FLOW_TO_CLIENT, FlowKeyV4, FlowV4, NO_BACKEND,
-    NextHop, PROTO_TCP, PROTO_UDP, Stat, VipKeyV4, hash::flow_hash_v4,
+    AF_INET, BACKEND_DRAIN, Backend, BACKEND_UNUSED, BACKEND_UP, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
+    FORWARD_DSR, Flow, FlowKey, NO_BACKEND, NextHop, PROTO_UDP, STEER_QUIC, STEER_SYSLOG, Stat,
+    VipInfo, VipKey, hash::flow_hash,
 };
 
 use crate::{
-    forward::{route_v4, send},
-    headers::{ETH_HLEN, ETH_P_IP, EthHdr, IP_MF_OFFSET_MASK, Ipv4Hdr, Ports, TCP_HLEN, UDP_HLEN},
-    maps::{XLB_BACKENDS, XLB_FLOWS4, XLB_NEXTHOP, XLB_RING, XLB_VIPS4, ring_size},
-    nat::{End, rewrite_v4},
-    packet::{len, ptr_at},
+    encap::{encapsulate, overhead},
+    forward::{NoRoute, RouteQuery, route, send},
+    guard::may_remember,
+    headers::{EthHdr, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6},
+    icmp::{error_about, rewrite_error, too_big},
+    maps::{
+        Scratch, XLB_BACKENDS, XLB_FLOWS, XLB_NEXTHOP, XLB_RING, XLB_SCRATCH, XLB_SETTINGS,
+        XLB_VIPS, ring_size,
+    },
+    nat::{End, rewrite},
+    packet::ptr_at,
+    parse::{Fragment, Parsed, Pkt, parse},
     stats::{count, count_flow},
+    steer::{quic_server, syslog_next},
 };
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The backend a packet goes to.
+#[derive(Clone, Copy)]
+pub struct Chosen {
+    pub id: u32,
+    pub be: Backend,
+}
+
+/// The VIP side of a decision.
+#[derive(Clone, Copy)]
+pub struct Via {
+    pub vip_id: u32,
+    pub forward: u8,
+    /// Look the route up again (new flows), so the cache follows changes.
+    pub fresh_route: bool,
+    /// NAT already done (ICMP errors): only send.
+    pub already_rewritten: bool,
+}
+
+/// What a decision step concluded: an action now, or send the packet to
+/// the backend written into the scratch (`chosen`, `via`).
+type Decision = Option<u32>;
+const SEND: Decision = None;
 
 #[inline(always)]
 pub fn process(ctx: &XdpContext) -> u32 {
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return xdp_action::XDP_PASS;
+    let Some(scratch) = XLB_SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
     };
-    if unsafe { (*eth).ether_type } != ETH_P_IP {
-        return xdp_action::XDP_PASS;
+    // Decisions go through per-CPU scratch memory, and the packet leaves
+    // from here: the BPF stack (512 bytes over a whole call chain) cannot
+    // hold a deciding frame and a sending frame on top of each other.
+    let s = unsafe { &mut *scratch };
+    match parse(ctx, &mut s.pkt) {
+        Parsed::Pass => return xdp_action::XDP_PASS,
+        Parsed::Drop(stat) => return drop(stat),
+        Parsed::Packet => {}
     }
-    process_v4(ctx)
-}
-
-#[inline(always)]
-fn process_v4(ctx: &XdpContext) -> u32 {
-    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
-        return drop(Stat::DropMalformedIp);
-    };
-    let (version_ihl, tot_len, frag_off, proto, saddr, daddr) = unsafe {
-        (
-            (*ip).version_ihl,
-            u16::from_be((*ip).tot_len) as u64,
-            (*ip).frag_off,
-            (*ip).proto,
-            (*ip).saddr,
-            (*ip).daddr,
-        )
-    };
-    let ihl = ((version_ihl & 0x0f) as usize) * 4;
-    if version_ihl >> 4 != 4
-        || ihl < 20
-        || tot_len < ihl as u64
-        || ETH_HLEN as u64 + tot_len > len(ctx)
-    {
-        return drop(Stat::DropMalformedIp);
-    }
-    if proto != PROTO_TCP && proto != PROTO_UDP {
-        return xdp_action::XDP_PASS;
-    }
-    if frag_off & IP_MF_OFFSET_MASK != 0 {
-        count(Stat::PassFragment);
-        return xdp_action::XDP_PASS;
-    }
-    let l4_off = ETH_HLEN + ihl;
-    let l4_len = if proto == PROTO_TCP {
-        TCP_HLEN
+    let decision = if s.pkt.key.proto == PROTO_ICMP || s.pkt.key.proto == PROTO_ICMPV6 {
+        icmp_error(ctx, s)
+    } else if s.pkt.fragment != Fragment::No {
+        fragment(ctx, s)
     } else {
-        UDP_HLEN
-    };
-    if tot_len < (ihl + l4_len) as u64 || ptr_at::<[u8; UDP_HLEN]>(ctx, l4_off).is_none() {
-        return drop(Stat::DropMalformedL4);
-    }
-    if proto == PROTO_TCP && ptr_at::<[u8; TCP_HLEN]>(ctx, l4_off).is_none() {
-        return drop(Stat::DropMalformedL4);
-    }
-    let Some(ports) = ptr_at::<Ports>(ctx, l4_off) else {
-        return drop(Stat::DropMalformedL4);
-    };
-    let (sport, dport) = unsafe { ((*ports).sport, (*ports).dport) };
-
-    let flow = FlowKeyV4 {
-        src: saddr,
-        dst: daddr,
-        sport,
-        dport,
-        proto,
-        pad: [0; 3],
-    };
-    // One lookup serves both directions of an established flow; only a
-    // miss pays for the VIP lookup.
-    if let Some(entry) = unsafe { XLB_FLOWS4.get(&flow) } {
-        if entry.kind == FLOW_TO_CLIENT {
-            return to_client(ctx, entry, l4_off, proto, tot_len);
+        match established(ctx, s) {
+            Some(SEND) => SEND,
+            Some(action) => action,
+            None => miss(ctx, s),
         }
-        if let Some(be) = live_backend(entry.backend_id, true) {
-            count(Stat::FlowHit);
-            return to_backend(
-                ctx,
-                &flow,
-                entry.vip_id,
-                entry.backend_id,
-                be,
-                false,
-                l4_off,
-                tot_len,
-            );
-        }
-        // Its backend is gone or down: choose again below.
+    };
+    if let Some(action) = decision {
+        return action;
     }
-    let vip = VipKeyV4 {
-        addr: daddr,
-        port: dport,
-        proto,
-        pad: 0,
-    };
-    let Some(info) = (unsafe { XLB_VIPS4.get(&vip) }) else {
-        return xdp_action::XDP_PASS;
-    };
-    let vip_id = info.vip_id;
-    count(Stat::FlowMiss);
-    let backend_id = maglev_pick(&flow, vip_id);
-    let Some(be) = live_backend(backend_id, false) else {
-        return drop(Stat::DropNoBackend);
-    };
-    to_backend(ctx, &flow, vip_id, backend_id, be, true, l4_off, tot_len)
+    let (pkt, via, chosen) = (&s.pkt, &s.via, &s.chosen);
+    if via.forward == FORWARD_DSR {
+        dsr_out(ctx, pkt, via, chosen)
+    } else if via.already_rewritten {
+        forward_to(ctx, pkt, &pkt.key.src, chosen, via)
+    } else {
+        nat_out(ctx, pkt, via, chosen)
+    }
 }
 
-/// Client -> VIP: rewrite the destination to the backend and forward. A
-/// new flow is remembered (both directions) and looks the route up; the
-/// route to each backend is cached, so established flows skip the FIB.
-#[allow(clippy::too_many_arguments)]
+/// The connection table: a reply of a NAT flow is sent here; a packet of
+/// a live client flow gets its backend. None: no usable entry.
 #[inline(always)]
-fn to_backend(
-    ctx: &XdpContext,
-    flow: &FlowKeyV4,
-    vip_id: u32,
-    backend_id: u32,
-    be: Target,
-    new_flow: bool,
-    l4_off: usize,
-    tot_len: u64,
-) -> u32 {
-    if new_flow {
-        // The way back to the client: the interface and MACs this packet
-        // came with, read before the rewrite.
-        let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-            return xdp_action::XDP_ABORTED;
+fn established(ctx: &XdpContext, s: &mut Scratch) -> Option<Decision> {
+    let entry = XLB_FLOWS.get_ptr_mut(&s.pkt.key)?;
+    let entry = unsafe { &mut *entry };
+    if entry.kind == FLOW_TO_CLIENT {
+        return Some(Some(to_client(ctx, &s.pkt, entry)));
+    }
+    if !still_fresh(&s.pkt, entry) {
+        return None;
+    }
+    // A backend that is gone or down: choose again.
+    s.chosen = live_backend(entry.backend_id, true)?;
+    count(Stat::FlowHit);
+    s.via = Via {
+        vip_id: entry.vip_id,
+        forward: entry.forward,
+        fresh_route: false,
+        already_rewritten: false,
+    };
+    Some(SEND)
+}
+
+/// No (usable) connection-table entry: find the VIP and choose a backend.
+/// Not inlined, like the other paths off the hit path: each gets its own
+/// stack frame instead of all of them sharing (and bloating) the entry's.
+#[inline(never)]
+fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
+    let pkt = &s.pkt;
+    let vip = VipKey {
+        addr: pkt.key.dst,
+        port: pkt.key.dport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+    };
+    let Some(info) = (unsafe { XLB_VIPS.get(&vip) }) else {
+        return Some(xdp_action::XDP_PASS);
+    };
+    if pkt.vlan {
+        count(Stat::Vlan);
+    }
+    let info = *info;
+    s.via = via_new(&info);
+    if pkt.key.proto == PROTO_UDP && info.steering == STEER_SYSLOG {
+        // Every datagram to the next live backend; nothing remembered.
+        let Some(chosen) = live_backend(syslog_next(info.vip_id), false) else {
+            return Some(drop(Stat::DropNoBackend));
         };
-        let to_client = unsafe {
-            NextHop {
-                ifindex: ctx.ingress_ifindex() as u32,
-                dmac: (*eth).src,
-                smac: (*eth).dst,
+        s.chosen = chosen;
+        return SEND;
+    }
+    if pkt.key.proto == PROTO_UDP && info.steering == STEER_QUIC {
+        if let Some(id) = quic_server(ctx, pkt, &info) {
+            if let Some(chosen) = live_backend(id, true) {
+                count(Stat::QuicCidHit);
+                s.chosen = chosen;
+                new_flow(ctx, s, &info);
+                return SEND;
             }
-        };
-        if remember(flow, vip_id, backend_id, be, to_client).is_err() {
-            count(Stat::FlowInsertFailed);
+            count(Stat::QuicCidMiss);
         }
     }
-    if rewrite_v4(ctx, l4_off, flow.proto, End::Destination, be.addr, be.port).is_none() {
+    count(Stat::FlowMiss);
+    let Some(chosen) = live_backend(maglev_pick(&pkt.key, info.vip_id), false) else {
+        return Some(drop(Stat::DropNoBackend));
+    };
+    s.chosen = chosen;
+    new_flow(ctx, s, &info);
+    SEND
+}
+
+#[inline(always)]
+fn via_new(info: &VipInfo) -> Via {
+    Via {
+        vip_id: info.vip_id,
+        forward: info.forward,
+        fresh_route: true,
+        already_rewritten: false,
+    }
+}
+
+/// A UDP flow with an idle timeout is kept only while packets keep coming.
+#[inline(always)]
+fn still_fresh(pkt: &Pkt, entry: &mut Flow) -> bool {
+    if pkt.key.proto != PROTO_UDP || entry.idle_timeout_ms == 0 {
+        return true;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now.wrapping_sub(entry.last_seen_ns) > entry.idle_timeout_ms as u64 * NS_PER_MS {
+        return false;
+    }
+    entry.last_seen_ns = now;
+    true
+}
+
+/// Remember a new flow (unless the flood guard says no: Maglev gives the
+/// same answer next time anyway).
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, s: &Scratch, info: &VipInfo) {
+    let nat = info.forward != FORWARD_DSR;
+    let forward = may_remember();
+    if !forward {
+        count(Stat::FloodBypass);
+    }
+    if (forward || nat) && remember(ctx, &s.pkt, info, &s.chosen, forward) != 0 {
+        count(Stat::FlowInsertFailed);
+    }
+}
+
+/// IP fragments: Maglev over (source, destination, protocol) via the VIP
+/// address's port-0 entry. A NAT first fragment also gets its reverse entry
+/// so replies to it are translated.
+#[inline(never)]
+fn fragment(ctx: &XdpContext, s: &mut Scratch) -> Decision {
+    let pkt = &s.pkt;
+    let vip = VipKey {
+        addr: pkt.key.dst,
+        port: 0,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+    };
+    let Some(info) = (unsafe { XLB_VIPS.get(&vip) }) else {
+        return Some(xdp_action::XDP_PASS);
+    };
+    let info = *info;
+    count(Stat::Fragment);
+    let portless = FlowKey {
+        sport: 0,
+        dport: 0,
+        ..pkt.key
+    };
+    let Some(chosen) = live_backend(maglev_pick(&portless, info.vip_id), false) else {
+        return Some(drop(Stat::DropNoBackend));
+    };
+    s.chosen = chosen;
+    if s.pkt.fragment == Fragment::First && info.forward != FORWARD_DSR {
+        let _ = remember(ctx, &s.pkt, &info, &s.chosen, false);
+    }
+    s.via = Via {
+        fresh_route: false,
+        ..via_new(&info)
+    };
+    SEND
+}
+
+/// An ICMP error about a VIP flow goes to the flow's backend (DSR: as is,
+/// encapsulated; NAT: with the VIP rewritten to the backend throughout).
+/// Decides and (for NAT) rewrites; the caller sends, so this frame is not
+/// on the stack while the packet goes out.
+#[inline(never)]
+fn icmp_error(ctx: &XdpContext, s: &mut Scratch) -> Option<u32> {
+    let pkt = &s.pkt;
+    if !error_about(ctx, pkt, &mut s.icmp) {
+        return Some(xdp_action::XDP_PASS);
+    }
+    let Some(entry) = (unsafe { XLB_FLOWS.get(&s.icmp.flow) }) else {
+        return Some(xdp_action::XDP_PASS);
+    };
+    if entry.kind != FLOW_TO_BACKEND {
+        return Some(xdp_action::XDP_PASS);
+    }
+    s.via = Via {
+        vip_id: entry.vip_id,
+        forward: entry.forward,
+        fresh_route: false,
+        already_rewritten: entry.forward != FORWARD_DSR,
+    };
+    let id = entry.backend_id;
+    let be = XLB_BACKENDS.get(id)?;
+    if be.state == BACKEND_UNUSED {
+        return Some(xdp_action::XDP_PASS);
+    }
+    s.chosen = Chosen { id, be: *be };
+    count(Stat::IcmpToBackend);
+    if s.via.forward != FORWARD_DSR {
+        if rewrite_error(ctx, pkt, &s.icmp, &s.chosen.be.addr, s.chosen.be.port).is_none() {
+            return Some(xdp_action::XDP_ABORTED);
+        }
+        count_flow(s.via.vip_id, id, pkt.l3_off as u64 + pkt.l3_len);
+    }
+    None
+}
+
+// The two ways out are not inlined: one copy serves every caller, and
+// their stack frames do not add to the callers' (the BPF stack of a call
+// chain is 512 bytes).
+
+#[inline(never)]
+fn nat_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
+    let be = &chosen.be;
+    if rewrite(ctx, pkt, End::Destination, &be.addr, be.port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
-    count_flow(vip_id, backend_id, ETH_HLEN as u64 + tot_len);
-    if !new_flow {
-        if let Some(hop) = XLB_NEXTHOP.get(backend_id) {
+    count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
+    forward_to(ctx, pkt, &pkt.key.src, chosen, via)
+}
+
+#[inline(never)]
+fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
+    let be = &chosen.be;
+    let outer_src = dsr_source(&pkt.key, be.family);
+    let outer_len = pkt.l3_len + overhead(be.family);
+    let q = to_backend_route(&outer_src, chosen, outer_len);
+    let hop = match next_hop(ctx, chosen.id, &q, via.fresh_route) {
+        Ok(hop) => hop,
+        Err(NoRoute::TooBig(mtu)) => return client_too_big(ctx, pkt, mtu, be.family),
+        Err(NoRoute::Pass) => return xdp_action::XDP_PASS,
+    };
+    if hop.mtu != 0 && outer_len > hop.mtu as u64 {
+        return client_too_big(ctx, pkt, hop.mtu, be.family);
+    }
+    if encapsulate(ctx, pkt, be, &outer_src).is_none() {
+        return drop(Stat::DropEncap);
+    }
+    count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
+    send(ctx, &hop, pkt.vlan)
+}
+
+#[inline(always)]
+fn client_too_big(ctx: &XdpContext, pkt: &Pkt, path_mtu: u16, backend_family: u8) -> u32 {
+    count(Stat::IcmpTooBig);
+    let room = (path_mtu as u64).saturating_sub(overhead(backend_family));
+    too_big(ctx, pkt, room as u16)
+}
+
+/// Send a NAT-rewritten packet towards its backend. A packet too big for
+/// the path goes to the kernel, which fragments it or answers.
+#[inline(always)]
+fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, via: &Via) -> u32 {
+    let q = to_backend_route(src, chosen, pkt.l3_len);
+    match next_hop(ctx, chosen.id, &q, via.fresh_route) {
+        Ok(hop) => send(ctx, &hop, pkt.vlan),
+        Err(_) => xdp_action::XDP_PASS,
+    }
+}
+
+/// The cached route to the chosen backend, or a fresh lookup (then cached).
+#[inline(never)]
+fn next_hop(ctx: &XdpContext, id: u32, q: &RouteQuery, fresh: bool) -> Result<NextHop, NoRoute> {
+    if !fresh {
+        if let Some(hop) = XLB_NEXTHOP.get(id) {
             if hop.ifindex != 0 {
-                return send(ctx, hop);
+                return Ok(*hop);
             }
         }
     }
-    match route_v4(ctx) {
-        Ok(hop) => {
-            if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(backend_id) {
-                unsafe { *slot = hop };
-            }
-            send(ctx, &hop)
-        }
-        Err(action) => action,
+    let hop = route(ctx, q)?;
+    if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(id) {
+        unsafe { *slot = hop };
+    }
+    Ok(hop)
+}
+
+/// What to ask the FIB for a packet of `tot_len` bytes from `src` to the
+/// chosen backend.
+#[inline(always)]
+fn to_backend_route(src: &[u32; 4], chosen: &Chosen, tot_len: u64) -> RouteQuery {
+    RouteQuery {
+        src: *src,
+        dst: chosen.be.addr,
+        tot_len,
+        family: chosen.be.family,
+        proto: if chosen.be.family == AF_INET {
+            PROTO_IPIP
+        } else {
+            PROTO_IPV6
+        },
     }
 }
 
 /// Backend -> client reply of a NAT flow: put the VIP back as the source
 /// and send it the way the client's packets came in.
-#[inline(always)]
-fn to_client(ctx: &XdpContext, entry: &FlowV4, l4_off: usize, proto: u8, tot_len: u64) -> u32 {
-    let (vip_addr, vip_port, vip_id, backend_id) = (
+#[inline(never)]
+fn to_client(ctx: &XdpContext, pkt: &Pkt, entry: &Flow) -> u32 {
+    let (vip_addr, vip_port, vip_id, id, hop) = (
         entry.vip_addr,
         entry.vip_port,
         entry.vip_id,
         entry.backend_id,
+        entry.to_client,
     );
-    let hop = entry.to_client;
-    if rewrite_v4(ctx, l4_off, proto, End::Source, vip_addr, vip_port).is_none() {
+    if rewrite(ctx, pkt, End::Source, &vip_addr, vip_port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
     count(Stat::NatReverse);
-    count_flow(vip_id, backend_id, ETH_HLEN as u64 + tot_len);
+    count_flow(vip_id, id, pkt.l3_off as u64 + pkt.l3_len);
     if hop.ifindex != 0 {
-        return send(ctx, &hop);
+        return send(ctx, &hop, pkt.vlan);
     }
-    match route_v4(ctx) {
-        Ok(hop) => send(ctx, &hop),
-        Err(action) => action,
+    let q = RouteQuery {
+        src: vip_addr,
+        dst: pkt.key.dst,
+        tot_len: pkt.l3_len,
+        family: pkt.key.family,
+        proto: pkt.key.proto,
+    };
+    match route(ctx, &q) {
+        Ok(hop) => send(ctx, &hop, pkt.vlan),
+        Err(_) => xdp_action::XDP_PASS,
     }
-}
-
-#[derive(Clone, Copy)]
-struct Target {
-    addr: u32,
-    port: u16,
 }
 
 /// The backend with this id if it may take packets. An established flow may
 /// stay on a draining backend; a new one only goes to an UP one (the ring
 /// holds only those, the check guards against a racing update).
 #[inline(always)]
-fn live_backend(id: u32, established: bool) -> Option<Target> {
+fn live_backend(id: u32, established: bool) -> Option<Chosen> {
     if id == NO_BACKEND {
         return None;
     }
@@ -226,19 +410,16 @@ fn live_backend(id: u32, established: bool) -> Option<Target> {
     if !ok {
         return None;
     }
-    Some(Target {
-        addr: be.addr[0],
-        port: be.port,
-    })
+    Some(Chosen { id, be: *be })
 }
 
 #[inline(always)]
-fn maglev_pick(flow: &FlowKeyV4, vip_id: u32) -> u32 {
+fn maglev_pick(key: &FlowKey, vip_id: u32) -> u32 {
     let size = ring_size();
     if size == 0 {
         return NO_BACKEND;
     }
-    let h = flow_hash_v4(flow.src, flow.dst, flow.sport, flow.dport, flow.proto);
+    let h = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
     let slot = vip_id.wrapping_mul(size).wrapping_add(h % size);
     match XLB_RING.get(slot) {
         Some(id) => *id,
@@ -246,40 +427,100 @@ fn maglev_pick(flow: &FlowKeyV4, vip_id: u32) -> u32 {
     }
 }
 
-/// Insert both directions of the flow.
+/// The DSR outer source: the configured prefix with host bits from the
+/// flow hash, so the backend's receive hashing spreads flows.
 #[inline(always)]
-fn remember(
-    flow: &FlowKeyV4,
-    vip_id: u32,
-    backend_id: u32,
-    be: Target,
-    to_client: NextHop,
+fn dsr_source(key: &FlowKey, family: u8) -> [u32; 4] {
+    let Some(s) = XLB_SETTINGS.get(0) else {
+        return [0; 4];
+    };
+    let h = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
+    if family == AF_INET {
+        let host = h & s.dsr_source_v4_host_mask;
+        [(u32::from_be(s.dsr_source_v4) | host).to_be(), 0, 0, 0]
+    } else {
+        let mut a = s.dsr_source_v6;
+        a[3] = ((u32::from_be(a[3]) & 0xffff_0000) | (h & 0xffff)).to_be();
+        a
+    }
+}
+
+/// Insert the flow: the client -> VIP entry (if `forward`) and, for NAT,
+/// the backend -> client entry replies need. Not inlined: the two 64-byte
+/// values get a stack frame of their own. Returns 0 or the insert error.
+#[inline(never)]
+fn remember(ctx: &XdpContext, pkt: &Pkt, info: &VipInfo, chosen: &Chosen, forward: bool) -> i32 {
+    match insert_flow(ctx, pkt, info, chosen, forward) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+#[inline(always)]
+fn insert_flow(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    info: &VipInfo,
+    chosen: &Chosen,
+    forward: bool,
 ) -> Result<(), i32> {
-    let forward = FlowV4 {
-        kind: FLOW_TO_BACKEND,
-        backend_id,
-        vip_id,
-        ..FlowV4::default()
+    let (id, be) = (chosen.id, &chosen.be);
+    let now = if pkt.key.proto == PROTO_UDP && info.udp_idle_timeout_ms != 0 {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
     };
-    XLB_FLOWS4.insert(flow, &forward, 0)?;
-    let reply = FlowKeyV4 {
+    if forward {
+        let entry = Flow {
+            kind: FLOW_TO_BACKEND,
+            forward: info.forward,
+            backend_id: id,
+            vip_id: info.vip_id,
+            idle_timeout_ms: if pkt.key.proto == PROTO_UDP {
+                info.udp_idle_timeout_ms
+            } else {
+                0
+            },
+            last_seen_ns: now,
+            ..Flow::default()
+        };
+        XLB_FLOWS.insert(pkt.key, &entry, 0)?;
+    }
+    if info.forward == FORWARD_DSR {
+        return Ok(());
+    }
+    // The way back to the client: the interface and MACs this packet came
+    // with (read before any rewrite).
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(-1)?;
+    let to_client = unsafe {
+        NextHop {
+            ifindex: ctx.ingress_ifindex() as u32,
+            dmac: (*eth).src,
+            smac: (*eth).dst,
+            mtu: 0,
+            pad: 0,
+        }
+    };
+    let reply = FlowKey {
         src: be.addr,
-        dst: flow.src,
+        dst: pkt.key.src,
         sport: be.port,
-        dport: flow.sport,
-        proto: flow.proto,
-        pad: [0; 3],
-    };
-    let back = FlowV4 {
-        kind: FLOW_TO_CLIENT,
-        backend_id,
-        vip_id,
-        vip_addr: flow.dst,
-        vip_port: flow.dport,
+        dport: pkt.key.sport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
         pad: [0; 2],
-        to_client,
     };
-    XLB_FLOWS4.insert(&reply, &back, 0)
+    let back = Flow {
+        kind: FLOW_TO_CLIENT,
+        forward: info.forward,
+        vip_port: pkt.key.dport,
+        backend_id: id,
+        vip_id: info.vip_id,
+        vip_addr: pkt.key.dst,
+        to_client,
+        ..Flow::default()
+    };
+    XLB_FLOWS.insert(&reply, &back, 0)
 }
 
 #[inline(always)]

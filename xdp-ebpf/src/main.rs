@@ -7,12 +7,18 @@
 
 mod balance;
 mod bench;
+mod decap;
+mod encap;
 mod forward;
+mod guard;
 mod headers;
+mod icmp;
 mod maps;
 mod nat;
 mod packet;
+mod parse;
 mod stats;
+mod steer;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
@@ -24,6 +30,13 @@ pub fn xlb_l4(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// DSR backends (`xlb decap`): strips the IPIP / IP6IP6 header of packets
+/// for a local VIP and passes the inner packet to the stack.
+#[xdp]
+pub fn xlb_decap(ctx: XdpContext) -> u32 {
+    decap::process(&ctx)
 }
 
 /// Benchmark harness: restores the template frame, then tail-calls the

@@ -50,6 +50,7 @@ pub fn config(backends: usize) -> Config {
             name: format!("b{i}"),
             address: SocketAddr::new(backend_ip(i).into(), BACKEND_PORT),
             weight: 100,
+            quic_server_id: None,
         })
         .collect();
     let vip = |name: &str, protocol| L4Vip {
@@ -59,6 +60,9 @@ pub fn config(backends: usize) -> Config {
         backend: "pool".into(),
         forward: Forward::Nat,
         steering: Steering::Flow,
+        udp_idle_timeout_ms: 30_000,
+        quic_sid_offset: 1,
+        quic_sid_len: 2,
     };
     Config {
         global: Global {
@@ -66,6 +70,9 @@ pub fn config(backends: usize) -> Config {
             metrics: None,
             bpf_pin_path: "/sys/fs/bpf/xlb-fixtures".into(),
             maglev_size: RING_SIZE,
+            dsr_source_v4: (Ipv4Addr::new(198, 19, 0, 0), 16),
+            dsr_source_v6: "2001:db8:ffff::".parse().unwrap(),
+            flood_new_flows_per_sec: 0,
         },
         xdp: vec![XdpInterface {
             interface: "eth0".into(),
@@ -83,6 +90,7 @@ pub fn config(backends: usize) -> Config {
                 fall: 2,
             },
             server,
+            l7: Default::default(),
         }],
         l4: vec![vip("tcp", Protocol::Tcp), vip("udp", Protocol::Udp)],
         frontend: vec![],

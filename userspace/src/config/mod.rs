@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 mod parse;
-pub use parse::{ConfigError, load, parse};
+pub use parse::{Checks, ConfigError, load, load_with, parse, parse_with};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -23,6 +23,14 @@ pub struct Global {
     pub bpf_pin_path: PathBuf,
     /// Maglev table size per VIP (prime). Default 65537.
     pub maglev_size: u32,
+    /// DSR outer IPv4 source prefix; host bits come from the flow hash.
+    pub dsr_source_v4: (std::net::Ipv4Addr, u8),
+    /// DSR outer IPv6 source prefix (/112); the last 16 bits come from the
+    /// flow hash.
+    pub dsr_source_v6: std::net::Ipv6Addr,
+    /// New flows per second per CPU above which new flows bypass the
+    /// connection table (SYN flood guard); 0 turns the guard off.
+    pub flood_new_flows_per_sec: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,8 @@ pub struct Server {
     pub address: SocketAddr,
     /// 0 drains. Default 100.
     pub weight: u32,
+    /// QUIC-LB server id this server puts in its connection ids.
+    pub quic_server_id: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +90,43 @@ pub struct BackendPool {
     pub balance: Balance,
     pub health: HealthCheck,
     pub server: Vec<Server>,
+    /// How the L7 tier talks to this pool's servers (ignored by the L4 tier).
+    pub l7: BackendL7,
+}
+
+/// The HTTP protocol the L7 tier speaks to a backend's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProto {
+    /// HTTP/1.1 with pooled keep-alive connections (default).
+    H1,
+    /// HTTP/2 over cleartext (prior knowledge), one multiplexed connection
+    /// per server: for gRPC backends.
+    H2,
+}
+
+/// `[[backend]]` keys used by the L7 tier only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendL7 {
+    /// `proto = "h1" | "h2"`. Default h1.
+    pub proto: UpstreamProto,
+    /// Further servers tried after a failed attempt (`retries`), default 2.
+    pub retries: u32,
+    /// TCP connect timeout per attempt (`connect_timeout_ms`), default 3000.
+    pub connect_timeout_ms: u64,
+    /// From the request sent to the response headers (`response_timeout_ms`),
+    /// default 30000; past it the client gets 504.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for BackendL7 {
+    fn default() -> Self {
+        BackendL7 {
+            proto: UpstreamProto::H1,
+            retries: 2,
+            connect_timeout_ms: 3000,
+            response_timeout_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +156,37 @@ pub struct L4Vip {
     pub backend: String,
     pub forward: Forward,
     pub steering: Steering,
+    /// UDP `flow` steering: a flow idle this long is chosen anew (0: never).
+    pub udp_idle_timeout_ms: u32,
+    /// QUIC steering: the server id's byte offset in the destination
+    /// connection id, and its length in bytes (1..=4).
+    pub quic_sid_offset: u8,
+    pub quic_sid_len: u8,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
+    /// The default certificate chain (PEM), served when no `sni` entry
+    /// matches the client's server name (or it sends none).
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// More certificates, each chosen when the client's SNI matches one of
+    /// the names it carries (`sni = [{ cert = "...", key = "..." }]`).
+    pub sni: Vec<CertKey>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertKey {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where a frontend writes its access log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AccessLog {
+    Off,
+    Stderr,
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,8 +195,27 @@ pub struct Frontend {
     pub bind: SocketAddr,
     pub default_backend: String,
     pub tls: Option<Tls>,
+    /// "gzip", "br"/"brotli", in order of preference.
     pub compression: Vec<String>,
     pub http3: bool,
+    /// Accept HTTP/2 with prior knowledge on a cleartext listener (`h2c`).
+    pub h2c: bool,
+    /// Smallest response body (bytes) worth compressing
+    /// (`compression_min_bytes`), default 1024.
+    pub compression_min_bytes: u64,
+    /// The whole request head must arrive within this (`header_timeout_ms`),
+    /// default 10000: slow clients are cut off.
+    pub header_timeout_ms: u64,
+    /// A client connection with no request in flight and no traffic is
+    /// closed after this (`idle_timeout_ms`), default 60000.
+    pub idle_timeout_ms: u64,
+    /// Request head size limit in bytes (`max_header_bytes`), default
+    /// 32768; above it the client gets 431.
+    pub max_header_bytes: usize,
+    /// Request header count limit (`max_headers`), default 100 (431 above).
+    pub max_headers: usize,
+    /// `access_log = "stderr" | "off" | "/path/file"`, default stderr.
+    pub access_log: AccessLog,
 }
 
 impl Config {

@@ -27,8 +27,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    BackendPool, Balance, CheckKind, Config, Forward, Frontend, Global, HealthCheck, L4Vip,
-    Protocol, Server, Steering, Tls, XdpInterface, XdpMode,
+    AccessLog, BackendL7, BackendPool, Balance, CertKey, CheckKind, Config, Forward, Frontend,
+    Global, HealthCheck, L4Vip, Protocol, Server, Steering, Tls, UpstreamProto, XdpInterface,
+    XdpMode,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +52,24 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Checks that need more than the config text, run by [`load_with`] and
+/// [`parse_with`] at the position of the value they judge. The config
+/// module knows no TLS library; the L7 tier supplies them
+/// (`xlb::l7::config_checks`).
+#[derive(Default, Clone, Copy)]
+pub struct Checks {
+    /// Called with an existing cert and key file of a frontend's `tls`;
+    /// an `Err` (e.g. the key does not match the certificate) is reported
+    /// at the `key` value.
+    pub tls: Option<fn(cert: &Path, key: &Path) -> Result<(), String>>,
+}
+
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &Checks::default())
+}
+
+/// [`load`] plus `checks`.
+pub fn load_with(path: &Path, checks: &Checks) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
@@ -59,13 +77,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         col: 1,
         message: format!("cannot read: {e}"),
     })?;
-    parse(&text, &file)
+    parse_with(&text, &file, checks)
 }
 
 /// Parse and validate a config. `file` names the file in errors; it is
 /// also the base for relative TLS paths.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    parse_with(text, file, &Checks::default())
+}
+
+/// [`parse`] plus `checks`.
+pub fn parse_with(text: &str, file: &str, checks: &Checks) -> Result<Config, ConfigError> {
     let mut cx = Cx::new(text, file);
+    cx.checks = *checks;
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -89,6 +113,11 @@ pub const DEFAULT_BPF_PIN_PATH: &str = "/sys/fs/bpf/xlb";
 pub const DEFAULT_MAGLEV_SIZE: u32 = 65537;
 pub const MAX_MAGLEV_SIZE: u32 = 1_000_003;
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// DSR outer sources come from the benchmarking range unless configured.
+pub const DEFAULT_DSR_SOURCE_V4: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 19, 0, 0), 16);
+pub const DEFAULT_DSR_SOURCE_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0);
+pub const DEFAULT_UDP_IDLE_TIMEOUT_MS: i64 = 30_000;
 pub const MAX_WEIGHT: u32 = 1000;
 /// Upper bound for `interval_ms` / `timeout_ms`: one day.
 pub const MAX_DURATION_MS: u64 = 86_400_000;
@@ -97,6 +126,16 @@ const MAX_SOCKET_PATH: usize = 107;
 /// IFNAMSIZ - 1.
 const MAX_IFNAME: usize = 15;
 const COMPRESSION: &[&str] = &["gzip", "br", "brotli"];
+/// L7 defaults (see `BackendL7` and `Frontend`).
+pub const DEFAULT_COMPRESSION_MIN_BYTES: u64 = 1024;
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32_768;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// hyper's smallest read buffer: the head limit cannot go below it.
+pub const MIN_MAX_HEADER_BYTES: usize = 8192;
+pub const MAX_MAX_HEADER_BYTES: usize = 1 << 20;
+pub const MAX_RETRIES: u32 = 10;
 
 // ---------------------------------------------------------------------------
 // Raw, positioned form.
@@ -124,6 +163,9 @@ struct RawGlobal {
     metrics: Option<S<String>>,
     bpf_pin_path: Option<S<String>>,
     maglev_size: Option<S<i64>>,
+    dsr_source_v4: Option<S<String>>,
+    dsr_source_v6: Option<S<String>>,
+    flood_new_flows_per_sec: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +183,10 @@ struct RawBackend {
     health: Option<S<RawHealth>>,
     #[serde(default)]
     server: Vec<S<RawServer>>,
+    proto: Option<S<String>>,
+    retries: Option<S<i64>>,
+    connect_timeout_ms: Option<S<i64>>,
+    response_timeout_ms: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +206,7 @@ struct RawServer {
     name: Option<S<String>>,
     address: Option<S<String>>,
     weight: Option<S<i64>>,
+    quic_server_id: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +218,9 @@ struct RawL4 {
     backend: Option<S<String>>,
     forward: Option<S<String>>,
     steering: Option<S<String>>,
+    udp_idle_timeout_ms: Option<S<i64>>,
+    quic_sid_offset: Option<S<i64>>,
+    quic_sid_len: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -182,11 +232,26 @@ struct RawFrontend {
     tls: Option<S<RawTls>>,
     compression: Option<S<Vec<S<String>>>>,
     http3: Option<S<bool>>,
+    h2c: Option<S<bool>>,
+    compression_min_bytes: Option<S<i64>>,
+    header_timeout_ms: Option<S<i64>>,
+    idle_timeout_ms: Option<S<i64>>,
+    max_header_bytes: Option<S<i64>>,
+    max_headers: Option<S<i64>>,
+    access_log: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    cert: Option<S<String>>,
+    key: Option<S<String>>,
+    sni: Option<Vec<S<RawCertKey>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertKey {
     cert: Option<S<String>>,
     key: Option<S<String>>,
 }
@@ -212,6 +277,7 @@ struct Cx<'a> {
     /// Byte offset of the start of each line.
     line_starts: Vec<usize>,
     errors: Vec<ConfigError>,
+    checks: Checks,
 }
 
 impl<'a> Cx<'a> {
@@ -223,6 +289,7 @@ impl<'a> Cx<'a> {
             file,
             line_starts,
             errors: Vec::new(),
+            checks: Checks::default(),
         }
     }
 
@@ -383,6 +450,38 @@ fn int(cx: &mut Cx, value: Option<&S<i64>>, what: &str, min: i64, max: i64, defa
     n
 }
 
+/// `A.B.C.D/N` with N in 8..=24: the DSR source prefix (at least 8 host
+/// bits so flows spread).
+fn prefix_v4(cx: &mut Cx, v: &S<String>) -> Option<(std::net::Ipv4Addr, u8)> {
+    let parsed = v.get_ref().split_once('/').and_then(|(a, n)| {
+        let a: std::net::Ipv4Addr = a.parse().ok()?;
+        let n: u8 = n.parse().ok()?;
+        (8..=24).contains(&n).then_some((a, n))
+    });
+    if parsed.is_none() {
+        cx.push(
+            v.span(),
+            format!("dsr_source_v4 \"{}\" must be an IPv4 prefix A.B.C.D/N with N in 8..=24", v.get_ref()),
+        );
+    }
+    parsed
+}
+
+/// `ADDR/112`: the DSR IPv6 source prefix (the last 16 bits vary).
+fn prefix_v6(cx: &mut Cx, v: &S<String>) -> Option<std::net::Ipv6Addr> {
+    let parsed = v
+        .get_ref()
+        .split_once('/')
+        .and_then(|(a, n)| (n == "112").then(|| a.parse().ok()).flatten());
+    if parsed.is_none() {
+        cx.push(
+            v.span(),
+            format!("dsr_source_v6 \"{}\" must be an IPv6 prefix ADDR/112", v.get_ref()),
+        );
+    }
+    parsed
+}
+
 fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
@@ -460,11 +559,30 @@ fn convert_global(cx: &mut Cx, raw: Option<&S<RawGlobal>>) -> Global {
             maglev_size = n as u32;
         }
     }
+    let dsr_source_v4 = g
+        .and_then(|g| g.dsr_source_v4.as_ref())
+        .and_then(|v| prefix_v4(cx, v))
+        .unwrap_or(DEFAULT_DSR_SOURCE_V4);
+    let dsr_source_v6 = g
+        .and_then(|g| g.dsr_source_v6.as_ref())
+        .and_then(|v| prefix_v6(cx, v))
+        .unwrap_or(DEFAULT_DSR_SOURCE_V6);
+    let flood = int(
+        cx,
+        g.and_then(|g| g.flood_new_flows_per_sec.as_ref()),
+        "flood_new_flows_per_sec",
+        0,
+        i64::MAX,
+        0,
+    );
     Global {
         api_socket: PathBuf::from(text_value(api_socket, DEFAULT_API_SOCKET)),
         metrics,
         bpf_pin_path: PathBuf::from(text_value(pin, DEFAULT_BPF_PIN_PATH)),
         maglev_size,
+        dsr_source_v4,
+        dsr_source_v6,
+        flood_new_flows_per_sec: flood as u64,
     }
 }
 
@@ -625,22 +743,71 @@ fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
                 MAX_WEIGHT as i64,
                 DEFAULT_WEIGHT as i64,
             );
+            let quic_server_id = s
+                .quic_server_id
+                .as_ref()
+                .map(|v| int(cx, Some(v), "quic_server_id", 0, u32::MAX as i64, 0) as u32);
             if let Some(address) = addr {
                 server.push(Server {
                     name: sname,
                     address,
                     weight: weight as u32,
+                    quic_server_id,
                 });
             }
         }
+        let l7 = convert_backend_l7(cx, b);
         out.push(BackendPool {
             name,
             balance,
             health,
             server,
+            l7,
         });
     }
     out
+}
+
+fn convert_backend_l7(cx: &mut Cx, b: &RawBackend) -> BackendL7 {
+    let d = BackendL7::default();
+    let proto = enum_value(
+        cx,
+        b.proto.as_ref(),
+        "proto",
+        &[("h1", UpstreamProto::H1), ("h2", UpstreamProto::H2)],
+        d.proto,
+    );
+    let max_ms = MAX_DURATION_MS as i64;
+    let retries = int(
+        cx,
+        b.retries.as_ref(),
+        "retries",
+        0,
+        MAX_RETRIES as i64,
+        d.retries as i64,
+    );
+    let connect = int(
+        cx,
+        b.connect_timeout_ms.as_ref(),
+        "connect_timeout_ms",
+        1,
+        max_ms,
+        d.connect_timeout_ms as i64,
+    );
+    let response = int(
+        cx,
+        b.response_timeout_ms.as_ref(),
+        "response_timeout_ms",
+        1,
+        max_ms,
+        d.response_timeout_ms as i64,
+    );
+    BackendL7 {
+        proto,
+        retries: retries as u32,
+        connect_timeout_ms: connect as u64,
+        response_timeout_ms: response as u64,
+    }
 }
 
 fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4Vip> {
@@ -748,6 +915,31 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
             }
             None => String::new(),
         };
+        let udp_idle_timeout_ms = int(
+            cx,
+            v.udp_idle_timeout_ms.as_ref(),
+            "udp_idle_timeout_ms",
+            0,
+            MAX_DURATION_MS as i64,
+            DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        ) as u32;
+        let quic_sid_offset = int(cx, v.quic_sid_offset.as_ref(), "quic_sid_offset", 0, 19, 1) as u8;
+        let quic_sid_len = int(cx, v.quic_sid_len.as_ref(), "quic_sid_len", 1, 4, 2) as u8;
+        if let (Some(addr), Forward::Dsr) = (vip, forward) {
+            if addr.is_ipv6() {
+                if let Some(pool) = backends.iter().find(|p| p.name == backend) {
+                    if pool.server.iter().any(|s| s.address.is_ipv4()) {
+                        cx.push(
+                            table.span(),
+                            format!(
+                                "[[l4]] \"{name}\": an IPv6 VIP needs IPv6 servers for DSR \
+                                 (IPv6-in-IPv4 is not supported)"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if let Some(vip) = vip {
             out.push(L4Vip {
                 name,
@@ -756,6 +948,9 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
                 backend,
                 forward,
                 steering,
+                udp_idle_timeout_ms,
+                quic_sid_offset,
+                quic_sid_len,
             });
         }
     }
@@ -872,12 +1067,98 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
         };
         let tls = f.tls.as_ref().and_then(|t| {
             let section = "frontend tls";
-            let cert = required(cx, t.get_ref().cert.as_ref(), "cert", section, &t.span());
-            let key = required(cx, t.get_ref().key.as_ref(), "key", section, &t.span());
-            let cert = tls_file(cx, cert?, &base, "cert");
-            let key = tls_file(cx, key?, &base, "key");
-            Some(Tls { cert, key })
+            let tr = t.get_ref();
+            let cert = required(cx, tr.cert.as_ref(), "cert", section, &t.span());
+            let key = required(cx, tr.key.as_ref(), "key", section, &t.span());
+            let mut sni = Vec::new();
+            for e in tr.sni.iter().flatten() {
+                let section = "frontend tls sni entry";
+                let c = required(cx, e.get_ref().cert.as_ref(), "cert", section, &e.span());
+                let k = required(cx, e.get_ref().key.as_ref(), "key", section, &e.span());
+                if let (Some(c), Some(k)) = (c, k) {
+                    if let Some(pair) = cert_key(cx, c, k, &base) {
+                        sni.push(pair);
+                    }
+                }
+            }
+            let pair = cert_key(cx, cert?, key?, &base)?;
+            Some(Tls {
+                cert: pair.cert,
+                key: pair.key,
+                sni,
+            })
         });
+        let h2c = f.h2c.as_ref().is_some_and(|h| *h.get_ref());
+        if let (Some(h), true) = (&f.h2c, h2c && f.tls.is_some()) {
+            cx.push(
+                h.span(),
+                format!(
+                    "h2c = true is for cleartext listeners; [[frontend]] \"{name}\" has tls, \
+                     where HTTP/2 is negotiated by ALPN"
+                ),
+            );
+        }
+        let max_ms = MAX_DURATION_MS as i64;
+        let compression_min_bytes = int(
+            cx,
+            f.compression_min_bytes.as_ref(),
+            "compression_min_bytes",
+            0,
+            i64::MAX,
+            DEFAULT_COMPRESSION_MIN_BYTES as i64,
+        ) as u64;
+        let header_timeout_ms = int(
+            cx,
+            f.header_timeout_ms.as_ref(),
+            "header_timeout_ms",
+            1,
+            max_ms,
+            DEFAULT_HEADER_TIMEOUT_MS as i64,
+        ) as u64;
+        let idle_timeout_ms = int(
+            cx,
+            f.idle_timeout_ms.as_ref(),
+            "idle_timeout_ms",
+            1,
+            max_ms,
+            DEFAULT_IDLE_TIMEOUT_MS as i64,
+        ) as u64;
+        let max_header_bytes = int(
+            cx,
+            f.max_header_bytes.as_ref(),
+            "max_header_bytes",
+            MIN_MAX_HEADER_BYTES as i64,
+            MAX_MAX_HEADER_BYTES as i64,
+            DEFAULT_MAX_HEADER_BYTES as i64,
+        ) as usize;
+        let max_headers = int(
+            cx,
+            f.max_headers.as_ref(),
+            "max_headers",
+            1,
+            10_000,
+            DEFAULT_MAX_HEADERS as i64,
+        ) as usize;
+        let access_log = match f.access_log.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("stderr") => AccessLog::Stderr,
+            Some("off") => AccessLog::Off,
+            Some("") => {
+                let a = f.access_log.as_ref().expect("matched Some");
+                cx.push(
+                    a.span(),
+                    "access_log must be \"stderr\", \"off\" or a file path",
+                );
+                AccessLog::Off
+            }
+            Some(p) => {
+                let p = Path::new(p);
+                AccessLog::File(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                })
+            }
+        };
         if let Some(h) = &f.http3 {
             if *h.get_ref() && f.tls.is_none() {
                 cx.push(
@@ -912,10 +1193,37 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
                 tls,
                 compression,
                 http3,
+                h2c,
+                compression_min_bytes,
+                header_timeout_ms,
+                idle_timeout_ms,
+                max_header_bytes,
+                max_headers,
+                access_log,
             });
         }
     }
     out
+}
+
+/// Both files of a certificate and its key, resolved; when both exist the
+/// [`Checks::tls`] hook judges them (the error points at the key).
+fn cert_key(cx: &mut Cx, cert: &S<String>, key: &S<String>, base: &Path) -> Option<CertKey> {
+    let errors = cx.errors.len();
+    let cert_path = tls_file(cx, cert, base, "cert");
+    let key_path = tls_file(cx, key, base, "key");
+    if cx.errors.len() == errors {
+        if let Some(check) = cx.checks.tls {
+            if let Err(e) = check(&cert_path, &key_path) {
+                cx.push(key.span(), e);
+                return None;
+            }
+        }
+    }
+    Some(CertKey {
+        cert: cert_path,
+        key: key_path,
+    })
 }
 
 /// Resolve a TLS file against the config's directory; it must exist.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use xlb_common::{BACKEND_DRAIN, BACKEND_UP, FlowKeyV4, NO_BACKEND, hash::flow_hash_v4};
+use xlb_common::{BACKEND_DRAIN, BACKEND_UP, FlowKey, NO_BACKEND, hash::flow_hash};
 
 use super::maglev;
 use crate::{config::Config, registry::Registry};
@@ -15,7 +15,7 @@ pub struct ReferenceModel {
     /// Indexed by VIP id.
     rings: Vec<Vec<u32>>,
     states: HashMap<u32, u8>,
-    flows: HashMap<FlowKeyV4, u32>,
+    flows: HashMap<FlowKey, u32>,
 }
 
 impl ReferenceModel {
@@ -43,7 +43,7 @@ impl ReferenceModel {
 
     /// The backend id the data path must send this client -> VIP packet to,
     /// or None when it must drop it (no live backend).
-    pub fn choose(&mut self, vip_id: u32, flow: &FlowKeyV4) -> Option<u32> {
+    pub fn choose(&mut self, vip_id: u32, flow: &FlowKey) -> Option<u32> {
         if let Some(&id) = self.flows.get(flow) {
             if matches!(
                 self.states.get(&id),
@@ -53,7 +53,7 @@ impl ReferenceModel {
             }
         }
         let ring = self.rings.get(vip_id as usize)?;
-        let h = flow_hash_v4(flow.src, flow.dst, flow.sport, flow.dport, flow.proto);
+        let h = flow_hash(&flow.src, &flow.dst, flow.sport, flow.dport, flow.proto);
         let id = *ring.get((h % self.ring_size) as usize)?;
         if id == NO_BACKEND || self.states.get(&id) != Some(&BACKEND_UP) {
             return None;

@@ -9,6 +9,7 @@ pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 pub const PROG_L4: &str = "xlb_l4";
 pub const PROG_PASS: &str = "xlb_pass";
 pub const PROG_BENCH: &str = "xlb_bench";
+pub const PROG_DECAP: &str = "xlb_decap";
 
 /// Load the object with default map sizes (for tests and the lab's
 /// pass-through program).

@@ -1,0 +1,75 @@
+//! `xlb decap`: the backend-side XDP program of DSR forwarding. It strips
+//! the outer IPIP / IP6IP6 / IPv4-in-IPv6 header of packets whose inner
+//! destination is one of the host's VIPs and passes the inner packet to the
+//! stack (see `xdp-ebpf/src/decap.rs` for the exact rule).
+
+/// VIP address ([`DecapVipKey`]) -> `u32` (reserved, written as 1): the
+/// inner destinations the program decapsulates for.
+pub const MAP_DECAP_VIPS: &str = "XLB_DECAP_VIPS";
+/// Per-CPU u64 counters indexed by [`DecapStat`].
+pub const MAP_DECAP_STATS: &str = "XLB_DECAP_STATS";
+
+/// Most VIPs one `xlb decap` serves.
+pub const MAX_DECAP_VIPS: u32 = 1024;
+
+/// A local VIP: the address as it sits in the packet (network byte order
+/// words; an IPv4 address uses `addr[0]`, the other words are zero) and its
+/// family ([`crate::AF_INET`] or [`crate::AF_INET6`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DecapVipKey {
+    pub addr: [u32; 4],
+    pub family: u8,
+    pub pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for DecapVipKey {}
+
+/// Index into [`MAP_DECAP_STATS`]: what the decap program did with a packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapStat {
+    /// IPv4 in IPv4 (outer protocol 4) decapsulated.
+    DecapIpip = 0,
+    /// IPv6 in IPv6 (outer next header 41) decapsulated.
+    DecapIp6ip6 = 1,
+    /// IPv4 in IPv6 (outer next header 4) decapsulated.
+    DecapIp4in6 = 2,
+    /// Not IPv4/IPv6 carrying one of the tunnel protocols: passed untouched.
+    PassNotTunnel = 3,
+    /// A well-formed tunnel packet whose inner destination is not a
+    /// configured VIP: passed untouched.
+    PassNotVip = 4,
+    /// A tunnel packet with a truncated or malformed outer or inner header:
+    /// passed untouched.
+    PassMalformed = 5,
+    /// An IPv4 tunnel packet that is an outer fragment: passed untouched.
+    PassFragment = 6,
+}
+
+pub const DECAP_STAT_COUNT: u32 = 7;
+
+impl DecapStat {
+    pub const ALL: [DecapStat; DECAP_STAT_COUNT as usize] = [
+        DecapStat::DecapIpip,
+        DecapStat::DecapIp6ip6,
+        DecapStat::DecapIp4in6,
+        DecapStat::PassNotTunnel,
+        DecapStat::PassNotVip,
+        DecapStat::PassMalformed,
+        DecapStat::PassFragment,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DecapStat::DecapIpip => "decap_ipip",
+            DecapStat::DecapIp6ip6 => "decap_ip6ip6",
+            DecapStat::DecapIp4in6 => "decap_ip4in6",
+            DecapStat::PassNotTunnel => "pass_not_tunnel",
+            DecapStat::PassNotVip => "pass_not_vip",
+            DecapStat::PassMalformed => "pass_malformed",
+            DecapStat::PassFragment => "pass_fragment",
+        }
+    }
+}

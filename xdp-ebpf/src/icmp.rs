@@ -1,0 +1,268 @@
+//! ICMP: the "fragmentation needed" / "packet too big" answer for packets
+//! that would not fit the DSR tunnel, and reading ICMP errors about a VIP
+//! flow so they can follow the flow to its backend.
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext,
+};
+use xlb_common::{AF_INET, FlowKey, csum};
+
+use crate::{
+    encap::{open_gap, write_ipv4},
+    headers::{EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP},
+    packet::{len, ptr_at},
+    parse::Pkt,
+};
+
+/// What an ICMP answer quotes of the client's packet: its IP header
+/// (without options) and the first 8 bytes after it.
+const QUOTE_V4: usize = IPV4_HLEN + 8;
+const QUOTE_V6: usize = IPV6_HLEN + 8;
+const PROTO_ICMPV6: u8 = 58;
+
+/// Turn the client's packet into an ICMP "fragmentation needed" (IPv4) or
+/// "packet too big" (IPv6) from the VIP, announcing `mtu`, and send it back
+/// the way it came.
+#[inline(never)]
+pub fn too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> u32 {
+    match build_too_big(ctx, pkt, mtu) {
+        Some(()) => xdp_action::XDP_TX,
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+#[inline(always)]
+fn build_too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> Option<()> {
+    let eth = ptr_at::<EthHdr>(ctx, 0)?;
+    let (client_mac, own_mac) = unsafe { ((*eth).src, (*eth).dst) };
+    let l3 = pkt.l3_off;
+    let (ip_len, quote) = if pkt.key.family == AF_INET {
+        (IPV4_HLEN, QUOTE_V4)
+    } else {
+        (IPV6_HLEN, QUOTE_V6)
+    };
+    let msg_len = ICMP_HLEN + quote;
+    open_gap(ctx, ip_len + ICMP_HLEN, l3)?;
+    let keep = (l3 + ip_len + msg_len) as i32;
+    // Taken through memory so the compiler cannot fold it into arithmetic
+    // on the packet-end pointer, which the verifier refuses.
+    let now = len(ctx) as i32;
+    let now = unsafe { core::ptr::read_volatile(&now) };
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, keep - now) } != 0 {
+        return None;
+    }
+    let eth = ptr_at::<EthHdr>(ctx, 0)?;
+    unsafe {
+        (*eth).dst = client_mac;
+        (*eth).src = own_mac;
+    }
+    let icmp = ptr_at::<IcmpHdr>(ctx, l3 + ip_len)?;
+    if pkt.key.family == AF_INET {
+        write_ipv4(
+            ctx,
+            l3,
+            0,
+            (ip_len + msg_len) as u16,
+            PROTO_ICMP,
+            pkt.key.dst[0],
+            pkt.key.src[0],
+        )?;
+        unsafe {
+            (*icmp).kind = 3; // destination unreachable
+            (*icmp).code = 4; // fragmentation needed
+            (*icmp).check = 0;
+            (*icmp).rest = ((mtu as u32) << 16).to_be();
+        }
+        let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V4) / 2]>(ctx, l3 + ip_len)?;
+        let mut sum = 0u32;
+        for w in unsafe { *words } {
+            sum += w as u32;
+        }
+        unsafe { (*icmp).check = !csum::fold(sum) };
+    } else {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, l3)?;
+        unsafe {
+            (*ip).version_tc_flow = 0x6000_0000u32.to_be();
+            (*ip).payload_len = (msg_len as u16).to_be();
+            (*ip).next_hdr = PROTO_ICMPV6;
+            (*ip).hop_limit = 64;
+            (*ip).saddr = pkt.key.dst;
+            (*ip).daddr = pkt.key.src;
+            (*icmp).kind = 2; // packet too big
+            (*icmp).code = 0;
+            (*icmp).check = 0;
+            (*icmp).rest = (mtu as u32).to_be();
+        }
+        // Pseudo-header: addresses, length, next header; then the message.
+        let mut sum = (msg_len as u16).to_be() as u32 + (PROTO_ICMPV6 as u16).to_be() as u32;
+        for i in 0..4 {
+            let (a, b) = (pkt.key.src[i], pkt.key.dst[i]);
+            sum += (a & 0xffff) + (a >> 16) + (b & 0xffff) + (b >> 16);
+        }
+        let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V6) / 2]>(ctx, l3 + ip_len)?;
+        for w in unsafe { *words } {
+            sum += w as u32;
+        }
+        unsafe { (*icmp).check = !csum::fold(sum) };
+    }
+    Some(())
+}
+
+/// An ICMP error about a flow through a VIP, as the client -> VIP flow key
+/// it refers to (the quoted packet went VIP -> client), plus where the
+/// quoted packet sits for a NAT rewrite.
+#[derive(Clone, Copy, Default)]
+pub struct IcmpError {
+    pub flow: FlowKey,
+    /// Offset of the quoted IP header and of its L4 header.
+    pub inner_l3: usize,
+    pub inner_l4: usize,
+}
+
+/// Parse an ICMP error (IPv4: destination unreachable, time exceeded,
+/// parameter problem; IPv6: types 1-4) and its quoted packet into `out`.
+#[inline(always)]
+pub fn error_about(ctx: &XdpContext, pkt: &Pkt, out: &mut IcmpError) -> bool {
+    match parse_error(ctx, pkt) {
+        Some(err) => {
+            *out = err;
+            true
+        }
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn parse_error(ctx: &XdpContext, pkt: &Pkt) -> Option<IcmpError> {
+    let icmp = ptr_at::<IcmpHdr>(ctx, pkt.l4_off)?;
+    let kind = unsafe { (*icmp).kind };
+    let inner_l3 = pkt.l4_off + ICMP_HLEN;
+    let mut flow = FlowKey {
+        family: pkt.key.family,
+        ..FlowKey::default()
+    };
+    let inner_l4 = if pkt.key.family == AF_INET {
+        if kind != 3 && kind != 11 && kind != 12 {
+            return None;
+        }
+        let ip = ptr_at::<Ipv4Hdr>(ctx, inner_l3)?;
+        let ihl = unsafe { ((*ip).version_ihl & 0x0f) as usize * 4 };
+        if ihl < IPV4_HLEN {
+            return None;
+        }
+        unsafe {
+            flow.src = [(*ip).daddr, 0, 0, 0];
+            flow.dst = [(*ip).saddr, 0, 0, 0];
+            flow.proto = (*ip).proto;
+        }
+        inner_l3 + ihl
+    } else {
+        if !(1..=4).contains(&kind) {
+            return None;
+        }
+        let ip = ptr_at::<Ipv6Hdr>(ctx, inner_l3)?;
+        unsafe {
+            flow.src = (*ip).daddr;
+            flow.dst = (*ip).saddr;
+            flow.proto = (*ip).next_hdr;
+        }
+        inner_l3 + IPV6_HLEN
+    };
+    let ports = ptr_at::<crate::headers::Ports>(ctx, inner_l4)?;
+    unsafe {
+        flow.sport = (*ports).dport;
+        flow.dport = (*ports).sport;
+    }
+    Some(IcmpError {
+        flow,
+        inner_l3,
+        inner_l4,
+    })
+}
+
+/// NAT for an ICMP error: the outer destination (VIP) and the quoted
+/// packet's source (VIP:port) become the backend's, with every checksum
+/// the change touches kept right (outer IPv4 header, quoted IPv4 header,
+/// quoted TCP/UDP checksum when quoted, and the ICMP checksum over all of
+/// it, which for ICMPv6 also covers the outer addresses).
+#[inline(never)]
+pub fn rewrite_error(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    err: &IcmpError,
+    addr: &[u32; 4],
+    port: u16,
+) -> Option<()> {
+    let icmp_check = ptr_at::<u16>(ctx, pkt.l4_off + 2)?;
+    let mut ic = unsafe { *icmp_check };
+    let v4 = pkt.key.family == AF_INET;
+    // Outer destination.
+    if v4 {
+        let dst = ptr_at::<u32>(ctx, pkt.l3_off + 16)?;
+        let check = ptr_at::<u16>(ctx, pkt.l3_off + 10)?;
+        unsafe {
+            *check = csum::replace32(*check, *dst, addr[0]);
+            *dst = addr[0];
+        }
+    } else {
+        let dst = ptr_at::<[u32; 4]>(ctx, pkt.l3_off + 24)?;
+        unsafe {
+            for i in 0..4 {
+                ic = csum::replace32(ic, (*dst)[i], addr[i]);
+            }
+            *dst = *addr;
+        }
+    }
+    // Quoted source address (and, for IPv4, the quoted header checksum).
+    let (old_words, new_words) = if v4 {
+        let src = ptr_at::<u32>(ctx, err.inner_l3 + 12)?;
+        let check = ptr_at::<u16>(ctx, err.inner_l3 + 10)?;
+        let old = unsafe { *src };
+        unsafe {
+            let old_check = *check;
+            let new_check = csum::replace32(old_check, old, addr[0]);
+            ic = csum::replace32(ic, old, addr[0]);
+            ic = csum::replace16(ic, old_check, new_check);
+            *check = new_check;
+            *src = addr[0];
+        }
+        ([old, 0, 0, 0], [addr[0], 0, 0, 0])
+    } else {
+        let src = ptr_at::<[u32; 4]>(ctx, err.inner_l3 + 8)?;
+        let old = unsafe { *src };
+        for i in 0..4 {
+            ic = csum::replace32(ic, old[i], addr[i]);
+        }
+        unsafe { *src = *addr };
+        (old, *addr)
+    };
+    // Quoted source port, and the quoted L4 checksum if it is there.
+    let sport = ptr_at::<u16>(ctx, err.inner_l4)?;
+    let old_port = unsafe { *sport };
+    ic = csum::replace16(ic, old_port, port);
+    unsafe { *sport = port };
+    let l4_check_off = match err.flow.proto {
+        6 => Some(16),
+        17 => Some(6),
+        _ => None,
+    };
+    if let Some(off) = l4_check_off {
+        if let Some(field) = ptr_at::<u16>(ctx, err.inner_l4 + off) {
+            unsafe {
+                let old = *field;
+                let mut new = old;
+                for i in 0..4 {
+                    new = csum::replace32(new, old_words[i], new_words[i]);
+                }
+                new = csum::replace16(new, old_port, port);
+                if err.flow.proto == 17 && old == 0 {
+                    new = 0;
+                }
+                ic = csum::replace16(ic, old, new);
+                *field = new;
+            }
+        }
+    }
+    unsafe { *icmp_check = ic };
+    Some(())
+}
