@@ -16,6 +16,8 @@
 //! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
 
 pub mod backend;
+pub mod http_backend;
+pub mod l7;
 pub mod lab;
 pub mod link;
 pub mod netns;

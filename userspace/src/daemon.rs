@@ -16,11 +16,12 @@ use crate::{
     config::{self, Config},
     dataplane::{loader, maps::Maps},
     health,
+    l7::{self, L7},
     registry::Registry,
 };
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let mut config = config::load(config_path)?;
+    let mut config = config::load_with(config_path, &l7::config_checks())?;
     let mut registry = Registry::from_config(&config)?;
 
     let mut ebpf = loader::load(config.global.maglev_size)?;
@@ -29,15 +30,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     maps.sync(&config, &registry)
         .context("filling the data path maps")?;
     loader::attach(&mut ebpf, &config.xdp)?;
-    info!(
-        interfaces = ?config.xdp.iter().map(|x| x.interface.as_str()).collect::<Vec<_>>(),
-        vips = config.l4.len(),
-        servers = registry.servers().count(),
-        "xlb running"
-    );
 
     // The L7 tier follows server states through this channel.
     let (view_tx, _view) = watch::channel(Arc::new(registry.snapshot()));
+    let mut l7 = L7::start(&config, view_tx.subscribe())
+        .await
+        .context("starting the L7 frontends")?;
+    info!(
+        interfaces = ?config.xdp.iter().map(|x| x.interface.as_str()).collect::<Vec<_>>(),
+        vips = config.l4.len(),
+        frontends = config.frontend.len(),
+        servers = registry.servers().count(),
+        "xlb running"
+    );
     let (events_tx, mut events) = mpsc::channel(256);
     let mut checks = start_checks(&config, &registry, &events_tx);
 
@@ -62,6 +67,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                             continue;
                         }
                         view_tx.send_replace(Arc::new(registry.snapshot()));
+                        if let Err(e) = l7.apply(&new).await {
+                            error!("applying the reloaded frontends failed (the running ones stay): {e:#}");
+                        }
                         stop_checks(&mut checks);
                         checks = start_checks(&new, &registry, &events_tx);
                         config = new;
@@ -75,6 +83,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }
     }
     stop_checks(&mut checks);
+    drop(l7);
     info!("xlb stopping: detaching XDP programs");
     drop(ebpf);
     Ok(())
@@ -88,7 +97,7 @@ fn apply(config: &Config, registry: &mut Registry, maps: &mut Maps) -> anyhow::R
 
 /// Parse the new config and refuse changes that need a restart.
 fn reload(path: &Path, running: &Config) -> anyhow::Result<Config> {
-    let new = config::load(path)?;
+    let new = config::load_with(path, &l7::config_checks())?;
     if new.xdp != running.xdp {
         anyhow::bail!("[[xdp]] interfaces changed: restart xlb to apply");
     }

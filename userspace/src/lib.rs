@@ -5,5 +5,7 @@ pub mod cli_stats;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod decap;
 pub mod health;
+pub mod l7;
 pub mod registry;

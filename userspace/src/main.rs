@@ -1,6 +1,6 @@
 //! The `xlb` command line.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +28,19 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// On a DSR backend: strip the IPIP / IP6IP6 header of packets for the
+    /// local VIPs and pass the inner packet to the stack, until SIGINT/SIGTERM.
+    Decap {
+        /// The interface the tunnelled packets arrive on.
+        #[arg(long)]
+        interface: String,
+        /// A VIP configured on this host (repeat for more).
+        #[arg(long = "vip", value_name = "ADDR", required = true)]
+        vips: Vec<IpAddr>,
+        /// How to attach.
+        #[arg(long, value_enum, default_value_t = xlb::decap::Mode::Auto)]
+        mode: xlb::decap::Mode,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,7 +55,7 @@ fn main() -> ExitCode {
         Command::Run { config } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(xlb::daemon::run(&config))),
-        Command::Check { config } => match xlb::config::load(&config) {
+        Command::Check { config } => match xlb::config::load_with(&config, &xlb::l7::config_checks()) {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 Ok(())
@@ -53,6 +66,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Stats { config } => xlb::cli_stats::print(&config),
+        Command::Decap {
+            interface,
+            vips,
+            mode,
+        } => xlb::decap::run(&xlb::decap::Options {
+            interface,
+            vips,
+            mode,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,262 @@
+//! An in-process HTTP test server for the L7 tests, listening inside a lab
+//! namespace (the socket is created there; the server runs on a thread of
+//! the test process with its own tokio runtime). HTTP/1.1 and HTTP/2
+//! (prior knowledge) on the same port. Dropping it stops the server and
+//! closes every connection, like killing a process.
+//!
+//! Routes (every response has `x-backend: NAME`):
+//! - `/text/N`: `N` bytes of [`text_body`], `text/plain`, with a length.
+//! - `/stream/N`: the same bytes in chunks, no length (streamed).
+//! - `/image/N`: `N` bytes, `image/png`.
+//! - `/encoded`: `text/plain` with `Content-Encoding: gzip` (4000 bytes
+//!   of [`text_body`] gzipped).
+//! - `/hang`: never answers.
+//! - `/headers`: the request's version and headers, one `name: value`
+//!   line each (names lower-case), `text/plain`.
+//! - `/ws`: WebSocket echo (text and binary messages).
+//! - anything else: `NAME\n`, `text/plain`.
+
+use std::{
+    convert::Infallible,
+    io::Write,
+    net::SocketAddr,
+    sync::Arc,
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::{body::Frame, body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::sync::oneshot;
+
+use crate::netns::Namespace;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// `n` bytes of compressible text (numbered lines).
+pub fn text_body(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 64);
+    let mut i = 0;
+    while out.len() < n {
+        let _ = writeln!(out, "line {i}: the quick brown fox jumps over the lazy dog");
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// `n` pseudo-random (incompressible) bytes.
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("in-memory gzip");
+    e.finish().expect("in-memory gzip")
+}
+
+pub struct HttpBackend {
+    name: String,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HttpBackend {
+    /// Binds `addr` inside `ns` and serves until dropped.
+    pub fn start(ns: &Namespace, name: &str, addr: SocketAddr) -> Result<HttpBackend> {
+        let listener = ns
+            .with(|| std::net::TcpListener::bind(addr))?
+            .with_context(|| format!("binding {addr} in {}", ns.name()))?;
+        listener.set_nonblocking(true)?;
+        let (stop, stopped) = oneshot::channel();
+        let name_owned: Arc<str> = name.into();
+        let thread = thread::Builder::new()
+            .name(format!("http-backend-{name}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(serve(listener, name_owned, stopped));
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(HttpBackend {
+            name: name.to_string(),
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HttpBackend {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, name: Arc<str>, mut stopped: oneshot::Receiver<()>) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stopped => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        let name = name.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let name = name.clone();
+                async move { Ok::<_, Infallible>(route(&name, req).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed_unsync()
+}
+
+fn respond(name: &str, ct: &str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
+    r.headers_mut().insert("x-backend", name.parse().unwrap());
+    r
+}
+
+fn with_len(mut r: Response<Body>, n: usize) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, n.to_string().parse().unwrap());
+    r
+}
+
+async fn route(name: &str, mut req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let arg = |p: &str| -> usize { path.strip_prefix(p).and_then(|n| n.parse().ok()).unwrap_or(0) };
+    if path.starts_with("/text/") {
+        let b = text_body(arg("/text/"));
+        let n = b.len();
+        return with_len(respond(name, "text/plain; charset=utf-8", full(b)), n);
+    }
+    if path.starts_with("/stream/") {
+        let b = text_body(arg("/stream/"));
+        let chunks: Vec<Result<Frame<Bytes>, Infallible>> = b
+            .chunks(1000)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let stream = futures_stream(chunks);
+        return respond(name, "text/plain", StreamBody::new(stream).boxed_unsync());
+    }
+    if path.starts_with("/image/") {
+        let b = noise(arg("/image/"));
+        let n = b.len();
+        return with_len(respond(name, "image/png", full(b)), n);
+    }
+    if path == "/encoded" {
+        let b = gzip(&text_body(4000));
+        let n = b.len();
+        let mut r = with_len(respond(name, "text/plain", full(b)), n);
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        return r;
+    }
+    if path == "/hang" {
+        std::future::pending::<()>().await;
+    }
+    if path == "/headers" {
+        let mut text = format!("version: {:?}\n", req.version());
+        for (k, v) in req.headers() {
+            text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+        }
+        return respond(name, "text/plain", full(text));
+    }
+    if path == "/ws" {
+        return websocket(name, &mut req);
+    }
+    respond(name, "text/plain", full(format!("{name}\n")))
+}
+
+/// A stream over ready items.
+fn futures_stream<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::iter(items)
+}
+
+/// Accepts the WebSocket handshake and echoes every message.
+fn websocket(name: &str, req: &mut Request<Incoming>) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        let mut r = respond(name, "text/plain", full("not a websocket request\n"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        use futures_util::{SinkExt, StreamExt};
+        let (mut tx, mut rx) = ws.split();
+        while let Some(Ok(msg)) = rx.next().await {
+            if msg.is_text() || msg.is_binary() {
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            } else if msg.is_close() {
+                break;
+            }
+        }
+    });
+    let mut r = respond(name, "text/plain", full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.remove(header::CONTENT_TYPE);
+    h.insert(header::CONNECTION, "upgrade".parse().unwrap());
+    h.insert(header::UPGRADE, "websocket".parse().unwrap());
+    h.insert(
+        "sec-websocket-accept",
+        derive_accept_key(key.as_bytes()).parse().unwrap(),
+    );
+    r
+}

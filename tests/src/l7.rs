@@ -1,0 +1,338 @@
+//! Helpers for the L7 end-to-end tests: a config directory removed on
+//! drop, curl in a namespace with its status and headers, the access log
+//! lines of a daemon, and a test CA issuing server certificates (rcgen).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{netns::Namespace, xlb_daemon::XlbDaemon};
+
+/// A directory under the temp dir (configs, certificates), removed on drop.
+pub struct TempDir {
+    dir: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("xlb-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(TempDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `name` in the directory and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> Result<PathBuf> {
+        let p = self.dir.join(name);
+        std::fs::write(&p, contents).with_context(|| format!("writing {}", p.display()))?;
+        Ok(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One curl transfer.
+#[derive(Debug, Clone)]
+pub struct CurlResult {
+    pub status: u16,
+    /// Lower-cased header names with their values, of the last response.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// curl's exit code (0 = transfer done).
+    pub exit: i32,
+    pub stderr: String,
+}
+
+impl CurlResult {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs `curl -sS -D <headers> -o <body> ARGS...` in `ns` (no proxy,
+/// `timeout` limit) and returns status, headers and the raw body.
+pub fn curl(ns: &Namespace, args: &[&str], timeout: Duration) -> Result<CurlResult> {
+    let tmp = TempDir::new(&format!("curl-{}", unique()))?;
+    let head = tmp.path().join("head");
+    let body = tmp.path().join("body");
+    let secs = format!("{:.1}", timeout.as_secs_f64());
+    let (head_s, body_s) = (head.to_string_lossy(), body.to_string_lossy());
+    let mut cmd = vec![
+        "curl", "-sS", "--noproxy", "*", "--max-time", &secs, "-D", &head_s, "-o", &body_s,
+    ];
+    cmd.extend_from_slice(args);
+    let out: Output = ns.output(&cmd, timeout + Duration::from_secs(5))?;
+    let head_text = std::fs::read_to_string(&head).unwrap_or_default();
+    // With redirects or 100-continue there are several heads: keep the last.
+    let last = head_text
+        .split("\r\n\r\n")
+        .filter(|h| h.starts_with("HTTP/"))
+        .last()
+        .unwrap_or("");
+    let mut lines = last.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(CurlResult {
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+        exit: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Like [`curl`] but fails unless the transfer completed with a 2xx status;
+/// returns the body as text.
+pub fn curl_ok(ns: &Namespace, args: &[&str]) -> Result<String> {
+    let r = curl(ns, args, Duration::from_secs(5))?;
+    if r.exit != 0 || !(200..300).contains(&r.status) {
+        bail!(
+            "curl {args:?}: exit {} status {}: {} {}",
+            r.exit,
+            r.status,
+            r.stderr.trim(),
+            r.text().trim()
+        );
+    }
+    Ok(r.text())
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One parsed access log line (see the README's format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLine {
+    pub client: String,
+    pub frontend: String,
+    pub backend: String,
+    pub server: String,
+    pub request: String,
+    pub status: u16,
+    pub bytes: u64,
+    /// `accept`, `connect`, `response`, `total`: `None` for `-`.
+    pub timings: Vec<(String, Option<f64>)>,
+    pub retries: u32,
+    pub error: Option<String>,
+}
+
+impl AccessLine {
+    pub fn timing(&self, name: &str) -> Option<f64> {
+        self.timings
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| *v)
+    }
+
+    /// Parses a line; `None` when it is not an access log line.
+    pub fn parse(line: &str) -> Option<AccessLine> {
+        let (head, rest) = line.split_once(" \"")?;
+        let mut h = head.split(' ');
+        let _time = h.next().filter(|t| t.ends_with('Z') && t.contains('T'))?;
+        let client = h.next()?.to_string();
+        let frontend = h.next()?.to_string();
+        let (backend, server) = h.next()?.split_once('/')?;
+        if h.next().is_some() {
+            return None;
+        }
+        let (request, rest) = rest.split_once("\" ")?;
+        let (rest, error) = match rest.split_once(" error=\"") {
+            Some((r, e)) => (r, Some(e.trim_end_matches('"').to_string())),
+            None => (rest, None),
+        };
+        let mut f = rest.split(' ');
+        let status = f.next()?.parse().ok()?;
+        let bytes = f.next()?.parse().ok()?;
+        let mut timings = Vec::new();
+        let mut retries = None;
+        for kv in f {
+            let (k, v) = kv.split_once('=')?;
+            if k == "retries" {
+                retries = v.parse().ok();
+            } else {
+                timings.push((k.to_string(), v.parse().ok()));
+            }
+        }
+        Some(AccessLine {
+            client,
+            frontend,
+            backend: backend.to_string(),
+            server: server.to_string(),
+            request: request.to_string(),
+            status,
+            bytes,
+            timings,
+            retries: retries?,
+            error,
+        })
+    }
+}
+
+/// The access log lines the daemon wrote to stderr from line `from` on.
+pub fn access_lines(daemon: &XlbDaemon, from: usize) -> Vec<AccessLine> {
+    daemon
+        .stderr_lines()
+        .iter()
+        .skip(from)
+        .filter_map(|l| AccessLine::parse(l))
+        .collect()
+}
+
+/// A test certificate authority and the server certificates it issues.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Result<TestCa> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key)?;
+        let pem = cert.pem();
+        let issuer = rcgen::Issuer::new(params, key);
+        Ok(TestCa { issuer, pem })
+    }
+
+    /// The CA certificate (PEM), for `curl --cacert`.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A server certificate for `names` signed by this CA: (cert PEM, key PEM).
+    pub fn issue(&self, names: &[&str]) -> Result<(String, String)> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("test"));
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessLine;
+
+    #[test]
+    fn access_lines_parse() {
+        let l = AccessLine::parse(
+            "2026-11-26T10:00:00.123Z 198.18.0.2:40312 web-l7 web/web1 \"GET /a b HTTP/1.1\" 200 1043 accept=0.1 connect=- response=1.2 total=1.5 retries=1 error=\"x y\"",
+        )
+        .unwrap();
+        assert_eq!(l.server, "web1");
+        assert_eq!(l.request, "GET /a b HTTP/1.1");
+        assert_eq!((l.status, l.bytes, l.retries), (200, 1043, 1));
+        assert_eq!(l.timing("connect"), None);
+        assert_eq!(l.timing("response"), Some(1.2));
+        assert_eq!(l.error.as_deref(), Some("x y"));
+        assert!(AccessLine::parse("2026-11-26T10:00:00Z INFO xlb running").is_none());
+    }
+}
+
+/// A minimal HTTP/1.1 client on a std stream (for keep-alive loops and
+/// hand-made requests): sends `GET path` with `Host: host` and reads one
+/// response (Content-Length or chunked). Returns (status, body).
+pub fn http1_get(
+    stream: &mut std::net::TcpStream,
+    reader: &mut std::io::BufReader<std::net::TcpStream>,
+    host: &str,
+    path: &str,
+) -> Result<(u16, Vec<u8>)> {
+    use std::io::Write;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
+    stream.flush()?;
+    read_response(reader)
+}
+
+/// Reads one HTTP/1.1 response from `r`.
+pub fn read_response(r: &mut impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        bail!("connection closed before a response");
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line {line:?}"))?;
+    let mut len = None;
+    let mut chunked = false;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 {
+            bail!("connection closed in the response head");
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "content-length" {
+                len = v.parse::<usize>().ok();
+            } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = len {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    }
+    Ok((status, body))
+}

@@ -1,0 +1,144 @@
+//! The access log: one line per request, written by a background thread
+//! so request tasks never block on the log's file or pipe.
+//!
+//! ```text
+//! 2026-11-26T10:00:00.123Z 198.18.0.2:40312 web-l7 web/web1 "GET /index.html HTTP/1.1" 200 1043 accept=0.1 connect=0.4 response=1.2 total=1.5 retries=0
+//! ```
+//!
+//! Fields, space separated: UTC time the request head was received; client
+//! address; frontend; backend/server (`-` when none was reached, e.g.
+//! `web/-`); request line in quotes; status sent to the client; body bytes
+//! sent to the client; then timings in milliseconds: `accept` from the
+//! connection's accept (or the end of its previous request) to the request
+//! head, `connect` to get a server connection (0 when reused, `-` when
+//! none), `response` from the request sent to the response head (`-` when
+//! none), `total` from the request head to the last body byte sent;
+//! `retries` = attempts beyond the first. A request xlb ends itself adds
+//! `error="..."` at the end.
+
+use std::{
+    fs::OpenOptions,
+    io::{BufWriter, Write},
+    path::Path,
+    sync::mpsc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::config::AccessLog;
+
+/// A handle to one log destination (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Logger {
+    tx: Option<mpsc::Sender<String>>,
+}
+
+impl Logger {
+    pub fn off() -> Logger {
+        Logger { tx: None }
+    }
+
+    /// Opens `dest` and starts its writer thread.
+    pub fn open(dest: &AccessLog) -> std::io::Result<Logger> {
+        let out: Box<dyn Write + Send> = match dest {
+            AccessLog::Off => return Ok(Logger::off()),
+            AccessLog::Stderr => Box::new(std::io::stderr()),
+            AccessLog::File(p) => Box::new(open_file(p)?),
+        };
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("xlb-access-log".into())
+            .spawn(move || write_loop(rx, out))?;
+        Ok(Logger { tx: Some(tx) })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn write(&self, line: String) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(line);
+        }
+    }
+}
+
+fn open_file(p: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new().create(true).append(true).open(p)
+}
+
+fn write_loop(rx: mpsc::Receiver<String>, out: Box<dyn Write + Send>) {
+    let mut out = BufWriter::new(out);
+    while let Ok(line) = rx.recv() {
+        let _ = writeln!(out, "{line}");
+        // Batch what is queued, then flush.
+        while let Ok(line) = rx.try_recv() {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Milliseconds with one decimal, or `-`.
+pub fn ms(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{:.1}", d.as_secs_f64() * 1000.0),
+        None => "-".to_string(),
+    }
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Makes a request target safe inside the quoted request field.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c == '"' || c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(timestamp(t), "2026-11-18T11:06:40.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn sanitizing() {
+        assert_eq!(sanitize("/a\"b\nc"), "/a?b?c");
+        assert_eq!(ms(None), "-");
+        assert_eq!(ms(Some(Duration::from_micros(1500))), "1.5");
+    }
+}

@@ -1,0 +1,208 @@
+//! Accepting and serving client connections: TCP accept, optional TLS
+//! handshake (bounded by the header timeout), the HTTP version by ALPN
+//! (or by the prior-knowledge preface with `h2c`), and the connection's
+//! watchdog (header and idle timeouts).
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+
+use hyper::{
+    body::Incoming,
+    server::conn::{http1, http2},
+    service::service_fn,
+};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+use tracing::{debug, warn};
+
+use super::{
+    conn::{ConnState, Cut, Tracked},
+    proxy::{self, ConnCtx, Frontend, Shared},
+    tls::ALPN_H2,
+};
+
+/// Accepts connections until the task is aborted; each connection gets a
+/// task of its own, which outlives this loop (a reload keeps them).
+pub async fn accept_loop(listener: Arc<TcpListener>, fe: Arc<Frontend>, shared: Arc<Shared>) {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(frontend = %fe.name, "accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve(stream, client, fe.clone(), shared.clone()));
+    }
+}
+
+async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared: Arc<Shared>) {
+    let Some(tls) = fe.tls.clone() else {
+        let h1 = !fe.h2c;
+        let state = ConnState::new(h1);
+        let io = Tracked::new(stream, state.clone());
+        if fe.h2c {
+            serve_auto(io, client, fe, shared, state).await;
+        } else {
+            serve_h1(io, client, fe, shared, state, "http").await;
+        }
+        return;
+    };
+    let tls_stream = match tokio::time::timeout(fe.header_timeout, tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(frontend = %fe.name, %client, "TLS handshake: {e}");
+            return;
+        }
+        Err(_) => {
+            debug!(frontend = %fe.name, %client, "TLS handshake timed out");
+            return;
+        }
+    };
+    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+    let state = ConnState::new(!h2);
+    let io = Tracked::new(tls_stream, state.clone());
+    if h2 {
+        serve_h2(io, client, fe, shared, state).await;
+    } else {
+        serve_h1(io, client, fe, shared, state, "https").await;
+    }
+}
+
+fn ctx(fe: &Arc<Frontend>, shared: &Arc<Shared>, client: SocketAddr, state: &Arc<ConnState>) -> Arc<ConnCtx> {
+    Arc::new(ConnCtx {
+        fe: fe.clone(),
+        shared: shared.clone(),
+        client,
+        state: state.clone(),
+    })
+}
+
+macro_rules! service {
+    ($cx:expr) => {{
+        let cx = $cx;
+        service_fn(move |req: hyper::Request<Incoming>| {
+            let cx = cx.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(cx, req).await) }
+        })
+    }};
+}
+
+async fn serve_h1<IO>(
+    io: IO,
+    client: SocketAddr,
+    fe: Arc<Frontend>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    _scheme: &str,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cx = ctx(&fe, &shared, client, &state);
+    let conn = http1::Builder::new()
+        .max_buf_size(fe.max_header_bytes)
+        .max_headers(fe.max_headers)
+        .serve_connection(TokioIo::new(io), service!(cx))
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    watch(conn.as_mut(), &fe, client, &state, |c| c.graceful_shutdown()).await;
+}
+
+async fn serve_h2<IO>(
+    io: IO,
+    client: SocketAddr,
+    fe: Arc<Frontend>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cx = ctx(&fe, &shared, client, &state);
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(fe.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .serve_connection(TokioIo::new(io), service!(cx));
+    let mut conn = std::pin::pin!(conn);
+    watch(conn.as_mut(), &fe, client, &state, |c| c.graceful_shutdown()).await;
+}
+
+/// Cleartext with `h2c`: HTTP/1.1, or HTTP/2 when the client opens with
+/// the HTTP/2 preface (prior knowledge).
+async fn serve_auto<IO>(
+    io: IO,
+    client: SocketAddr,
+    fe: Arc<Frontend>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cx = ctx(&fe, &shared, client, &state);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(fe.max_header_bytes)
+        .max_headers(fe.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(fe.max_header_bytes as u32)
+        .max_concurrent_streams(256);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service!(cx));
+    let mut conn = std::pin::pin!(conn);
+    watch(conn.as_mut(), &fe, client, &state, |c| c.graceful_shutdown()).await;
+}
+
+/// Drives `conn` until it ends or the watchdog cuts it: a header timeout
+/// drops the connection at once, an idle one shuts it down gracefully
+/// (bounded by one more header timeout).
+async fn watch<C, E>(
+    mut conn: Pin<&mut C>,
+    fe: &Frontend,
+    client: SocketAddr,
+    state: &ConnState,
+    graceful: impl FnOnce(Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let cut = loop {
+        let wait = match state.check(fe.header_timeout, fe.idle_timeout) {
+            Ok(wait) => wait,
+            Err(cut) => break cut,
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(frontend = %fe.name, %client, "connection: {e}");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    };
+    match cut {
+        Cut::HeaderTimeout => {
+            fe.log.write(proxy::cut_line(fe, client, "request head not complete within header_timeout_ms, connection closed"));
+            warn!(
+                frontend = %fe.name, %client,
+                "client sent no complete request head within {} ms: connection closed",
+                fe.header_timeout.as_millis()
+            );
+        }
+        Cut::IdleTimeout => {
+            debug!(frontend = %fe.name, %client, "idle keep-alive connection closed");
+            graceful(conn.as_mut());
+            let _ = tokio::time::timeout(fe.header_timeout, conn).await;
+        }
+    }
+}

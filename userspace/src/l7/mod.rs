@@ -1,0 +1,179 @@
+//! The L7 tier: HTTP/1.1 and HTTP/2 reverse proxying for `[[frontend]]`
+//! listeners, on the same server view (health, admin state, weights) as
+//! the kernel tier.
+//!
+//! - [`listener`]: accept, TLS handshake, HTTP version, connection watchdog.
+//! - [`conn`]: per-connection clock (header and idle timeouts).
+//! - [`tls`]: certificates, SNI, ALPN; the `xlb check` TLS hook.
+//! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
+//! - [`balance`]: the balancing algorithms over the server snapshot.
+//! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
+//! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`.
+//! - [`compress`]: gzip/brotli by `Accept-Encoding`, streamed.
+//! - [`access_log`]: the per-request log line and its writer thread.
+//! - [`body`]: the common body type and xlb's own short answers.
+
+pub mod access_log;
+pub mod balance;
+pub mod body;
+pub mod compress;
+mod conn;
+pub mod headers;
+mod listener;
+mod proxy;
+pub mod tls;
+pub mod upstream;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::info;
+
+use crate::{
+    config::{AccessLog, Checks, Config},
+    registry::Snapshot,
+};
+
+/// The config checks `xlb check` and `xlb run` add: TLS certificates and
+/// keys must load and belong together.
+pub fn config_checks() -> Checks {
+    Checks {
+        tls: Some(tls::check),
+    }
+}
+
+/// The running L7 tier. Dropping it stops accepting (open connections
+/// finish on their own).
+pub struct L7 {
+    listeners: HashMap<SocketAddr, Arc<TcpListener>>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    shared: Arc<proxy::Shared>,
+    maglev_size: u32,
+    logs: HashMap<AccessLog, access_log::Logger>,
+}
+
+impl L7 {
+    /// Binds every frontend's listener and starts serving.
+    pub async fn start(config: &Config, view: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<L7> {
+        let shared = Arc::new(proxy::Shared {
+            view,
+            load: Arc::new(balance::Load::default()),
+            pool: Arc::new(upstream::Pool::default()),
+        });
+        let mut l7 = L7 {
+            listeners: HashMap::new(),
+            accept_tasks: Vec::new(),
+            shared,
+            maglev_size: config.global.maglev_size,
+            logs: HashMap::new(),
+        };
+        l7.apply(config).await?;
+        Ok(l7)
+    }
+
+    /// Applies a (re)loaded config: listeners of kept `bind` addresses stay
+    /// bound (no connection is refused meanwhile), new ones are bound, gone
+    /// ones closed; open connections keep their old settings.
+    pub async fn apply(&mut self, config: &Config) -> anyhow::Result<()> {
+        let backends: HashMap<&str, Arc<proxy::Backend>> = config
+            .backend
+            .iter()
+            .map(|b| {
+                (
+                    b.name.as_str(),
+                    Arc::new(proxy::Backend {
+                        name: b.name.clone(),
+                        settings: b.l7.clone(),
+                        balancer: balance::Balancer::new(&b.name, b.balance, self.maglev_size),
+                    }),
+                )
+            })
+            .collect();
+        let mut frontends = Vec::new();
+        let mut listeners = HashMap::new();
+        for f in &config.frontend {
+            let backend = backends
+                .get(f.default_backend.as_str())
+                .with_context(|| format!("frontend {}: unknown backend {}", f.name, f.default_backend))?
+                .clone();
+            let tls = f
+                .tls
+                .as_ref()
+                .map(tls::acceptor)
+                .transpose()
+                .with_context(|| format!("frontend {}: TLS", f.name))?;
+            let log = match self.logs.get(&f.access_log) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = access_log::Logger::open(&f.access_log)
+                        .with_context(|| format!("frontend {}: opening the access log", f.name))?;
+                    self.logs.insert(f.access_log.clone(), l.clone());
+                    l
+                }
+            };
+            let fe = Arc::new(proxy::Frontend {
+                name: f.name.clone(),
+                tls,
+                h2c: f.h2c,
+                backend,
+                compression: compress::Policy {
+                    encodings: f
+                        .compression
+                        .iter()
+                        .filter_map(|c| compress::Encoding::from_config(c))
+                        .collect(),
+                    min_bytes: f.compression_min_bytes,
+                },
+                log,
+                header_timeout: Duration::from_millis(f.header_timeout_ms),
+                idle_timeout: Duration::from_millis(f.idle_timeout_ms),
+                max_header_bytes: f.max_header_bytes,
+                max_headers: f.max_headers,
+            });
+            let listener = match self.listeners.get(&f.bind) {
+                Some(l) => l.clone(),
+                None => Arc::new(
+                    TcpListener::bind(f.bind)
+                        .await
+                        .with_context(|| format!("frontend {}: binding {}", f.name, f.bind))?,
+                ),
+            };
+            listeners.insert(f.bind, listener.clone());
+            frontends.push((fe, listener, f));
+        }
+        for task in self.accept_tasks.drain(..) {
+            task.abort();
+        }
+        for (fe, listener, f) in frontends {
+            info!(
+                frontend = %fe.name,
+                bind = %f.bind,
+                tls = f.tls.is_some(),
+                h2c = f.h2c,
+                backend = %f.default_backend,
+                "L7 frontend listening"
+            );
+            self.accept_tasks.push(tokio::spawn(listener::accept_loop(
+                listener,
+                fe,
+                self.shared.clone(),
+            )));
+        }
+        self.listeners = listeners;
+        Ok(())
+    }
+}
+
+impl Drop for L7 {
+    fn drop(&mut self) {
+        for task in &self.accept_tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The request lifecycle: headers rewritten, a server chosen, a connection
+//! checked out, the request sent (retried on another server when that is
+//! safe), the response streamed back (compressed when it qualifies),
+//! and one access log line when the last byte has gone. Failures become
+//! short 502/503/504 answers and a log line, never a panic.
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header, request};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use super::{
+    access_log::{self, Logger},
+    balance::{Balancer, InFlight, Key, Load, Pick},
+    body::{self, Body, BoxError},
+    compress,
+    conn::{ConnState, RequestGuard},
+    headers,
+    upstream::{self, Conn, Pool},
+};
+use crate::{
+    config::{BackendL7, UpstreamProto},
+    registry::Snapshot,
+};
+
+/// A backend pool as the L7 tier uses it.
+pub struct Backend {
+    pub name: String,
+    pub settings: BackendL7,
+    pub balancer: Balancer,
+}
+
+/// One `[[frontend]]`, ready to serve.
+pub struct Frontend {
+    pub name: String,
+    pub tls: Option<TlsAcceptor>,
+    pub h2c: bool,
+    pub backend: Arc<Backend>,
+    pub compression: compress::Policy,
+    pub log: Logger,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Frontend {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
+/// What every frontend shares.
+pub struct Shared {
+    pub view: watch::Receiver<Arc<Snapshot>>,
+    pub load: Arc<Load>,
+    pub pool: Arc<Pool>,
+}
+
+/// One client connection.
+pub struct ConnCtx {
+    pub fe: Arc<Frontend>,
+    pub shared: Arc<Shared>,
+    pub client: SocketAddr,
+    pub state: Arc<ConnState>,
+}
+
+/// Methods whose repetition has the effect of one request (RFC 9110 §9.2.2).
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The access log fields known before the response body ends.
+struct Entry {
+    wall: SystemTime,
+    received: Instant,
+    client: SocketAddr,
+    frontend: String,
+    backend: String,
+    server: Option<String>,
+    request_line: String,
+    status: u16,
+    accept: Duration,
+    connect: Option<Duration>,
+    response: Option<Duration>,
+    retries: u32,
+    error: Option<String>,
+}
+
+impl Entry {
+    fn line(&self, bytes: u64) -> String {
+        let mut line = format!(
+            "{} {} {} {}/{} \"{}\" {} {bytes} accept={} connect={} response={} total={} retries={}",
+            access_log::timestamp(self.wall),
+            self.client,
+            self.frontend,
+            self.backend,
+            self.server.as_deref().unwrap_or("-"),
+            self.request_line,
+            self.status,
+            access_log::ms(Some(self.accept)),
+            access_log::ms(self.connect),
+            access_log::ms(self.response),
+            access_log::ms(Some(self.received.elapsed())),
+            self.retries,
+        );
+        if let Some(e) = &self.error {
+            line.push_str(&format!(" error=\"{}\"", access_log::sanitize(e)));
+        }
+        line
+    }
+}
+
+/// The access log line for a connection the watchdog cut before a request.
+pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
+    format!(
+        "{} {client} {} {}/- \"-\" 408 0 accept=- connect=- response=- total=- retries=0 error=\"{why}\"",
+        access_log::timestamp(SystemTime::now()),
+        fe.name,
+        fe.backend.name,
+    )
+}
+
+pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
+    let (guard, accept) = cx.state.request_started();
+    let received = Instant::now();
+    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let mut entry = Entry {
+        wall: SystemTime::now(),
+        received,
+        client: cx.client,
+        frontend: cx.fe.name.clone(),
+        backend: cx.fe.backend.name.clone(),
+        server: None,
+        request_line: format!(
+            "{} {} {:?}",
+            parts.method,
+            access_log::sanitize(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
+            parts.version
+        ),
+        status: 0,
+        accept,
+        connect: None,
+        response: None,
+        retries: 0,
+        error: None,
+    };
+    let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::add_forwarded(&mut parts.headers, cx.client, cx.fe.scheme(), host.as_deref());
+
+    let no_body = incoming.is_end_stream();
+    let replayable = no_body && idempotent(&parts.method);
+    let mut body = (!no_body).then(|| body::boxed(incoming));
+
+    let be = &cx.fe.backend;
+    let settings = &be.settings;
+    let snap = cx.shared.view.borrow().clone();
+    let path = parts.uri.path().to_string();
+    let key = Key {
+        client: cx.client.ip(),
+        path: &path,
+    };
+    let mut tried: Vec<u32> = Vec::new();
+    let mut free_retries = 2; // stale pooled connections, not counted
+    let mut failure: Option<(StatusCode, String)> = None;
+    let outcome = loop {
+        if tried.len() as u32 > settings.retries {
+            break None;
+        }
+        let Some(pick) = be.balancer.pick(&snap, key, &tried, &cx.shared.load) else {
+            if failure.is_none() {
+                failure = Some((StatusCode::SERVICE_UNAVAILABLE, "no server available".into()));
+            }
+            break None;
+        };
+        tried.push(pick.id);
+        entry.retries = tried.len() as u32 - 1;
+        entry.server = Some(pick.name.clone());
+        let in_flight = cx.shared.load.start(pick.id);
+        let started = Instant::now();
+        let conn = if upgrade {
+            upstream::connect_upgradable(pick.address, ms(settings.connect_timeout_ms))
+                .await
+                .map(|sender| Conn::H1 {
+                    sender,
+                    reused: false,
+                })
+        } else {
+            cx.shared
+                .pool
+                .checkout(pick.address, settings.proto, ms(settings.connect_timeout_ms))
+                .await
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(frontend = %cx.fe.name, server = %pick.key, "{e}; trying another server");
+                failure = Some((StatusCode::BAD_GATEWAY, e.to_string()));
+                continue;
+            }
+        };
+        let reused = conn.reused();
+        entry.connect = Some(if reused { Duration::ZERO } else { started.elapsed() });
+        let req_body = if no_body {
+            body::empty()
+        } else {
+            match body.take() {
+                Some(b) => b,
+                None => break None, // consumed by a failed attempt
+            }
+        };
+        let upstream_req = build(&parts, req_body, settings.proto, &pick, host.as_deref());
+        let sent = Instant::now();
+        let result = tokio::time::timeout(
+            ms(settings.response_timeout_ms),
+            upstream::send(&cx.shared.pool, pick.address, conn, upstream_req),
+        )
+        .await;
+        match result {
+            Ok(Ok(resp)) => {
+                entry.response = Some(sent.elapsed());
+                break Some((resp, pick, in_flight));
+            }
+            Err(_) => {
+                warn!(
+                    frontend = %cx.fe.name, server = %pick.key,
+                    "no response within {} ms: 504 to the client", settings.response_timeout_ms
+                );
+                failure = Some((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("server response timeout ({} ms)", settings.response_timeout_ms),
+                ));
+                break None;
+            }
+            Ok(Err((e, unsent))) => {
+                let stale = reused && (unsent.is_some() || replayable) && free_retries > 0;
+                if let Some(r) = unsent {
+                    if !no_body {
+                        body = Some(r.into_body());
+                    }
+                } else if !replayable {
+                    warn!(frontend = %cx.fe.name, server = %pick.key, "request failed after it was sent: {e}");
+                    failure = Some((StatusCode::BAD_GATEWAY, format!("server error: {e}")));
+                    break None;
+                }
+                if stale {
+                    // A pooled connection the server had closed: try the
+                    // same server again on a new one, without counting it.
+                    debug!(server = %pick.key, "stale pooled connection: {e}");
+                    free_retries -= 1;
+                    tried.pop();
+                } else {
+                    warn!(frontend = %cx.fe.name, server = %pick.key, "request failed: {e}; trying another server");
+                }
+                failure = Some((StatusCode::BAD_GATEWAY, format!("server error: {e}")));
+            }
+        }
+    };
+
+    let Some((resp, pick, in_flight)) = outcome else {
+        let (status, why) =
+            failure.unwrap_or((StatusCode::BAD_GATEWAY, "all attempts failed".into()));
+        warn!(
+            frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
+            "{} {}: {why}", status.as_u16(), entry.request_line
+        );
+        entry.status = status.as_u16();
+        entry.error = Some(why.clone());
+        let resp = body::error_response(status, &why);
+        return finish(&cx, resp, entry, None, guard);
+    };
+
+    let (mut rparts, rbody) = resp.into_parts();
+    entry.status = rparts.status.as_u16();
+    if upgrade && rparts.status == StatusCode::SWITCHING_PROTOCOLS {
+        headers::strip_hop_by_hop(&mut rparts.headers, true);
+        let mut resp = Response::from_parts(rparts, body::empty());
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        if let Some(client_upgrade) = client_upgrade {
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, pick.key.clone()));
+        }
+        // The upgraded hyper response has an empty body; the tunnel
+        // carries the rest.
+        let (p, _) = resp.into_parts();
+        return finish(&cx, Response::from_parts(p, body::empty()), entry, Some(in_flight), guard);
+    }
+    headers::strip_hop_by_hop(&mut rparts.headers, false);
+    let mut resp = Response::from_parts(rparts, body::boxed(rbody));
+    if let Some(enc) = encoding {
+        resp = cx.fe.compression.apply(enc, resp);
+    }
+    finish(&cx, resp, entry, Some(in_flight), guard)
+}
+
+/// Wraps the body so the log line is written when it ends.
+fn finish(
+    cx: &ConnCtx,
+    resp: Response<Body>,
+    entry: Entry,
+    in_flight: Option<InFlight>,
+    guard: RequestGuard,
+) -> Response<Body> {
+    let (parts, inner) = resp.into_parts();
+    let logged = LoggedBody {
+        inner,
+        bytes: 0,
+        entry: Some(entry),
+        log: cx.fe.log.clone(),
+        _in_flight: in_flight,
+        _guard: guard,
+    };
+    Response::from_parts(parts, Body::new(logged))
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// The request as the server gets it: origin-form for HTTP/1.1 (with a
+/// `Host`), absolute URI (`:authority`) for HTTP/2.
+fn build(parts: &request::Parts, body: Body, proto: UpstreamProto, pick: &Pick, host: Option<&str>) -> Request<Body> {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.headers_mut() = parts.headers.clone();
+    match proto {
+        UpstreamProto::H1 => {
+            *req.version_mut() = Version::HTTP_11;
+            *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            if !req.headers().contains_key(header::HOST) {
+                let h = host.map_or_else(|| pick.address.to_string(), str::to_string);
+                if let Ok(v) = HeaderValue::from_str(&h) {
+                    req.headers_mut().insert(header::HOST, v);
+                }
+            }
+        }
+        UpstreamProto::H2 => {
+            *req.version_mut() = Version::HTTP_2;
+            let authority = host.map_or_else(|| pick.address.to_string(), str::to_string);
+            *req.uri_mut() = format!("http://{authority}{pq}")
+                .parse()
+                .or_else(|_| format!("http://{}{pq}", pick.address).parse())
+                .unwrap_or_else(|_| Uri::from_static("/"));
+            req.headers_mut().remove(header::HOST);
+        }
+    }
+    req
+}
+
+/// Copies bytes both ways between the upgraded client and server
+/// connections until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgrade, label: String) {
+    let (c, s) = match tokio::try_join!(client, server) {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(server = %label, "upgrade failed: {e}");
+            return;
+        }
+    };
+    let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+        debug!(server = %label, "tunnel closed: {e}");
+    }
+}
+
+/// The response body on its way to the client: counts bytes, and writes
+/// the access log line when it ends or is dropped (client gone).
+struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    entry: Option<Entry>,
+    log: Logger,
+    _in_flight: Option<InFlight>,
+    _guard: RequestGuard,
+}
+
+impl LoggedBody {
+    fn done(&mut self) {
+        if let Some(e) = self.entry.take() {
+            if self.log.enabled() {
+                self.log.write(e.line(self.bytes));
+            }
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.done(),
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(entry) = &mut self.entry {
+                    entry.error = Some(format!("response body: {e}"));
+                }
+                self.done();
+            }
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
