@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aya::{
     Ebpf,
@@ -37,6 +37,39 @@ pub const RING_SIZE: u32 = 1009;
 
 pub fn backend_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 1, 10 + i as u8)
+}
+
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
+pub fn backend_ip6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10 + i as u16)
+}
+
+/// `config(backends)` with one more VIP pair on IPv6 (VIP6:80 tcp and
+/// udp, VIP ids 2 and 3) over IPv6 servers `b6-1`.. in backend "pool6".
+pub fn config_dual(backends: usize) -> Config {
+    let mut c = config(backends);
+    let mut pool6 = c.backend[0].clone();
+    pool6.name = "pool6".into();
+    pool6.server = (1..=backends)
+        .map(|i| Server {
+            name: format!("b6-{i}"),
+            address: SocketAddr::new(backend_ip6(i).into(), BACKEND_PORT),
+            weight: 100,
+            quic_server_id: None,
+        })
+        .collect();
+    c.backend.push(pool6);
+    for (name, protocol) in [("tcp6", Protocol::Tcp), ("udp6", Protocol::Udp)] {
+        let mut v = c.l4[0].clone();
+        v.name = name.into();
+        v.vip = SocketAddr::new(VIP6.into(), VIP_PORT);
+        v.protocol = protocol;
+        v.backend = "pool6".into();
+        c.l4.push(v);
+    }
+    c
 }
 
 pub fn backend_mac(i: usize) -> [u8; 6] {
@@ -121,18 +154,26 @@ impl Dut {
             "ip link set peer0 up".into(),
             "ip addr add 198.18.0.1/24 dev eth0".into(),
             "ip addr add 198.18.1.1/24 dev eth0".into(),
+            "ip addr add 2001:db8::1/64 dev eth0 nodad".into(),
+            "ip addr add 2001:db8:1::1/64 dev eth0 nodad".into(),
             format!(
                 "ip neigh add {CLIENT} lladdr {} dev eth0 nud permanent",
                 mac(CLIENT_MAC)
             ),
+            format!(
+                "ip neigh add {CLIENT6} lladdr {} dev eth0 nud permanent",
+                mac(CLIENT_MAC)
+            ),
             "sysctl -qw net.ipv4.conf.all.forwarding=1".into(),
+            "sysctl -qw net.ipv6.conf.all.forwarding=1".into(),
         ];
         for i in 1..=8 {
-            script.push(format!(
-                "ip neigh add {} lladdr {} dev eth0 nud permanent",
-                backend_ip(i),
-                mac(backend_mac(i))
-            ));
+            for ip in [backend_ip(i).to_string(), backend_ip6(i).to_string()] {
+                script.push(format!(
+                    "ip neigh add {ip} lladdr {} dev eth0 nud permanent",
+                    mac(backend_mac(i))
+                ));
+            }
         }
         for line in &script {
             let args: Vec<&str> = line.split_whitespace().collect();
