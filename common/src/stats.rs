@@ -62,6 +62,9 @@ stats! {
     IcmpTooBig = "icmp_too_big",
     /// Packet for a VIP with VLAN tags (handled like untagged).
     Vlan = "vlan",
+    /// TCP/UDP packet for neither a VIP nor a known flow: passed to the
+    /// kernel untouched.
+    PassNotVip = "pass_not_vip",
 }
 
 /// Entries in [`crate::MAP_STATS`].

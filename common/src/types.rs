@@ -206,8 +206,8 @@ mod pod {
     unsafe impl aya::Pod for Counters {}
 }
 
-/// Bytes of the benchmark template frame (Ethernet + IPv4 + TCP + 10 bytes).
-pub const BENCH_FRAME_LEN: usize = 64;
+/// Bytes of every benchmark template frame (padded with payload).
+pub const BENCH_FRAME_LEN: usize = 96;
 
 /// The benchmark harness's configuration (see `xdp-ebpf/src/bench.rs`).
 #[repr(C)]
@@ -216,6 +216,9 @@ pub struct BenchConfig {
     pub frame: [u8; BENCH_FRAME_LEN],
     /// Non-zero: every run gets a new source address and port.
     pub new_flow_each_run: u32,
+    /// Where the source address's last two bytes and the source port sit.
+    pub src_addr_low_off: u32,
+    pub src_port_off: u32,
 }
 
 #[cfg(feature = "user")]

@@ -9,7 +9,7 @@
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use xlb_common::{
-    AF_INET, BACKEND_DRAIN, Backend, BACKEND_UNUSED, BACKEND_UP, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
+    AF_INET, BACKEND_DRAIN, BACKEND_UNUSED, BACKEND_UP, Backend, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
     FORWARD_DSR, Flow, FlowKey, NO_BACKEND, NextHop, PROTO_UDP, STEER_QUIC, STEER_SYSLOG, Stat,
     VipInfo, VipKey, hash::flow_hash,
 };
@@ -131,6 +131,7 @@ fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
         family: pkt.key.family,
     };
     let Some(info) = (unsafe { XLB_VIPS.get(&vip) }) else {
+        count(Stat::PassNotVip);
         return Some(xdp_action::XDP_PASS);
     };
     if pkt.vlan {
@@ -297,11 +298,19 @@ fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
     let be = &chosen.be;
     let outer_src = dsr_source(&pkt.key, be.family);
     let outer_len = pkt.l3_len + overhead(be.family);
-    let q = to_backend_route(&outer_src, chosen, outer_len);
-    let hop = match next_hop(ctx, chosen.id, &q, via.fresh_route) {
+    let hop = match next_hop(ctx, chosen, &outer_src, outer_len, via.fresh_route) {
         Ok(hop) => hop,
         Err(NoRoute::TooBig(mtu)) => return client_too_big(ctx, pkt, mtu, be.family),
-        Err(NoRoute::Pass) => return xdp_action::XDP_PASS,
+        Err(NoRoute::Pass) => {
+            // No neighbour entry (or route) yet: hand the kernel the
+            // encapsulated packet, which it routes to the backend. The
+            // bare one would be delivered to the VIP on this host.
+            if encapsulate(ctx, pkt, be, &outer_src).is_none() {
+                return drop(Stat::DropEncap);
+            }
+            count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
+            return xdp_action::XDP_PASS;
+        }
     };
     if hop.mtu != 0 && outer_len > hop.mtu as u64 {
         return client_too_big(ctx, pkt, hop.mtu, be.family);
@@ -324,35 +333,40 @@ fn client_too_big(ctx: &XdpContext, pkt: &Pkt, path_mtu: u16, backend_family: u8
 /// the path goes to the kernel, which fragments it or answers.
 #[inline(always)]
 fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, via: &Via) -> u32 {
-    let q = to_backend_route(src, chosen, pkt.l3_len);
-    match next_hop(ctx, chosen.id, &q, via.fresh_route) {
+    match next_hop(ctx, chosen, src, pkt.l3_len, via.fresh_route) {
         Ok(hop) => send(ctx, &hop, pkt.vlan),
         Err(_) => xdp_action::XDP_PASS,
     }
 }
 
 /// The cached route to the chosen backend, or a fresh lookup (then cached).
-#[inline(never)]
-fn next_hop(ctx: &XdpContext, id: u32, q: &RouteQuery, fresh: bool) -> Result<NextHop, NoRoute> {
+#[inline(always)]
+fn next_hop(
+    ctx: &XdpContext,
+    chosen: &Chosen,
+    src: &[u32; 4],
+    tot_len: u64,
+    fresh: bool,
+) -> Result<NextHop, NoRoute> {
     if !fresh {
-        if let Some(hop) = XLB_NEXTHOP.get(id) {
+        if let Some(hop) = XLB_NEXTHOP.get(chosen.id) {
             if hop.ifindex != 0 {
                 return Ok(*hop);
             }
         }
     }
-    let hop = route(ctx, q)?;
-    if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(id) {
-        unsafe { *slot = hop };
-    }
-    Ok(hop)
+    lookup_and_cache(ctx, chosen, src, tot_len)
 }
 
-/// What to ask the FIB for a packet of `tot_len` bytes from `src` to the
-/// chosen backend.
-#[inline(always)]
-fn to_backend_route(src: &[u32; 4], chosen: &Chosen, tot_len: u64) -> RouteQuery {
-    RouteQuery {
+/// Not inlined: the route query gets a stack frame of its own.
+#[inline(never)]
+fn lookup_and_cache(
+    ctx: &XdpContext,
+    chosen: &Chosen,
+    src: &[u32; 4],
+    tot_len: u64,
+) -> Result<NextHop, NoRoute> {
+    let q = RouteQuery {
         src: *src,
         dst: chosen.be.addr,
         tot_len,
@@ -362,7 +376,12 @@ fn to_backend_route(src: &[u32; 4], chosen: &Chosen, tot_len: u64) -> RouteQuery
         } else {
             PROTO_IPV6
         },
+    };
+    let hop = route(ctx, &q)?;
+    if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(chosen.id) {
+        unsafe { *slot = hop };
     }
+    Ok(hop)
 }
 
 /// Backend -> client reply of a NAT flow: put the VIP back as the source

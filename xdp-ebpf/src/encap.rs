@@ -53,7 +53,13 @@ pub fn open_gap(ctx: &XdpContext, shift: usize, l3_off: usize) -> Option<()> {
 #[inline(always)]
 pub fn set_ether_type(ctx: &XdpContext, l3_off: usize, family: u8) -> Option<()> {
     let field = ptr_at::<u16>(ctx, l3_off - 2)?;
-    unsafe { *field = if family == AF_INET { ETH_P_IP } else { ETH_P_IPV6 } };
+    unsafe {
+        *field = if family == AF_INET {
+            ETH_P_IP
+        } else {
+            ETH_P_IPV6
+        }
+    };
     Some(())
 }
 

@@ -197,7 +197,11 @@ fn finish(ctx: &XdpContext, pkt: &mut Pkt, ip_hdr_len: u64, icmp: u8) -> Parsed 
     if pkt.fragment == Fragment::Later {
         return Parsed::Packet;
     }
-    let l4_len = if proto == PROTO_TCP { TCP_HLEN } else { UDP_HLEN };
+    let l4_len = if proto == PROTO_TCP {
+        TCP_HLEN
+    } else {
+        UDP_HLEN
+    };
     if pkt.l3_len < ip_hdr_len + l4_len as u64 {
         return Parsed::Drop(Stat::DropMalformedL4);
     }
