@@ -11,10 +11,24 @@
 //! ```
 //!
 //! Client and backends route via the lb, so without xlb the lb is a plain
-//! router. Every bridge port in `sw` carries a pass-through XDP program, so
+//! router.
+//!
+//! [`L4Topology::build_dual`] adds IPv6 on top (all addresses `nodad`):
+//!
+//! ```text
+//!   client 2001:db8::2/64, default via 2001:db8::1, VIP6 via 2001:db8::1
+//!   lb     2001:db8::1/64 + 2001:db8:1::1/64 on eth0, VIP6 2001:db8::100/128
+//!          on lo, net.ipv6.conf.all.forwarding=1
+//!   backendK 2001:db8:1::(10+K)/64, default via 2001:db8:1::1
+//! ```
+//!
+//! The client's route for the VIP6 is needed because the VIP6 lies in the
+//! client's on-link /64 and Linux answers neighbour solicitations only for
+//! addresses on the receiving interface (unlike ARP, where the VIP on `lo`
+//! is answered). Every bridge port in `sw` carries a pass-through XDP program, so
 //! XDP_TX / redirect from the hosts' `eth0` work.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{Context, Result, bail};
 use aya::{
@@ -49,6 +63,24 @@ pub const MAX_BACKENDS: usize = 200;
 pub fn backend_addr(k: usize) -> Ipv4Addr {
     assert!((1..=MAX_BACKENDS).contains(&k), "backend index {k}");
     Ipv4Addr::new(198, 18, 1, 10 + k as u8)
+}
+
+/// The IPv6 L4 VIP ([`L4Topology::build_dual`]), on `lo` of the lb.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+/// The client's IPv6 address.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+/// The lb's IPv6 address on the client subnet (the client's gateway).
+pub const LB_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// The lb's IPv6 address on the backend subnet (the backends' gateway).
+pub const LB_BACKEND_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+
+/// IPv6 address of backend `k` (1-based): `2001:db8:1::(10+k)`, the same
+/// digits as the last octet of [`backend_addr`] (`2001:db8:1::11` for
+/// backend 1).
+pub fn backend_addr6(k: usize) -> Ipv6Addr {
+    assert!((1..=MAX_BACKENDS).contains(&k), "backend index {k}");
+    let last = u16::from_str_radix(&(10 + k).to_string(), 16).expect("hex digits");
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, last)
 }
 
 /// The built topology. Drop order: the XDP handle, then the namespaces
@@ -121,6 +153,33 @@ impl L4Topology {
         })
     }
 
+    /// [`L4Topology::build`], plus IPv6 on every host (see the module
+    /// docs): the IPv4 setup is exactly that of `build`.
+    pub fn build_dual(lab: Lab, backends: usize) -> Result<L4Topology> {
+        let topo = L4Topology::build(lab, backends)?;
+        topo.add_ipv6().context("adding IPv6 to the L4 topology")?;
+        Ok(topo)
+    }
+
+    fn add_ipv6(&self) -> Result<()> {
+        let client = &self.client;
+        client.add_addr("eth0", &format!("{CLIENT_ADDR6}/64"))?;
+        client.add_route("default", &LB_CLIENT_ADDR6.to_string())?;
+        client.add_route(&format!("{VIP6}/128"), &LB_CLIENT_ADDR6.to_string())?;
+
+        let lb = &self.lb;
+        lb.add_addr(LB_IFACE, &format!("{LB_CLIENT_ADDR6}/64"))?;
+        lb.add_addr(LB_IFACE, &format!("{LB_BACKEND_ADDR6}/64"))?;
+        lb.add_addr("lo", &format!("{VIP6}/128"))?;
+        lb.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+
+        for (i, ns) in self.backends.iter().enumerate() {
+            ns.add_addr("eth0", &format!("{}/64", backend_addr6(i + 1)))?;
+            ns.add_route("default", &LB_BACKEND_ADDR6.to_string())?;
+        }
+        Ok(())
+    }
+
     /// The lab (to add namespaces or read the test name).
     pub fn lab(&self) -> &Lab {
         &self.lab
@@ -160,6 +219,12 @@ impl L4Topology {
 
     pub fn vip(&self) -> Ipv4Addr {
         VIP
+    }
+
+    /// IPv6 backend addresses ([`L4Topology::build_dual`]), `backend1`
+    /// first.
+    pub fn backend_addrs6(&self) -> Vec<Ipv6Addr> {
+        (1..=self.backends.len()).map(backend_addr6).collect()
     }
 
     /// The lb's interface name (`eth0`), where xlb attaches.

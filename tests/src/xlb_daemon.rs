@@ -28,6 +28,12 @@ pub const XLB_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The stderr line the daemon logs once XDP is attached and maps are filled.
 pub const XLB_READY: &str = "xlb running";
 
+/// The stderr line the daemon logs once a SIGHUP reload is applied.
+pub const XLB_RELOADED: &str = "config reloaded";
+
+/// Stderr lines of a SIGHUP reload that was not (fully) applied.
+pub const XLB_RELOAD_FAILED: [&str; 2] = ["reload rejected", "applying the reloaded config failed"];
+
 /// Locates the `xlb` binary: `$XLB_BIN` if set, else next to the current
 /// executable (`target/<profile>/`), or one level up when the executable is
 /// a test in `target/<profile>/deps/`. Build it with
@@ -208,6 +214,31 @@ impl XlbDaemon {
                 self.stderr()
             )
         })
+    }
+
+    /// Sends SIGHUP (the daemon re-reads its config file) and waits at most
+    /// `timeout` for [`XLB_RELOADED`]; a rejected or failed reload
+    /// ([`XLB_RELOAD_FAILED`]) is an error quoting the daemon's line.
+    /// Returns the index of the stderr line that confirmed the reload.
+    pub fn reload(&mut self, timeout: Duration) -> Result<usize> {
+        if let Some(s) = self.exit_status() {
+            bail!(
+                "xlb exited ({s}) before the reload; stderr:\n{}",
+                self.stderr()
+            );
+        }
+        let mark = self.stderr_lines().len();
+        // SAFETY: plain syscall on our own unreaped child.
+        unsafe { libc::kill(self.process.pid() as i32, libc::SIGHUP) };
+        let (i, line) = self
+            .wait_for_stderr(mark, timeout, |l| {
+                l.contains(XLB_RELOADED) || XLB_RELOAD_FAILED.iter().any(|f| l.contains(f))
+            })
+            .context("waiting for the reload")?;
+        if !line.contains(XLB_RELOADED) {
+            bail!("xlb did not apply the reload: {line}");
+        }
+        Ok(i)
     }
 
     /// `xlb stats --config CONFIG` run inside the daemon's mount and network

@@ -71,7 +71,8 @@ fn build_too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> Option<()> {
             (*icmp).kind = 3; // destination unreachable
             (*icmp).code = 4; // fragmentation needed
             (*icmp).check = 0;
-            (*icmp).rest = ((mtu as u32) << 16).to_be();
+            // Bytes 4-5 unused, 6-7 the next-hop MTU (RFC 1191).
+            (*icmp).rest = (mtu as u32).to_be();
         }
         let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V4) / 2]>(ctx, l3 + ip_len)?;
         let mut sum = 0u32;

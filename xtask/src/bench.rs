@@ -19,11 +19,7 @@ pub fn bench(kind: Kind) -> Result<()> {
     match kind {
         Kind::Xdp => xdp(),
         Kind::L4 => l4(),
-        Kind::Http => {
-            let name = kind.to_possible_value().map(|v| v.get_name().to_string());
-            eprintln!("bench {}: not implemented yet", name.unwrap_or_default());
-            std::process::exit(2);
-        }
+        Kind::Http => http(),
     }
 }
 
@@ -54,4 +50,78 @@ fn l4() -> Result<()> {
         .env("XLB_BIN", cmd::target_dir().join("release").join("xlb"));
     println!("bench: {}", cmd::describe(&bench));
     cmd::run(&mut bench)
+}
+
+/// Debian packages the HTTP bench compares against or drives the load with.
+const HTTP_BENCH_PACKAGES: &[&str] = &["haproxy", "nginx", "wrk", "nghttp2-client"];
+
+/// Setup, the peers and load generators from Debian (installed without
+/// starting their services), release build of xlb and the lab, then the
+/// `http` bench (`tests/benches/http.rs`), which prints the table.
+fn http() -> Result<()> {
+    if !cmd::is_root() {
+        bail!("bench http builds network namespaces and attaches XDP: run it as root");
+    }
+    setup::setup()?;
+    install_quietly(HTTP_BENCH_PACKAGES)?;
+    let mut build = cmd::cargo()?;
+    build.args(["build", "--release", "-p", "xlb", "-p", "xlb-lab", "--bins"]);
+    println!("bench: {}", cmd::describe(&build));
+    cmd::run(&mut build)?;
+
+    let mut bench = cmd::cargo()?;
+    bench
+        .args(["bench", "-p", "xlb-lab", "--bench", "http"])
+        .env("XLB_BIN", cmd::target_dir().join("release").join("xlb"));
+    println!("bench: {}", cmd::describe(&bench));
+    cmd::run(&mut bench)
+}
+
+/// `apt-get install` of the missing `packages`, with a `policy-rc.d` that
+/// forbids starting services while it runs (Debian's nginx and haproxy
+/// would otherwise start on the host); an existing `policy-rc.d` is kept.
+fn install_quietly(packages: &[&str]) -> Result<()> {
+    let installed = |p: &str| -> bool {
+        let Ok(mut dpkg) = cmd::command("dpkg") else {
+            return false;
+        };
+        cmd::try_output(dpkg.args(["-s", p])).is_some_and(|o| {
+            o.lines()
+                .any(|l| l.trim() == "Status: install ok installed")
+        })
+    };
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        println!("bench: packages ({}) ... present", packages.join(" "));
+        return Ok(());
+    }
+    println!("bench: packages ({}) ... installing", missing.join(" "));
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask bench http: no service starts\nexit 101\n",
+        )?;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let result = cmd::run(
+        cmd::command("apt-get")?
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .and_then(|()| {
+        cmd::run(
+            cmd::command("apt-get")?
+                .args(["install", "-y", "-q", "-o", "Dpkg::Use-Pty=0"])
+                .arg("--no-install-recommends")
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    result
 }

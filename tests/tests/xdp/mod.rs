@@ -20,6 +20,10 @@ use xlb::{
 };
 use xlb_lab::{Lab, NetnsGuard};
 
+/// Frame builders and checksum checks of the IPv6, DSR and ICMP fixtures
+/// (`packets.rs`, kept apart from the helpers in this file).
+pub mod packets;
+
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;

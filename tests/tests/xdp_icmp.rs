@@ -1,0 +1,381 @@
+//! Packet fixtures for ICMP errors about a VIP flow, run through
+//! BPF_PROG_TEST_RUN on the real object. An error arriving for the VIP
+//! quotes the VIP -> client packet the LB (NAT) or the backend (DSR) sent;
+//! it must reach the flow's backend:
+//! - NAT: the outer destination and the quoted source address and port
+//!   become the backend's, with the outer IPv4 header checksum, the quoted
+//!   IPv4 header checksum, the quoted TCP/UDP checksum (when quoted) and the
+//!   ICMP checksum (ICMPv6: with its pseudo-header) all right;
+//! - DSR: encapsulated to the backend unchanged.
+//!
+//! Errors about unknown flows and non-errors (echo) pass untouched.
+//! Expected frames are built with etherparse from their fields (the quoted
+//! packet as the backend sent it, every checksum from scratch), and every
+//! output is re-checked with an independent checksum routine.
+
+mod xdp;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{
+    IcmpEchoHeader, Icmpv4Type, Icmpv6Type,
+    icmpv4::{DestUnreachableHeader, TimeExceededCode},
+    icmpv6::{DestUnreachableCode, TimeExceededCode as TimeExceededCode6},
+};
+use xdp::{
+    BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_PASS, XDP_TX,
+    backend_ip, backend_ip6, backend_mac, config_dual, frame, hex,
+    packets::{
+        Kind, Seg, dsr_source_v4, dsr_source_v6, flow_key, icmp4, icmp6, ip6_tunnel, ipip,
+        ones_sum, verify_all,
+    },
+};
+use xlb::config::Forward;
+use xlb_common::Stat;
+
+const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
+
+/// The client's flows the errors are about (each opened first).
+fn client_flows() -> Vec<Seg> {
+    vec![
+        Seg::new(CLIENT.into(), 40000, VIP.into(), VIP_PORT, Kind::Syn),
+        Seg::new(CLIENT.into(), 5353, VIP.into(), VIP_PORT, Kind::Udp).payload(b"q"),
+        Seg::new(CLIENT6.into(), 40000, VIP6.into(), VIP_PORT, Kind::Syn),
+        Seg::new(CLIENT6.into(), 5353, VIP6.into(), VIP_PORT, Kind::Udp).payload(b"q"),
+    ]
+}
+
+/// A VIP -> client packet of flow `cport` as it went out (TTL already
+/// decremented once on its way, as a quoting router saw it).
+fn vip_to_client(vip: IpAddr, client: IpAddr, cport: u16, kind: Kind) -> Seg {
+    Seg::new(vip, VIP_PORT, client, cport, kind)
+        .ttl(63)
+        .payload(b"HTTP/1.1 200 OK\r\n")
+}
+
+/// The same packet with the backend as its source: what the quote must
+/// say after NAT.
+fn from_backend(seg: &Seg) -> Seg {
+    let be: IpAddr = match seg.src {
+        IpAddr::V4(_) => backend_ip(1).into(),
+        IpAddr::V6(_) => backend_ip6(1).into(),
+    };
+    seg.clone().from(be, BACKEND_PORT)
+}
+
+/// The first `len` bytes of an IP packet (None: all of it).
+fn quote(ip: &[u8], len: Option<usize>) -> Vec<u8> {
+    ip[..len.unwrap_or(ip.len())].to_vec()
+}
+
+/// An ICMPv4 error from `from` to the VIP (input) and the same error as
+/// the LB must send it on to backend 1 (output).
+fn error4(from: Ipv4Addr, kind: Icmpv4Type, quoted: &[u8], rewritten: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (
+        icmp4((CLIENT_MAC, LB_MAC), from, VIP, 64, kind.clone(), quoted),
+        icmp4(
+            (LB_MAC, backend_mac(1)),
+            from,
+            backend_ip(1),
+            64,
+            kind,
+            rewritten,
+        ),
+    )
+}
+
+fn error6(from: Ipv6Addr, kind: Icmpv6Type, quoted: &[u8], rewritten: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (
+        icmp6((CLIENT_MAC, LB_MAC), from, VIP6, 64, kind, quoted),
+        icmp6(
+            (LB_MAC, backend_mac(1)),
+            from,
+            backend_ip6(1),
+            64,
+            kind,
+            rewritten,
+        ),
+    )
+}
+
+struct Case {
+    name: &'static str,
+    input: Vec<u8>,
+    action: u32,
+    /// None: the packet must come out unchanged.
+    output: Option<Vec<u8>>,
+}
+
+fn forwarded(name: &'static str, (input, output): (Vec<u8>, Vec<u8>)) -> Case {
+    Case {
+        name,
+        input,
+        action: XDP_TX,
+        output: Some(output),
+    }
+}
+
+fn passed(name: &'static str, input: Vec<u8>) -> Case {
+    Case {
+        name,
+        input,
+        action: XDP_PASS,
+        output: None,
+    }
+}
+
+fn nat_cases() -> Vec<Case> {
+    let (c4, c6): (IpAddr, IpAddr) = (CLIENT.into(), CLIENT6.into());
+    let (v4, v6): (IpAddr, IpAddr) = (VIP.into(), VIP6.into());
+    let tcp4 = vip_to_client(v4, c4, 40000, Kind::Data);
+    let udp4 = vip_to_client(v4, c4, 5353, Kind::Udp);
+    let tcp6 = vip_to_client(v6, c6, 40000, Kind::Data);
+    let udp6 = vip_to_client(v6, c6, 5353, Kind::Udp);
+    let unknown4 = vip_to_client(v4, c4, 41000, Kind::Data);
+    let unknown6 = vip_to_client(v6, c6, 41000, Kind::Data);
+    let q = |s: &Seg, len| quote(&s.ip_packet(), len);
+    let qb = |s: &Seg, len| quote(&from_backend(s).ip_packet(), len);
+
+    // A UDP datagram sent without a checksum: it must stay zero.
+    let mut udp4_nocsum = udp4.ip_packet();
+    udp4_nocsum[26..28].copy_from_slice(&[0, 0]);
+    let mut udp4_nocsum_b = from_backend(&udp4).ip_packet();
+    udp4_nocsum_b[26..28].copy_from_slice(&[0, 0]);
+    // A quoted IPv4 header with options: the quoted ports are found by IHL.
+    let with_opts = |s: &Seg| frame::with_ip_options(&s.build())[14..].to_vec();
+
+    let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    vec![
+        forwarded(
+            "v4 port unreachable from the client about a tcp flow, whole packet quoted",
+            error4(
+                CLIENT,
+                port_unreach.clone(),
+                &q(&tcp4, None),
+                &qb(&tcp4, None),
+            ),
+        ),
+        forwarded(
+            "v4 fragmentation needed from a router, ip header + 8 bytes quoted",
+            error4(
+                ROUTER,
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400,
+                }),
+                &q(&tcp4, Some(28)),
+                &qb(&tcp4, Some(28)),
+            ),
+        ),
+        forwarded(
+            "v4 time exceeded about a udp flow",
+            error4(
+                ROUTER,
+                Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
+                &q(&udp4, None),
+                &qb(&udp4, None),
+            ),
+        ),
+        forwarded(
+            "v4 quoted udp without checksum keeps a zero checksum",
+            error4(CLIENT, port_unreach.clone(), &udp4_nocsum, &udp4_nocsum_b),
+        ),
+        forwarded(
+            "v4 quoted ip header with options",
+            error4(
+                CLIENT,
+                port_unreach.clone(),
+                &with_opts(&tcp4),
+                &with_opts(&from_backend(&tcp4)),
+            ),
+        ),
+        forwarded(
+            "v6 port unreachable (type 1 code 4) about a tcp flow",
+            error6(
+                CLIENT6,
+                Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port),
+                &q(&tcp6, None),
+                &qb(&tcp6, None),
+            ),
+        ),
+        forwarded(
+            "v6 packet too big from a router about a tcp flow",
+            error6(
+                ROUTER6,
+                Icmpv6Type::PacketTooBig { mtu: 1280 },
+                &q(&tcp6, None),
+                &qb(&tcp6, None),
+            ),
+        ),
+        forwarded(
+            "v6 time exceeded about a udp flow",
+            error6(
+                ROUTER6,
+                Icmpv6Type::TimeExceeded(TimeExceededCode6::HopLimitExceeded),
+                &q(&udp6, None),
+                &qb(&udp6, None),
+            ),
+        ),
+        passed(
+            "v4 error about an unknown flow passes",
+            error4(CLIENT, port_unreach, &q(&unknown4, None), &[]).0,
+        ),
+        passed(
+            "v6 error about an unknown flow passes",
+            error6(
+                CLIENT6,
+                Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port),
+                &q(&unknown6, None),
+                &[],
+            )
+            .0,
+        ),
+        passed("v4 echo request to the vip passes", echo4()),
+        passed("v6 echo request to the vip passes", echo6()),
+    ]
+}
+
+fn echo4() -> Vec<u8> {
+    let echo = Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 7, seq: 1 });
+    icmp4((CLIENT_MAC, LB_MAC), CLIENT, VIP, 64, echo, b"ping")
+}
+
+fn echo6() -> Vec<u8> {
+    let echo = Icmpv6Type::EchoRequest(IcmpEchoHeader { id: 7, seq: 1 });
+    icmp6((CLIENT_MAC, LB_MAC), CLIENT6, VIP6, 64, echo, b"ping")
+}
+
+fn run_cases(dut: &Dut, cases: Vec<Case>) {
+    for case in cases {
+        let (action, out) = dut.run(&case.input);
+        assert_eq!(action, case.action, "{}: action", case.name);
+        let expected = case.output.unwrap_or(case.input.clone());
+        assert_eq!(hex(&out), hex(&expected), "{}: bytes", case.name);
+        verify_all(&out, case.name);
+    }
+}
+
+fn open_flows(dut: &Dut) {
+    for seg in client_flows() {
+        let (action, _) = dut.run(&seg.build());
+        assert_eq!(action, XDP_TX, "opening {seg:?}");
+    }
+}
+
+#[test]
+fn nat_icmp_errors_follow_the_flow_to_its_backend() {
+    let dut = Dut::new("fixicmp", config_dual(1));
+    open_flows(&dut);
+    run_cases(&dut, nat_cases());
+    let stats = dut.stats();
+    assert_eq!(stats.stat(Stat::IcmpToBackend).unwrap(), 8);
+    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 4, "only the 4 flows");
+    assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 0);
+    let packets = |id| stats.vip(id).unwrap().packets;
+    assert_eq!(packets(0), 1 + 3, "v4 tcp: syn + 3 errors");
+    assert_eq!(packets(1), 1 + 2, "v4 udp: datagram + 2 errors");
+    assert_eq!(packets(2), 1 + 2, "v6 tcp: syn + 2 errors");
+    assert_eq!(packets(3), 1 + 1, "v6 udp: datagram + 1 error");
+}
+
+/// DSR: the error goes to the backend encapsulated, as it came. The outer
+/// source follows the rule for every DSR packet, applied to the packet
+/// itself: the prefix with the hash of (ICMP source, VIP, no ports,
+/// protocol ICMP / ICMPv6).
+fn dsr_cases() -> Vec<Case> {
+    let (c4, c6): (IpAddr, IpAddr) = (CLIENT.into(), CLIENT6.into());
+    let (v4, v6): (IpAddr, IpAddr) = (VIP.into(), VIP6.into());
+    let tcp4 = vip_to_client(v4, c4, 40000, Kind::Data).ip_packet();
+    let tcp6 = vip_to_client(v6, c6, 40000, Kind::Data).ip_packet();
+    let unknown4 = vip_to_client(v4, c4, 41000, Kind::Data).ip_packet();
+    let frag_needed =
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1400,
+        });
+    let err4 = icmp4((CLIENT_MAC, LB_MAC), ROUTER, VIP, 64, frag_needed, &tcp4);
+    let err6 = icmp6(
+        (CLIENT_MAC, LB_MAC),
+        ROUTER6,
+        VIP6,
+        64,
+        Icmpv6Type::PacketTooBig { mtu: 1280 },
+        &tcp6,
+    );
+    let src4 = dsr_source_v4(&flow_key(ROUTER.into(), 0, v4, 0, 1));
+    let src6 = dsr_source_v6(&flow_key(ROUTER6.into(), 0, v6, 0, 58));
+    let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    vec![
+        Case {
+            name: "dsr: v4 fragmentation needed about a flow, in ipip to its backend",
+            output: Some(ipip(&err4[14..], src4, backend_ip(1), backend_mac(1))),
+            input: err4,
+            action: XDP_TX,
+        },
+        Case {
+            name: "dsr: v6 packet too big about a flow, in ip6ip6 to its backend",
+            output: Some(ip6_tunnel(
+                &err6[14..],
+                src6,
+                backend_ip6(1),
+                backend_mac(1),
+            )),
+            input: err6,
+            action: XDP_TX,
+        },
+        passed(
+            "dsr: error about an unknown flow passes",
+            icmp4(
+                (CLIENT_MAC, LB_MAC),
+                CLIENT,
+                VIP,
+                64,
+                port_unreach,
+                &unknown4,
+            ),
+        ),
+        passed("dsr: v4 echo request passes", echo4()),
+        passed("dsr: v6 echo request passes", echo6()),
+    ]
+}
+
+#[test]
+fn dsr_icmp_errors_are_encapsulated_unchanged() {
+    let mut config = config_dual(1);
+    for l4 in &mut config.l4 {
+        l4.forward = Forward::Dsr;
+    }
+    let dut = Dut::new("fixicmpdsr", config);
+    open_flows(&dut);
+    run_cases(&dut, dsr_cases());
+    let stats = dut.stats();
+    assert_eq!(stats.stat(Stat::IcmpToBackend).unwrap(), 2);
+    assert_eq!(stats.stat(Stat::IcmpTooBig).unwrap(), 0);
+    assert_eq!(stats.vip(0).unwrap().packets, 1 + 1, "v4 tcp: syn + error");
+    assert_eq!(stats.vip(2).unwrap().packets, 1 + 1, "v6 tcp: syn + error");
+}
+
+/// The independent checker itself catches a wrong ICMP checksum and a
+/// wrong quoted IPv4 header checksum (no kernel needed).
+#[test]
+fn checksum_checker_catches_bad_icmp_and_quoted_header() {
+    let tcp4 = vip_to_client(VIP.into(), CLIENT.into(), 40000, Kind::Data).ip_packet();
+    let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    let good = icmp4((CLIENT_MAC, LB_MAC), ROUTER, VIP, 64, port_unreach, &tcp4);
+    verify_all(&good, "good");
+    let mut bad_icmp = good.clone();
+    bad_icmp[14 + 20 + 2] ^= 0x01;
+    let mut bad_quote = good.clone();
+    // Quoted source changed, ICMP checksum fixed up, quoted header checksum
+    // left stale: only the quoted-header check can see it.
+    bad_quote[14 + 20 + 8 + 12] ^= 0x01;
+    bad_quote[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&[0, 0]);
+    let icmp_sum = !ones_sum(0, &bad_quote[14 + 20..]);
+    bad_quote[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&icmp_sum.to_be_bytes());
+    for (frame, what) in [
+        (bad_icmp, "icmp checksum"),
+        (bad_quote, "quoted ipv4 header"),
+    ] {
+        let caught = std::panic::catch_unwind(|| verify_all(&frame, what));
+        assert!(caught.is_err(), "a bad {what} went unnoticed");
+    }
+}
