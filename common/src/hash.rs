@@ -60,3 +60,14 @@ pub fn name_hash(bytes: &[u8], seed: u64) -> u64 {
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
 }
+
+/// The bits of a DSR outer source address taken from the flow: a cheap mix
+/// of the client address and ports, so a backend's receive hashing (which
+/// sees only the outer header) spreads flows. Per packet, so kept short.
+#[inline(always)]
+pub fn encap_source_bits(src: &[u32; 4], sport: u16, dport: u16) -> u32 {
+    let mut h = src[0] ^ src[1] ^ src[2] ^ src[3] ^ (((sport as u32) << 16) | dport as u32);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^ (h >> 15)
+}

@@ -11,7 +11,8 @@ use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpCon
 use xlb_common::{
     AF_INET, BACKEND_DRAIN, BACKEND_UNUSED, BACKEND_UP, Backend, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
     FORWARD_DSR, Flow, FlowKey, NO_BACKEND, NextHop, PROTO_UDP, STEER_QUIC, STEER_SYSLOG, Stat,
-    VipInfo, VipKey, hash::flow_hash,
+    VipInfo, VipKey,
+    hash::{encap_source_bits, flow_hash},
 };
 
 use crate::{
@@ -453,7 +454,7 @@ fn dsr_source(key: &FlowKey, family: u8) -> [u32; 4] {
     let Some(s) = XLB_SETTINGS.get(0) else {
         return [0; 4];
     };
-    let h = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
+    let h = encap_source_bits(&key.src, key.sport, key.dport);
     if family == AF_INET {
         let host = h & s.dsr_source_v4_host_mask;
         [(u32::from_be(s.dsr_source_v4) | host).to_be(), 0, 0, 0]

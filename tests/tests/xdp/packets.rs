@@ -13,7 +13,7 @@ use etherparse::{
     EtherType, Ethernet2Header, Icmpv4Type, Icmpv6Type, IpHeaders, IpNumber, Ipv4Dscp, Ipv4Ecn,
     Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader,
 };
-use xlb_common::{AF_INET, AF_INET6, FlowKey, PROTO_TCP, PROTO_UDP, hash::flow_hash};
+use xlb_common::{AF_INET, AF_INET6, FlowKey, PROTO_TCP, PROTO_UDP, hash::encap_source_bits};
 
 use super::{CLIENT_MAC, LB_MAC};
 
@@ -207,18 +207,18 @@ pub fn flow_key(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> 
 }
 
 fn hash(key: &FlowKey) -> u32 {
-    flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto)
+    encap_source_bits(&key.src, key.sport, key.dport)
 }
 
 /// DSR outer IPv4 source for a flow: the fixture config's 198.19.0.0/16
-/// with the low 16 bits of the flow hash.
+/// with the low 16 bits of `encap_source_bits` of the flow.
 pub fn dsr_source_v4(key: &FlowKey) -> Ipv4Addr {
     let h = hash(key);
     Ipv4Addr::new(198, 19, (h >> 8) as u8, h as u8)
 }
 
 /// DSR outer IPv6 source for a flow: the fixture config's 2001:db8:ffff::
-/// with the last 16 bits of the flow hash.
+/// with the last 16 bits of `encap_source_bits` of the flow.
 pub fn dsr_source_v6(key: &FlowKey) -> Ipv6Addr {
     let h = hash(key);
     Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, h as u16)
