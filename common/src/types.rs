@@ -123,7 +123,10 @@ pub struct Flow {
     /// FLOW_TO_CLIENT: the interface and MACs the client's first packet
     /// came with, so replies need no route lookup.
     pub to_client: NextHop,
-    pub pad: u32,
+    /// FLOW_TO_BACKEND: the VIP's `STEER_*`; QUIC flows check the
+    /// connection id before trusting the entry.
+    pub steering: u8,
+    pub pad: [u8; 3],
     /// UDP: when the flow last saw a packet (`bpf_ktime_get_ns`).
     pub last_seen_ns: u64,
 }

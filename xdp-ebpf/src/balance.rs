@@ -99,12 +99,18 @@ pub fn process(ctx: &XdpContext) -> u32 {
 /// a live client flow gets its backend. None: no usable entry.
 #[inline(always)]
 fn established(ctx: &XdpContext, s: &mut Scratch) -> Option<Decision> {
+    s.table_backend = NO_BACKEND;
     let entry = XLB_FLOWS.get_ptr_mut(&s.pkt.key)?;
     let entry = unsafe { &mut *entry };
     if entry.kind == FLOW_TO_CLIENT {
         return Some(Some(to_client(ctx, &s.pkt, entry)));
     }
     if !still_fresh(&s.pkt, entry) {
+        return None;
+    }
+    if entry.steering == STEER_QUIC {
+        // The connection id decides first; the entry is the fallback.
+        s.table_backend = entry.backend_id;
         return None;
     }
     // A backend that is gone or down: choose again.
@@ -152,11 +158,20 @@ fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
         if let Some(id) = quic_server(ctx, pkt, &info) {
             if let Some(chosen) = live_backend(id, true) {
                 count(Stat::QuicCidHit);
+                let moved = chosen.id != s.table_backend;
                 s.chosen = chosen;
-                new_flow(ctx, s, &info);
+                if moved {
+                    new_flow(ctx, s, &info);
+                }
                 return SEND;
             }
             count(Stat::QuicCidMiss);
+        }
+        if let Some(chosen) = live_backend(s.table_backend, true) {
+            count(Stat::FlowHit);
+            s.chosen = chosen;
+            s.via.fresh_route = false;
+            return SEND;
         }
     }
     count(Stat::FlowMiss);
@@ -501,6 +516,7 @@ fn insert_flow(
             } else {
                 0
             },
+            steering: info.steering,
             last_seen_ns: now,
             ..Flow::default()
         };

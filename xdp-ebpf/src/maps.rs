@@ -61,6 +61,9 @@ pub static XLB_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 
 
 pub struct Scratch {
     pub pkt: crate::parse::Pkt,
+    /// The backend a QUIC flow's table entry names, for when its
+    /// connection id names none (NO_BACKEND: no entry).
+    pub table_backend: u32,
     pub icmp: crate::icmp::IcmpError,
     pub chosen: crate::balance::Chosen,
     pub via: crate::balance::Via,
