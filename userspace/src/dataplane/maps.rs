@@ -121,7 +121,9 @@ impl Maps {
         }
         for (&vip_id, set) in &wanted_live {
             if self.written_live.get(&vip_id) != Some(set) {
-                self.live.set(vip_id, set, 0).context("writing a live set")?;
+                self.live
+                    .set(vip_id, set, 0)
+                    .context("writing a live set")?;
             }
         }
         for (key, id) in &wanted_quic {
@@ -151,7 +153,9 @@ impl Maps {
                     state: BACKEND_UNUSED,
                     ..Default::default()
                 };
-                self.backends.set(id, unused, 0).context("retiring a backend")?;
+                self.backends
+                    .set(id, unused, 0)
+                    .context("retiring a backend")?;
             }
         }
         self.written_vips = wanted_vips;
@@ -216,7 +220,10 @@ fn live_set(registry: &Registry, backend: &str) -> LiveSet {
     let mut set = LiveSet::default();
     for s in registry.in_backend(backend).filter(|s| s.is_live()) {
         if set.count as usize == MAX_SYSLOG_BACKENDS {
-            tracing::warn!(backend, "syslog spreads over the first {MAX_SYSLOG_BACKENDS} live servers only");
+            tracing::warn!(
+                backend,
+                "syslog spreads over the first {MAX_SYSLOG_BACKENDS} live servers only"
+            );
             break;
         }
         set.ids[set.count as usize] = s.id;
