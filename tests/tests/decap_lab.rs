@@ -13,7 +13,11 @@ use std::{
 };
 
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
-use xlb_lab::{L4Topology, Lab, Process, topology::backend_addr, xlb_daemon::strip_ansi, xlb_path};
+use xlb_lab::{
+    L4Topology, Lab,
+    l4traffic::{decap_cmd, hold_vip, spawn_decap, stderr_text, stop_decap},
+    topology::backend_addr,
+};
 
 const UDP_PORT: u16 = 5140;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,38 +105,6 @@ fn send_raw(iface: &str, frame: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn stderr_text(p: &Process) -> String {
-    p.stderr_lines()
-        .iter()
-        .map(|l| strip_ansi(l))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Waits (bounded) for a stderr line containing `needle`.
-fn wait_stderr(p: &mut Process, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if p.stderr_lines()
-            .iter()
-            .any(|l| strip_ansi(l).contains(needle))
-        {
-            return;
-        }
-        assert!(
-            p.is_running(),
-            "xlb decap exited before logging {needle:?}; stderr:\n{}",
-            stderr_text(p)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} within {timeout:?}; stderr:\n{}",
-            stderr_text(p)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn xdp_attached(ns: &xlb_lab::Namespace, dev: &str) -> bool {
     let out = ns.ip(&["link", "show", "dev", dev]).expect("ip link show");
     String::from_utf8_lossy(&out.stdout).contains("xdp")
@@ -143,12 +115,8 @@ fn decap_delivers_the_inner_datagram_to_the_vip() {
     let topo = L4Topology::build(Lab::new("decaplab").expect("lab"), 1).expect("topology");
     let backend = topo.backend(1);
     let vip = topo.vip();
-    backend.add_addr("lo", &format!("{vip}/32")).unwrap();
     // A DSR backend must not answer ARP for the VIP it holds on lo.
-    backend.sysctl("net.ipv4.conf.all.arp_ignore", "1").unwrap();
-    backend
-        .sysctl("net.ipv4.conf.all.arp_announce", "2")
-        .unwrap();
+    hold_vip(backend, vip).unwrap();
 
     let listener = backend
         .with(|| UdpSocket::bind(SocketAddr::from((vip, UDP_PORT))))
@@ -158,42 +126,27 @@ fn decap_delivers_the_inner_datagram_to_the_vip() {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
 
-    let bin = xlb_path().expect("xlb binary");
-    let bin = bin.to_string_lossy();
-    let vip_s = vip.to_string();
-    let decap_cmd = |iface: &'static str| -> Vec<String> {
-        [bin.as_ref(), "decap", "--interface", iface, "--vip", &vip_s]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let mut cmd: Vec<String> = vec!["env".into(), "NO_COLOR=1".into(), "RUST_LOG=info".into()];
-    cmd.extend(decap_cmd("eth0"));
-    let cmd_ref: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let mut decap = backend.spawn(&cmd_ref).expect("spawn xlb decap");
-    wait_stderr(&mut decap, xlb::decap::READY, READY_TIMEOUT);
+    let mut decap =
+        spawn_decap(backend, "eth0", vip, READY_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(xdp_attached(backend, "eth0"), "xdp on backend1 eth0");
 
-    // A second one on the same interface is refused, clearly.
-    let second = decap_cmd("eth0");
-    let second: Vec<&str> = second.iter().map(String::as_str).collect();
-    let out = backend.output(&second, CMD_TIMEOUT).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "second xlb decap must fail: {err}");
-    assert!(
-        err.contains("already has an XDP program"),
-        "second xlb decap: {err}"
-    );
-    // So is a missing interface.
-    let missing = decap_cmd("nosuch0");
-    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
-    let out = backend.output(&missing, CMD_TIMEOUT).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "missing interface must fail: {err}");
-    assert!(
-        err.contains("interface nosuch0 does not exist"),
-        "missing interface: {err}"
-    );
+    // A second one on the same interface is refused, clearly; so is a
+    // missing interface.
+    for (iface, what, message) in [
+        ("eth0", "second xlb decap", "already has an XDP program"),
+        (
+            "nosuch0",
+            "missing interface",
+            "interface nosuch0 does not exist",
+        ),
+    ] {
+        let cmd = decap_cmd(iface, vip).expect("xlb binary");
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = backend.output(&cmd, CMD_TIMEOUT).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} must fail: {err}");
+        assert!(err.contains(message), "{what}: {err}");
+    }
 
     let backend_mac = parse_mac(&backend.mac_of("eth0").unwrap());
     let lb_mac = parse_mac(&topo.lb().mac_of(topo.lb_iface()).unwrap());
@@ -244,8 +197,7 @@ fn decap_delivers_the_inner_datagram_to_the_vip() {
     );
 
     // SIGTERM: counters logged, program detached, clean exit.
-    unsafe { libc::kill(decap.pid() as i32, libc::SIGTERM) };
-    wait_stderr(&mut decap, "xlb decap stopping", CMD_TIMEOUT);
+    let ipip = stop_decap(&mut decap, CMD_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
     let deadline = Instant::now() + CMD_TIMEOUT;
     while decap.is_running() {
         assert!(
@@ -255,11 +207,6 @@ fn decap_delivers_the_inner_datagram_to_the_vip() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let log = stderr_text(&decap);
-    let ipip = log
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("decap_ipip="))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no decap_ipip counter in:\n{log}"));
     assert!(ipip >= 1, "decap_ipip={ipip}; stderr:\n{log}");
     assert!(
         !xdp_attached(backend, "eth0"),

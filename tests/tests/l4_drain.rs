@@ -8,24 +8,16 @@
 //! reload.
 
 use std::{
-    io::BufReader,
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
 use xlb_lab::{
-    L4Topology, Lab, Namespace, Process,
+    L4Topology, Lab,
     l4traffic::{
-        TempConfig, connect_from, count_by_name, host_header, packets, request, run_batch,
-        server_name,
+        L4Config, LongLived, count_by_name, packets, run_batch, run_xlb, server_entries,
+        server_names, socket_addrs, spawn_backends, stop_xlb,
     },
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 const TEST: &str = "l4drain";
@@ -38,171 +30,29 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// of the new-connection batch.
 const AFTER_RELOAD_ANSWERS: usize = 20;
 
-fn config(cfg: &TempConfig, topo: &L4Topology, drained: Option<usize>) -> String {
-    let servers: String = topo
-        .backend_addrs()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let weight = if drained == Some(i + 1) { 0 } else { 100 };
-            format!(
-                "  [[backend.server]]\n  name = \"web{}\"\n  address = \"{a}:{BACKEND_PORT}\"\n  weight = {weight}\n\n",
-                i + 1
-            )
-        })
-        .collect();
-    format!(
-        r#"{global}
-[[xdp]]
-interface = "{iface}"
-mode = "auto"
-
-[[backend]]
-name = "web"
-balance = "maglev"
-health = {{ check = "http", path = "/healthz", interval_ms = 300, timeout_ms = 200, rise = 2, fall = 2 }}
-
-{servers}[[l4]]
-name = "web-l4"
-vip = "{vip}:{VIP_PORT}"
-protocol = "tcp"
-backend = "web"
-forward = "nat"
-"#,
-        global = cfg.global(TEST),
-        iface = topo.lb_iface(),
-        vip = topo.vip(),
-    )
-}
-
-/// The long-lived keep-alive connection, driven by a background thread in
-/// the client namespace: one request every 100 ms until stopped or the
-/// first failure.
-struct LongLived {
-    stop: Arc<AtomicBool>,
-    answers: Arc<AtomicUsize>,
-    thread: thread::JoinHandle<Report>,
-}
-
-#[derive(Debug, Default)]
-struct Report {
-    ok: usize,
-    failures: Vec<String>,
-    /// Every server that answered, in order of first appearance.
-    servers: Vec<String>,
-}
-
-impl LongLived {
-    /// Opens the connection from `local`, makes the first request and
-    /// returns the server that answered it.
-    fn start(
-        client: &Namespace,
-        local: SocketAddr,
-        vip: SocketAddr,
-        names: &[String],
-    ) -> Result<(LongLived, String)> {
-        let client = client.clone();
-        let names = names.to_vec();
-        let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop2, answers2) = (stop.clone(), answers.clone());
-        let thread = thread::spawn(move || {
-            let mut report = Report::default();
-            let host = host_header(vip);
-            let first = (|| -> Result<_> {
-                let inside = client.enter()?;
-                let mut stream = connect_from(local, vip)?;
-                let mut reader = BufReader::new(stream.try_clone()?);
-                let name = server_name(&request(&mut stream, &mut reader, &host, false)?, &names)?;
-                Ok((inside, stream, reader, name))
-            })();
-            let (_inside, mut stream, mut reader, name) = match first {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return report;
-                }
-            };
-            report.ok += 1;
-            report.servers.push(name.clone());
-            answers2.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Ok(name));
-            let started = Instant::now();
-            while !stop2.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(100));
-                let t = started.elapsed();
-                match request(&mut stream, &mut reader, &host, false)
-                    .and_then(|b| server_name(&b, &names))
-                {
-                    Ok(name) => {
-                        report.ok += 1;
-                        if !report.servers.contains(&name) {
-                            report.servers.push(name);
-                        }
-                        answers2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        report
-                            .failures
-                            .push(format!("request {} at {t:?}: {e:#}", report.ok + 1));
-                        break; // the connection is unusable after an error
-                    }
-                }
-            }
-            report
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(10))
-            .context("long-lived connection: no first answer")??;
-        Ok((
-            LongLived {
-                stop,
-                answers,
-                thread,
-            },
-            first,
-        ))
+/// Every server at weight 100, except `drained` (1-based) at 0.
+fn config(
+    topo: &L4Topology,
+    names: &[String],
+    addrs: &[SocketAddr],
+    drained: Option<usize>,
+    global: &str,
+) -> String {
+    let mut servers = server_entries(names, addrs);
+    for (i, s) in servers.iter_mut().enumerate() {
+        s.weight = Some(if drained == Some(i + 1) { 0 } else { 100 });
     }
-
-    fn answers(&self) -> usize {
-        self.answers.load(Ordering::Relaxed)
-    }
-
-    /// Waits (bounded by `timeout`) until `n` answers in all, unless the
-    /// thread has stopped on a failure.
-    fn wait_answers(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.answers() < n && !self.thread.is_finished() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finish(self) -> Report {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("long-lived thread panicked")
-    }
+    let vip = SocketAddr::from((topo.vip(), VIP_PORT));
+    L4Config::nat(topo, "web", "web-l4", vip, servers).render(global)
 }
 
 #[test]
 fn drained_server_keeps_its_connection_and_takes_no_new_ones() {
     let topo = L4Topology::build(Lab::new(TEST).unwrap(), 3).unwrap_or_else(|e| panic!("{e:#}"));
-    let names: Vec<String> = (1..=3).map(|k| format!("web{k}")).collect();
-    let _backends: Vec<Process> = topo
-        .backend_addrs()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            topo.backend(i + 1)
-                .spawn_backend(&names[i], SocketAddr::from((*a, BACKEND_PORT)))
-                .unwrap_or_else(|e| panic!("{e:#}"))
-        })
-        .collect();
-    let cfg = TempConfig::new(TEST).unwrap();
-    cfg.write(&config(&cfg, &topo, None)).unwrap();
-    let mut daemon = topo
-        .lb()
-        .spawn_xlb(cfg.path(), XLB_READY_TIMEOUT)
+    let names = server_names("web", 3);
+    let addrs = socket_addrs(topo.backend_addrs(), BACKEND_PORT);
+    let _backends = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
+    let (cfg, mut daemon) = run_xlb(&topo, TEST, |g| config(&topo, &names, &addrs, None, g))
         .unwrap_or_else(|e| panic!("{e:#}"));
     let client = topo.client();
     let src = IpAddr::V4(topo.client_addr());
@@ -227,7 +77,8 @@ fn drained_server_keeps_its_connection_and_takes_no_new_ones() {
     long_lived.wait_answers(5, Duration::from_secs(5));
 
     // 3. Drain K: weight 0, SIGHUP, wait for `config reloaded`.
-    cfg.write(&config(&cfg, &topo, Some(k))).unwrap();
+    cfg.write(&config(&topo, &names, &addrs, Some(k), &cfg.global(TEST)))
+        .unwrap();
     let reloaded_at = Instant::now();
     daemon
         .reload(RELOAD_TIMEOUT)
@@ -286,12 +137,5 @@ fn drained_server_keeps_its_connection_and_takes_no_new_ones() {
         "only {} long-lived answers after the reload (>= {AFTER_RELOAD_ANSWERS} expected)",
         report.ok - answers_at_reload
     );
-    let status = daemon
-        .terminate(Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        status.success(),
-        "xlb exited {status}; stderr:\n{}",
-        daemon.stderr()
-    );
+    stop_xlb(&mut daemon).unwrap_or_else(|e| panic!("{e:#}"));
 }

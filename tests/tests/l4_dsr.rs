@@ -15,14 +15,16 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process,
-    l4traffic::{TempConfig, count_by_name, packets, run_batch, snmp, stat},
-    xlb_daemon::{XLB_READY_TIMEOUT, strip_ansi},
-    xlb_path,
+    l4traffic::{
+        L4Config, VipCounters, assert_spread, deltas, hold_vip, run_batch, run_xlb, server_entries,
+        server_names, snmp, snmp_each, socket_addrs, spawn_backends, spawn_decap, stderr_text,
+        stop_decap, stop_xlb, vip_counters,
+    },
 };
 
 const TEST: &str = "l4dsr";
@@ -33,72 +35,14 @@ const FLOWS: u16 = 150;
 const SHARE: std::ops::RangeInclusive<usize> = 35..=65;
 const DECAP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn config(cfg: &TempConfig, topo: &L4Topology) -> String {
-    let servers: String = topo
-        .backend_addrs()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            format!(
-                "  [[backend.server]]\n  name = \"web{}\"\n  address = \"{a}:{PORT}\"\n\n",
-                i + 1
-            )
-        })
-        .collect();
-    format!(
-        r#"{global}
-[[xdp]]
-interface = "{iface}"
-mode = "auto"
-
-[[backend]]
-name = "web"
-balance = "maglev"
-health = {{ check = "http", path = "/healthz", interval_ms = 300, timeout_ms = 200, rise = 2, fall = 2 }}
-
-{servers}[[l4]]
-name = "web-dsr"
-vip = "{vip}:{PORT}"
-protocol = "tcp"
-backend = "web"
-forward = "dsr"
-"#,
-        global = cfg.global(TEST),
-        iface = topo.lb_iface(),
-        vip = topo.vip(),
-    )
-}
-
-fn stderr_text(p: &Process) -> String {
-    p.stderr_lines()
-        .iter()
-        .map(|l| strip_ansi(l))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Waits (bounded) for a stderr line of `p` containing `needle`.
-fn wait_stderr(p: &mut Process, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if p.stderr_lines()
-            .iter()
-            .any(|l| strip_ansi(l).contains(needle))
-        {
-            return;
-        }
-        assert!(
-            p.is_running(),
-            "xlb decap exited before logging {needle:?}; stderr:\n{}",
-            stderr_text(p)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} within {timeout:?}; stderr:\n{}",
-            stderr_text(p)
-        );
-        std::thread::sleep(Duration::from_millis(10));
+fn config(topo: &L4Topology, names: &[String], global: &str) -> String {
+    let servers = server_entries(names, &socket_addrs(topo.backend_addrs(), PORT));
+    let vip = SocketAddr::from((topo.vip(), PORT));
+    L4Config {
+        mode: ("forward", "dsr"),
+        ..L4Config::nat(topo, "web", "web-dsr", vip, servers)
     }
+    .render(global)
 }
 
 /// Makes `ns` a DSR backend: the VIP on `lo` (not announced in ARP), a
@@ -106,9 +50,7 @@ fn wait_stderr(p: &mut Process, needle: &str, timeout: Duration) {
 /// `xlb decap` on eth0 (running once this returns).
 fn dsr_backend(ns: &Namespace, topo: &L4Topology) -> Process {
     let vip = topo.vip();
-    ns.add_addr("lo", &format!("{vip}/32")).unwrap();
-    ns.sysctl("net.ipv4.conf.all.arp_ignore", "1").unwrap();
-    ns.sysctl("net.ipv4.conf.all.arp_announce", "2").unwrap();
+    hold_vip(ns, vip).unwrap();
     for dev in ["all", "default", "eth0", "lo"] {
         ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0")
             .unwrap();
@@ -125,42 +67,13 @@ fn dsr_backend(ns: &Namespace, topo: &L4Topology) -> Process {
         "{}: the route to the client must not go through the lb: {route}",
         ns.name()
     );
-    let bin = xlb_path().unwrap();
-    let vip_s = vip.to_string();
-    let mut decap = ns
-        .spawn(&[
-            "env",
-            "NO_COLOR=1",
-            "RUST_LOG=info",
-            &bin.to_string_lossy(),
-            "decap",
-            "--interface",
-            "eth0",
-            "--vip",
-            &vip_s,
-        ])
-        .unwrap();
-    wait_stderr(&mut decap, xlb::decap::READY, DECAP_TIMEOUT);
-    decap
-}
-
-/// Stops `xlb decap` with SIGTERM and returns its `decap_ipip` counter
-/// from the stop line.
-fn stop_decap(decap: &mut Process) -> u64 {
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::kill(decap.pid() as i32, libc::SIGTERM) };
-    wait_stderr(decap, "xlb decap stopping", DECAP_TIMEOUT);
-    let log = stderr_text(decap);
-    log.split_whitespace()
-        .find_map(|w| w.strip_prefix("decap_ipip="))
-        .and_then(|n| n.trim_end_matches(',').parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no decap_ipip counter in:\n{log}"))
+    spawn_decap(ns, "eth0", vip, DECAP_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]
 fn dsr_replies_go_straight_from_backend_to_client() {
     let topo = L4Topology::build(Lab::new(TEST).unwrap(), 3).unwrap_or_else(|e| panic!("{e:#}"));
-    let names: Vec<String> = (1..=3).map(|k| format!("web{k}")).collect();
+    let names = server_names("web", 3);
     for dev in ["all", "default", "eth0"] {
         topo.client()
             .sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0")
@@ -171,30 +84,16 @@ fn dsr_replies_go_straight_from_backend_to_client() {
         .iter()
         .map(|ns| dsr_backend(ns, &topo))
         .collect();
-    let _backends: Vec<Process> = topo
-        .backends()
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            ns.spawn_backend(&names[i], SocketAddr::from(([0, 0, 0, 0], PORT)))
-                .unwrap_or_else(|e| panic!("{e:#}"))
-        })
-        .collect();
-    let cfg = TempConfig::new(TEST).unwrap();
-    cfg.write(&config(&cfg, &topo)).unwrap();
-    let daemon = topo
-        .lb()
-        .spawn_xlb(cfg.path(), XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    // DSR keeps the port and the VIP as destination: listen on any address.
+    let any = vec![SocketAddr::from(([0, 0, 0, 0], PORT)); names.len()];
+    let _backends = spawn_backends(&topo, &names, &any).unwrap_or_else(|e| panic!("{e:#}"));
+    let (_cfg, mut daemon) =
+        run_xlb(&topo, TEST, |g| config(&topo, &names, g)).unwrap_or_else(|e| panic!("{e:#}"));
 
     let client = topo.client();
     let vip = SocketAddr::new(IpAddr::V4(topo.vip()), PORT);
     let segs_before = snmp(client, "Tcp", "OutSegs").unwrap();
-    let backend_segs_before: Vec<u64> = topo
-        .backends()
-        .iter()
-        .map(|ns| snmp(ns, "Tcp", "OutSegs").unwrap())
-        .collect();
+    let backend_segs_before = snmp_each(topo.backends(), "Tcp", "OutSegs").unwrap();
     let forw_before = snmp(topo.lb(), "Ip", "ForwDatagrams").unwrap();
     let result = run_batch(
         client,
@@ -205,12 +104,10 @@ fn dsr_replies_go_straight_from_backend_to_client() {
     );
     let client_segs = snmp(client, "Tcp", "OutSegs").unwrap() - segs_before;
     let forwarded = snmp(topo.lb(), "Ip", "ForwDatagrams").unwrap() - forw_before;
-    let backend_segs: Vec<u64> = topo
-        .backends()
-        .iter()
-        .zip(&backend_segs_before)
-        .map(|(ns, b)| snmp(ns, "Tcp", "OutSegs").unwrap() - b)
-        .collect();
+    let backend_segs = deltas(
+        &snmp_each(topo.backends(), "Tcp", "OutSegs").unwrap(),
+        &backend_segs_before,
+    );
     let stats = daemon.stats().unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("xlb stats:\n{stats}");
     eprintln!(
@@ -228,19 +125,12 @@ fn dsr_replies_go_straight_from_backend_to_client() {
                 .join("\n--\n")
         )
     });
-    let counts = count_by_name(&answers, &names);
-    eprintln!("spread over {FLOWS} DSR flows: {counts:?}");
-
-    assert_eq!(answers.len(), usize::from(FLOWS), "every request answered");
-    for (name, &n) in &counts {
-        assert!(
-            SHARE.contains(&n),
-            "{name} got {n} of {FLOWS} DSR flows, outside {SHARE:?}: {counts:?}"
-        );
-    }
-    let vip_packets = packets(&stats, "vip web-dsr ").expect("vip line in xlb stats");
-    let flow_miss = stat(&stats, "flow_miss").expect("flow_miss in xlb stats");
-    let nat_reverse = stat(&stats, "nat_reverse").expect("nat_reverse in xlb stats");
+    assert_spread(&answers, &names, FLOWS, &SHARE, "DSR flows");
+    let VipCounters {
+        packets: vip_packets,
+        flow_miss,
+        nat_reverse,
+    } = vip_counters(&stats, "web-dsr").unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         flow_miss >= u64::from(FLOWS),
         "flow_miss = {flow_miss} after {FLOWS} new DSR flows"
@@ -264,16 +154,11 @@ fn dsr_replies_go_straight_from_backend_to_client() {
 
     // Every encapsulated packet was decapsulated on some backend, and each
     // backend got its share.
-    let mut daemon = daemon;
-    let status = daemon
-        .terminate(Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        status.success(),
-        "xlb exited {status}; stderr:\n{}",
-        daemon.stderr()
-    );
-    let decapped: Vec<u64> = decaps.iter_mut().map(stop_decap).collect();
+    stop_xlb(&mut daemon).unwrap_or_else(|e| panic!("{e:#}"));
+    let decapped: Vec<u64> = decaps
+        .iter_mut()
+        .map(|d| stop_decap(d, DECAP_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}")))
+        .collect();
     eprintln!("decap_ipip per backend: {decapped:?}");
     for (k, &n) in decapped.iter().enumerate() {
         assert!(n > 0, "backend{} decapsulated nothing", k + 1);

@@ -9,10 +9,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use xlb_lab::{
-    L4Topology, Lab, Process,
-    l4traffic::{TempConfig, count_by_name, packets, run_batch, snmp6, stat},
+    L4Topology, Lab,
+    l4traffic::{
+        L4Config, VipCounters, assert_spread, run_batch, run_xlb, server_entries, server_names,
+        snmp6, socket_addrs, spawn_backends, vip_counters,
+    },
     topology::{CLIENT_ADDR6, VIP6},
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 const TEST: &str = "l4ipv6";
@@ -29,64 +31,26 @@ const SHARE: std::ops::RangeInclusive<usize> = 35..=65;
 /// (e.g. a first packet while a neighbour entry is still unresolved).
 const MAX_KERNEL_FORWARDED: u64 = 10;
 
-fn config(cfg: &TempConfig, topo: &L4Topology) -> String {
-    let servers: String = topo
-        .backend_addrs6()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            format!(
-                "  [[backend.server]]\n  name = \"web{}\"\n  address = \"[{a}]:{BACKEND_PORT}\"\n\n",
-                i + 1
-            )
-        })
-        .collect();
-    format!(
-        r#"{global}
-[[xdp]]
-interface = "{iface}"
-mode = "auto"
-
-[[backend]]
-name = "web6"
-balance = "maglev"
-health = {{ check = "http", path = "/healthz", interval_ms = 300, timeout_ms = 200, rise = 2, fall = 2 }}
-
-{servers}[[l4]]
-name = "web6-l4"
-vip = "[{VIP6}]:{VIP_PORT}"
-protocol = "tcp"
-backend = "web6"
-forward = "nat"
-"#,
-        global = cfg.global(TEST),
-        iface = topo.lb_iface(),
-    )
-}
-
 #[test]
 fn ipv6_tcp_through_nat_spreads_and_bypasses_the_kernel() {
     let topo =
         L4Topology::build_dual(Lab::new(TEST).unwrap(), 3).unwrap_or_else(|e| panic!("{e:#}"));
-    let names: Vec<String> = (1..=3).map(|k| format!("web{k}")).collect();
-    let _backends: Vec<Process> = topo
-        .backend_addrs6()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            topo.backend(i + 1)
-                .spawn_backend(&names[i], SocketAddr::new(IpAddr::V6(*a), BACKEND_PORT))
-                .unwrap_or_else(|e| panic!("{e:#}"))
-        })
-        .collect();
-    let cfg = TempConfig::new(TEST).unwrap();
-    cfg.write(&config(&cfg, &topo)).unwrap();
-    let daemon = topo
-        .lb()
-        .spawn_xlb(cfg.path(), XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-
+    let names = server_names("web", 3);
+    let addrs = socket_addrs(topo.backend_addrs6(), BACKEND_PORT);
+    let _backends = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
     let vip = SocketAddr::new(IpAddr::V6(VIP6), VIP_PORT);
+    let (_cfg, daemon) = run_xlb(&topo, TEST, |g| {
+        L4Config::nat(
+            &topo,
+            "web6",
+            "web6-l4",
+            vip,
+            server_entries(&names, &addrs),
+        )
+        .render(g)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
     let forw_before = snmp6(topo.lb(), "Ip6OutForwDatagrams").unwrap();
     let answers = run_batch(
         topo.client(),
@@ -97,26 +61,16 @@ fn ipv6_tcp_through_nat_spreads_and_bypasses_the_kernel() {
     )
     .unwrap_or_else(|e| panic!("IPv6 batch: {e:#}\nxlb stderr:\n{}", daemon.stderr()));
     let forwarded = snmp6(topo.lb(), "Ip6OutForwDatagrams").unwrap() - forw_before;
-    let counts = count_by_name(&answers, &names);
     let stats = daemon.stats().unwrap_or_else(|e| panic!("{e:#}"));
-    eprintln!("spread over {FLOWS} IPv6 flows: {counts:?}");
     eprintln!("lb kernel Ip6OutForwDatagrams during the batch: {forwarded}");
     eprintln!("xlb stats:\n{stats}");
 
-    assert_eq!(
-        answers.len(),
-        usize::from(FLOWS),
-        "every connection answered"
-    );
-    for (name, &n) in &counts {
-        assert!(
-            SHARE.contains(&n),
-            "{name} got {n} of {FLOWS} IPv6 flows, outside {SHARE:?}: {counts:?}"
-        );
-    }
-    let vip_packets = packets(&stats, "vip web6-l4 ").expect("vip line in xlb stats");
-    let flow_miss = stat(&stats, "flow_miss").expect("flow_miss in xlb stats");
-    let nat_reverse = stat(&stats, "nat_reverse").expect("nat_reverse in xlb stats");
+    assert_spread(&answers, &names, FLOWS, &SHARE, "IPv6 flows");
+    let VipCounters {
+        packets: vip_packets,
+        flow_miss,
+        nat_reverse,
+    } = vip_counters(&stats, "web6-l4").unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         flow_miss >= u64::from(FLOWS),
         "flow_miss = {flow_miss} after {FLOWS} new IPv6 flows: they did not all go through XDP"

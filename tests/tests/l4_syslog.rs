@@ -15,9 +15,11 @@ use std::{
 use xlb_lab::{
     L4Topology, Lab, Process,
     backend::BACKEND_READY_TIMEOUT,
-    l4traffic::{TempConfig, packets, snmp, stat},
+    l4traffic::{
+        L4Config, deltas, packets, run_xlb, server_entries, server_names, snmp_each, socket_addrs,
+        stat,
+    },
     lab_backend_path,
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 const TEST: &str = "l4syslog";
@@ -33,40 +35,21 @@ const PACE: Duration = Duration::from_millis(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const PREFIX: &str = "<13>xlb-syslog-test seq=";
 
-fn config(cfg: &TempConfig, topo: &L4Topology) -> String {
-    let servers: String = topo
-        .backend_addrs()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            format!(
-                "  [[backend.server]]\n  name = \"log{}\"\n  address = \"{a}:{PORT}\"\n\n",
-                i + 1
-            )
-        })
-        .collect();
-    format!(
-        r#"{global}
-[[xdp]]
-interface = "{iface}"
-mode = "auto"
-
-[[backend]]
-name = "logs"
-balance = "maglev"
-health = {{ check = "none" }}
-
-{servers}[[l4]]
-name = "syslog-l4"
-vip = "{vip}:{PORT}"
-protocol = "udp"
-backend = "logs"
-steering = "syslog"
-"#,
-        global = cfg.global(TEST),
-        iface = topo.lb_iface(),
-        vip = topo.vip(),
-    )
+/// A UDP VIP with syslog steering over `log1..`, no health checks.
+fn config(topo: &L4Topology, names: &[String], addrs: &[SocketAddr], global: &str) -> String {
+    L4Config {
+        health: None,
+        protocol: "udp",
+        mode: ("steering", "syslog"),
+        ..L4Config::nat(
+            topo,
+            "logs",
+            "syslog-l4",
+            SocketAddr::from((topo.vip(), PORT)),
+            server_entries(names, addrs),
+        )
+    }
+    .render(global)
 }
 
 /// The sequence numbers a receiver logged so far.
@@ -83,33 +66,26 @@ fn one_syslog_sender_is_spread_over_three_receivers() {
     let topo = L4Topology::build(Lab::new(TEST).unwrap(), 3).unwrap_or_else(|e| panic!("{e:#}"));
     let bin = lab_backend_path().unwrap();
     let bin = bin.to_string_lossy();
-    let receivers: Vec<Process> = topo
-        .backend_addrs()
+    let names = server_names("log", 3);
+    let addrs = socket_addrs(topo.backend_addrs(), PORT);
+    let receivers: Vec<Process> = names
         .iter()
+        .zip(&addrs)
         .enumerate()
-        .map(|(i, a)| {
-            let udp = SocketAddr::from((*a, PORT)).to_string();
-            let name = format!("log{}", i + 1);
+        .map(|(i, (name, udp))| {
+            let udp = udp.to_string();
             topo.backend(i + 1)
                 .spawn_ready(
-                    &[&bin, "--name", &name, "--udp", &udp],
+                    &[&bin, "--name", name, "--udp", &udp],
                     "listening on udp",
                     BACKEND_READY_TIMEOUT,
                 )
                 .unwrap_or_else(|e| panic!("{e:#}"))
         })
         .collect();
-    let cfg = TempConfig::new(TEST).unwrap();
-    cfg.write(&config(&cfg, &topo)).unwrap();
-    let daemon = topo
-        .lb()
-        .spawn_xlb(cfg.path(), XLB_READY_TIMEOUT)
+    let (_cfg, daemon) = run_xlb(&topo, TEST, |g| config(&topo, &names, &addrs, g))
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let in_before: Vec<u64> = topo
-        .backends()
-        .iter()
-        .map(|ns| snmp(ns, "Udp", "InDatagrams").unwrap())
-        .collect();
+    let in_before = snmp_each(topo.backends(), "Udp", "InDatagrams").unwrap();
 
     let vip = SocketAddr::from((topo.vip(), PORT));
     let src = SocketAddr::from((topo.client_addr(), SENDER_PORT));
@@ -134,12 +110,10 @@ fn one_syslog_sender_is_spread_over_three_receivers() {
     }
     let got: Vec<Vec<usize>> = receivers.iter().map(received).collect();
     let counts: Vec<usize> = got.iter().map(Vec::len).collect();
-    let in_delta: Vec<u64> = topo
-        .backends()
-        .iter()
-        .zip(&in_before)
-        .map(|(ns, b)| snmp(ns, "Udp", "InDatagrams").unwrap() - b)
-        .collect();
+    let in_delta = deltas(
+        &snmp_each(topo.backends(), "Udp", "InDatagrams").unwrap(),
+        &in_before,
+    );
     let stats = daemon.stats().unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("xlb stats:\n{stats}");
     eprintln!("datagrams per receiver (log1..log3): {counts:?}; Udp InDatagrams: {in_delta:?}");

@@ -9,43 +9,26 @@
 mod frames;
 mod xdp;
 
+use std::net::IpAddr;
+
 use frames::{
-    TPID_8021AD, TPID_8021Q, flow_entry, fragment_v4, fragment_v6, icmp4_frag_needed, index_of,
-    key, maglev_id, pin_to_current_cpu, sent_to, server_id, tagged, udp4, udp6,
+    TPID_8021AD, TPID_8021Q, backend_addr_like, flow_entry, fragment_v4, fragment_v6,
+    icmp4_frag_needed, index_of, key, maglev_id, pin_to_current_cpu, sent_to, server_id, tagged,
+    udp_nat,
 };
 use xdp::{
     BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_PASS, XDP_TX,
-    backend_ip, backend_ip6, backend_mac, config, config_dual, frame, hex, verify_checksums,
+    config, config_dual,
+    frame::{self, client_tcp},
+    hex, verify_checksums,
 };
 use xlb::{dataplane::model::ReferenceModel, registry::Admin};
-use xlb_common::{FLOW_TO_BACKEND, FLOW_TO_CLIENT, PROTO_TCP, PROTO_UDP, Stat};
+use xlb_common::{FLOW_TO_BACKEND, FLOW_TO_CLIENT, FlowKey, PROTO_TCP, PROTO_UDP, Stat};
 
 const TCP_VIP: u32 = 0;
 const UDP_VIP: u32 = 1;
 /// `config_dual()`'s IPv6 UDP VIP.
 const UDP6_VIP: u32 = 3;
-
-fn client_tcp(sport: u16, syn: bool, payload: &[u8]) -> frame::Tcp {
-    frame::Tcp {
-        src_mac: CLIENT_MAC,
-        dst_mac: LB_MAC,
-        src: CLIENT,
-        sport,
-        dst: VIP,
-        dport: VIP_PORT,
-        syn,
-        payload: payload.to_vec(),
-    }
-}
-
-/// The segment as the LB must send it to backend `i` (NAT).
-fn to_backend(i: usize, mut f: frame::Tcp) -> frame::Tcp {
-    f.src_mac = LB_MAC;
-    f.dst_mac = backend_mac(i);
-    f.dst = backend_ip(i);
-    f.dport = BACKEND_PORT;
-    f
-}
 
 fn stat(dut: &Dut, s: Stat) -> u64 {
     dut.stats().stat(s).unwrap()
@@ -59,7 +42,7 @@ fn run_tcp(dut: &Dut, name: &str, seg: &frame::Tcp) -> usize {
     let i = sent_to(&out).unwrap_or_else(|| panic!("{name}: not to a backend: {}", hex(&out)));
     assert_eq!(
         hex(&out),
-        hex(&to_backend(i, seg.clone()).build()),
+        hex(&seg.clone().nat_to_backend(i).build()),
         "{name}: bytes"
     );
     verify_checksums(&out, name);
@@ -71,11 +54,32 @@ fn tcp_model_choice(dut: &Dut, model: &mut ReferenceModel, sport: u16) -> usize 
     index_of(dut, model.choose(TCP_VIP, &k).expect("a live backend"))
 }
 
-struct Case {
-    name: &'static str,
-    input: Vec<u8>,
-    action: u32,
-    output: Vec<u8>,
+/// The key of the reverse (backend `i` -> client) entry of a NAT flow from
+/// `client`:`sport`.
+fn reverse_key(client: IpAddr, sport: u16, i: usize, proto: u8) -> FlowKey {
+    key(
+        backend_addr_like(client, i),
+        BACKEND_PORT,
+        client,
+        sport,
+        proto,
+    )
+}
+
+/// For UDP from `client` to `vip`:[`VIP_PORT`] over `pool`: the backend
+/// Maglev gives the addresses alone, and the first source port from 47000
+/// whose 5-tuple choice differs from it, so a test tells the two rules
+/// apart.
+fn split_choice(dut: &Dut, pool: &str, client: IpAddr, vip: IpAddr) -> (usize, u16) {
+    let portless = key(client, 0, vip, 0, PROTO_UDP);
+    let by_addr = index_of(dut, maglev_id(dut, pool, &portless));
+    let sport = (47000..47100)
+        .find(|&p| {
+            let k = key(client, p, vip, VIP_PORT, PROTO_UDP);
+            index_of(dut, maglev_id(dut, pool, &k)) != by_addr
+        })
+        .unwrap();
+    (by_addr, sport)
 }
 
 #[test]
@@ -85,53 +89,42 @@ fn vlan_tagged_frames_are_forwarded_with_their_tags() {
     let qinq = [(TPID_8021AD, 0x2007), (TPID_8021Q, 0x0064)];
     let syn = |sport| client_tcp(sport, true, b"");
     let data = client_tcp(42001, false, b"GET / HTTP/1.1\r\n\r\n");
-    let reply = frame::Tcp {
-        src_mac: backend_mac(1),
-        dst_mac: LB_MAC,
-        src: backend_ip(1),
-        sport: BACKEND_PORT,
-        dst: CLIENT,
-        dport: 42002,
-        syn: false,
-        payload: b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
-    };
-    let reply_out = frame::Tcp {
-        src_mac: LB_MAC,
-        dst_mac: CLIENT_MAC,
-        src: VIP,
-        sport: VIP_PORT,
-        ..reply.clone()
-    };
+    let reply = frame::backend_reply(1, 42002);
+    // (name, frame in, frame out, tags of both)
     let cases = [
-        Case {
-            name: "802.1Q SYN: NAT, tag kept, XDP_TX",
-            input: tagged(&syn(42001).build(), &q),
-            action: XDP_TX,
-            output: tagged(&to_backend(1, syn(42001)).build(), &q),
-        },
-        Case {
-            name: "802.1Q data of that flow (table hit)",
-            input: tagged(&data.build(), &q),
-            action: XDP_TX,
-            output: tagged(&to_backend(1, data.clone()).build(), &q),
-        },
-        Case {
-            name: "QinQ (802.1ad + 802.1Q) SYN: both tags kept",
-            input: tagged(&syn(42002).build(), &qinq),
-            action: XDP_TX,
-            output: tagged(&to_backend(1, syn(42002)).build(), &qinq),
-        },
-        Case {
-            name: "QinQ reply from the backend: back to the client as the VIP",
-            input: tagged(&reply.build(), &qinq),
-            action: XDP_TX,
-            output: tagged(&reply_out.build(), &qinq),
-        },
+        (
+            "802.1Q SYN: NAT, tag kept, XDP_TX",
+            syn(42001),
+            syn(42001).nat_to_backend(1),
+            &q[..],
+        ),
+        (
+            "802.1Q data of that flow (table hit)",
+            data.clone(),
+            data.nat_to_backend(1),
+            &q[..],
+        ),
+        (
+            "QinQ (802.1ad + 802.1Q) SYN: both tags kept",
+            syn(42002),
+            syn(42002).nat_to_backend(1),
+            &qinq[..],
+        ),
+        (
+            "QinQ reply from the backend: back to the client as the VIP",
+            reply.clone(),
+            reply.nat_to_client(),
+            &qinq[..],
+        ),
     ];
-    for case in &cases {
-        let (action, out) = dut.run(&case.input);
-        assert_eq!(action, case.action, "{}: action", case.name);
-        assert_eq!(hex(&out), hex(&case.output), "{}: bytes", case.name);
+    for (name, input, output, tags) in cases {
+        let (action, out) = dut.run(&tagged(&input.build(), tags));
+        assert_eq!(action, XDP_TX, "{name}: action");
+        assert_eq!(
+            hex(&out),
+            hex(&tagged(&output.build(), tags)),
+            "{name}: bytes"
+        );
     }
     assert_eq!(stat(&dut, Stat::Vlan), 2, "the two tagged new flows");
     assert_eq!(stat(&dut, Stat::FlowMiss), 2);
@@ -148,28 +141,8 @@ fn vlan_tagged_frames_are_forwarded_with_their_tags() {
 fn ipv4_fragments_follow_the_addresses() {
     let dut = Dut::new("fxfrag4", config(3));
     let payload: Vec<u8> = (0..120u8).collect();
-    let portless = key(CLIENT.into(), 0, VIP.into(), 0, PROTO_UDP);
-    let by_addr = index_of(&dut, maglev_id(&dut, "pool", &portless));
-    // A source port whose 5-tuple choice differs from the address-only
-    // one, so the test tells the two rules apart.
-    let sport = (47000..47100)
-        .find(|&p| {
-            let k = key(CLIENT.into(), p, VIP.into(), VIP_PORT, PROTO_UDP);
-            index_of(&dut, maglev_id(&dut, "pool", &k)) != by_addr
-        })
-        .unwrap();
-    let datagram = udp4(
-        (CLIENT_MAC, LB_MAC),
-        (CLIENT, sport),
-        (VIP, VIP_PORT),
-        &payload,
-    );
-    let nat = udp4(
-        (LB_MAC, backend_mac(by_addr)),
-        (CLIENT, sport),
-        (backend_ip(by_addr), BACKEND_PORT),
-        &payload,
-    );
+    let (by_addr, sport) = split_choice(&dut, "pool", CLIENT.into(), VIP.into());
+    let (datagram, nat) = udp_nat(CLIENT.into(), sport, VIP.into(), by_addr, &payload);
     let input = fragment_v4(&datagram, &[48, 96], 0x4242);
     let output = fragment_v4(&nat, &[48, 96], 0x4242);
     let cases = [
@@ -201,13 +174,7 @@ fn ipv4_fragments_follow_the_addresses() {
     // its 5-tuple).
     let fwd = key(CLIENT.into(), sport, VIP.into(), VIP_PORT, PROTO_UDP);
     assert_eq!(flow_entry(&dut, &fwd), None, "no entry for the 5-tuple");
-    let back = key(
-        backend_ip(by_addr).into(),
-        BACKEND_PORT,
-        CLIENT.into(),
-        sport,
-        PROTO_UDP,
-    );
+    let back = reverse_key(CLIENT.into(), sport, by_addr, PROTO_UDP);
     let entry = flow_entry(&dut, &back).expect("reverse entry for replies");
     assert_eq!(entry.kind, FLOW_TO_CLIENT);
     assert_eq!(entry.vip_id, UDP_VIP);
@@ -217,26 +184,8 @@ fn ipv4_fragments_follow_the_addresses() {
 fn ipv6_fragment_header_follows_the_addresses() {
     let dut = Dut::new("fxfrag6", config_dual(3));
     let payload: Vec<u8> = (0..120u8).map(|b| b ^ 0x3c).collect();
-    let portless = key(CLIENT6.into(), 0, VIP6.into(), 0, PROTO_UDP);
-    let by_addr = index_of(&dut, maglev_id(&dut, "pool6", &portless));
-    let sport = (47000..47100)
-        .find(|&p| {
-            let k = key(CLIENT6.into(), p, VIP6.into(), VIP_PORT, PROTO_UDP);
-            index_of(&dut, maglev_id(&dut, "pool6", &k)) != by_addr
-        })
-        .unwrap();
-    let datagram = udp6(
-        (CLIENT_MAC, LB_MAC),
-        (CLIENT6, sport),
-        (VIP6, VIP_PORT),
-        &payload,
-    );
-    let nat = udp6(
-        (LB_MAC, backend_mac(by_addr)),
-        (CLIENT6, sport),
-        (backend_ip6(by_addr), BACKEND_PORT),
-        &payload,
-    );
+    let (by_addr, sport) = split_choice(&dut, "pool6", CLIENT6.into(), VIP6.into());
+    let (datagram, nat) = udp_nat(CLIENT6.into(), sport, VIP6.into(), by_addr, &payload);
     let input = fragment_v6(&datagram, &[64], 0x0bad_cafe);
     let output = fragment_v6(&nat, &[64], 0x0bad_cafe);
     let cases = [
@@ -255,13 +204,7 @@ fn ipv6_fragment_header_follows_the_addresses() {
     }
     assert_eq!(stat(&dut, Stat::Fragment), 3);
     assert_eq!(stat(&dut, Stat::FlowMiss), 0);
-    let back = key(
-        backend_ip6(by_addr).into(),
-        BACKEND_PORT,
-        CLIENT6.into(),
-        sport,
-        PROTO_UDP,
-    );
+    let back = reverse_key(CLIENT6.into(), sport, by_addr, PROTO_UDP);
     let entry = flow_entry(&dut, &back).expect("reverse entry for replies");
     assert_eq!((entry.kind, entry.vip_id), (FLOW_TO_CLIENT, UDP6_VIP));
 
@@ -269,12 +212,7 @@ fn ipv6_fragment_header_follows_the_addresses() {
     // datagram (RFC 6946): it goes by its 5-tuple, ports rewritten.
     let tuple = key(CLIENT6.into(), sport, VIP6.into(), VIP_PORT, PROTO_UDP);
     let by_tuple = index_of(&dut, maglev_id(&dut, "pool6", &tuple));
-    let nat = udp6(
-        (LB_MAC, backend_mac(by_tuple)),
-        (CLIENT6, sport),
-        (backend_ip6(by_tuple), BACKEND_PORT),
-        &payload,
-    );
+    let (_, nat) = udp_nat(CLIENT6.into(), sport, VIP6.into(), by_tuple, &payload);
     let (action, out) = dut.run(&fragment_v6(&datagram, &[], 7)[0]);
     assert_eq!(action, XDP_TX, "atomic fragment: action");
     assert_eq!(
@@ -381,13 +319,7 @@ fn flood_guard_forwards_without_filling_the_table() {
         }
         // NAT: the reverse entry is written anyway, or replies would not
         // be translated back.
-        let back = key(
-            backend_ip(be).into(),
-            BACKEND_PORT,
-            CLIENT.into(),
-            sport,
-            PROTO_TCP,
-        );
+        let back = reverse_key(CLIENT.into(), sport, be, PROTO_TCP);
         assert_eq!(
             flow_entry(&dut, &back).map(|e| e.kind),
             Some(FLOW_TO_CLIENT),

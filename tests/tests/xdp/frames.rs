@@ -8,11 +8,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::HashMap as BpfHashMap;
-use etherparse::{IpNumber, Ipv4Header, Ipv6Header, PacketBuilder};
+use etherparse::{IpHeaders, IpNumber, Ipv4Header, Ipv6Header, PacketBuilder, PacketBuilderStep};
 use xlb::dataplane::{addr::ip_words, maglev};
 use xlb_common::{Flow, FlowKey, MAP_FLOWS, hash::flow_hash};
 
-use crate::xdp::{Dut, backend_ip, backend_ip6};
+use crate::xdp::{
+    BACKEND_PORT, CLIENT_MAC, Dut, LB_MAC, VIP_PORT, backend_ip, backend_ip6, backend_mac,
+    packets::icmp6,
+};
 
 pub const TPID_8021Q: u16 = 0x8100;
 pub const TPID_8021AD: u16 = 0x88a8;
@@ -31,35 +34,36 @@ pub fn pin_to_current_cpu() {
     }
 }
 
-/// Ethernet + IPv4 + UDP.
-pub fn udp4(
+/// Ethernet + IPv4 or IPv6 (by the addresses; TTL 64), for PacketBuilder.
+fn eth_ip(macs: ([u8; 6], [u8; 6]), src: IpAddr, dst: IpAddr) -> PacketBuilderStep<IpHeaders> {
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => panic!("mixed address families {src} -> {dst}"),
+    }
+}
+
+/// Ethernet + IPv4 or IPv6 (by the addresses) + UDP.
+pub fn udp<A: Into<IpAddr>>(
     macs: ([u8; 6], [u8; 6]),
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
+    src: (A, u16),
+    dst: (A, u16),
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv4(src.0.octets(), dst.0.octets(), 64)
-        .udp(src.1, dst.1);
+    let b = eth_ip(macs, src.0.into(), dst.0.into()).udp(src.1, dst.1);
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).unwrap();
     out
 }
 
-/// Ethernet + IPv6 + UDP.
-pub fn udp6(
-    macs: ([u8; 6], [u8; 6]),
-    src: (Ipv6Addr, u16),
-    dst: (Ipv6Addr, u16),
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv6(src.0.octets(), dst.0.octets(), 64)
-        .udp(src.1, dst.1);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
-    out
-}
+// Not every fixture that includes this file uses both names.
+/// Ethernet + IPv4 + UDP ([`udp`] of IPv4 addresses).
+#[allow(unused_imports)]
+pub use self::udp as udp4;
+/// Ethernet + IPv6 + UDP ([`udp`] of IPv6 addresses).
+#[allow(unused_imports)]
+pub use self::udp as udp6;
 
 /// Ethernet + IPv6 + TCP (SYN, or ACK+PSH).
 pub fn tcp6(
@@ -69,13 +73,45 @@ pub fn tcp6(
     syn: bool,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv6(src.0.octets(), dst.0.octets(), 64)
-        .tcp(src.1, dst.1, 0x1234_5678, 64240);
+    let b = eth_ip(macs, src.0.into(), dst.0.into()).tcp(src.1, dst.1, 0x1234_5678, 64240);
     let b = if syn { b.syn() } else { b.ack(1).psh() };
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).unwrap();
     out
+}
+
+/// Backend `i`'s lab address in the family of `like`.
+pub fn backend_addr_like(like: IpAddr, i: usize) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => backend_ip(i).into(),
+        IpAddr::V6(_) => backend_ip6(i).into(),
+    }
+}
+
+/// A client -> VIP UDP datagram (from `client`:`sport`, client MAC -> LB
+/// MAC, to `vip`:[`VIP_PORT`]) and the same datagram as the LB must send
+/// it to backend `i` (NAT: LB -> backend MAC, backend `i`'s address in the
+/// same family, [`BACKEND_PORT`]).
+pub fn udp_nat(
+    client: IpAddr,
+    sport: u16,
+    vip: IpAddr,
+    i: usize,
+    payload: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let to_vip = udp(
+        (CLIENT_MAC, LB_MAC),
+        (client, sport),
+        (vip, VIP_PORT),
+        payload,
+    );
+    let to_backend = udp(
+        (LB_MAC, backend_mac(i)),
+        (client, sport),
+        (backend_addr_like(client, i), BACKEND_PORT),
+        payload,
+    );
+    (to_vip, to_backend)
 }
 
 /// The frame with VLAN tags `(TPID, TCI)` inserted after the MAC
@@ -215,14 +251,15 @@ pub fn icmp6_too_big(
     to: Ipv6Addr,
     quoted: &[u8],
 ) -> Vec<u8> {
-    use etherparse::Icmpv6Type;
     let quote = &quoted[14..14 + 40 + 8];
-    let b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv6(router.octets(), to.octets(), 64)
-        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 });
-    let mut out = Vec::new();
-    b.write(&mut out, quote).unwrap();
-    out
+    icmp6(
+        macs,
+        router,
+        to,
+        64,
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 },
+        quote,
+    )
 }
 
 /// A flow key as the data path builds it from a packet.
@@ -270,13 +307,16 @@ pub fn sent_to(out: &[u8]) -> Option<usize> {
         LaxNetSlice::Ipv4(ip) => ip.header().destination_addr().into(),
         LaxNetSlice::Ipv6(ip) => ip.header().destination_addr().into(),
     };
-    (1..=8).find(|&i| dst == IpAddr::from(backend_ip(i)) || dst == IpAddr::from(backend_ip6(i)))
+    backend_index(dst)
+}
+
+/// Which of backends 1..=8 has lab address `ip` (IPv4 or IPv6).
+fn backend_index(ip: IpAddr) -> Option<usize> {
+    (1..=8).find(|&i| backend_addr_like(ip, i) == ip)
 }
 
 /// The lab index (1-based) of a registry id's server, by address.
 pub fn index_of(dut: &Dut, id: u32) -> usize {
     let ip = dut.registry.get(id).expect("server id").address.ip();
-    (1..=8)
-        .find(|&i| ip == IpAddr::from(backend_ip(i)) || ip == IpAddr::from(backend_ip6(i)))
-        .expect("a lab backend address")
+    backend_index(ip).expect("a lab backend address")
 }

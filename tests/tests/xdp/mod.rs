@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aya::{
     Ebpf,
@@ -57,12 +57,7 @@ pub fn config_dual(backends: usize) -> Config {
     let mut pool6 = c.backend[0].clone();
     pool6.name = "pool6".into();
     pool6.server = (1..=backends)
-        .map(|i| Server {
-            name: format!("b6-{i}"),
-            address: SocketAddr::new(backend_ip6(i).into(), BACKEND_PORT),
-            weight: 100,
-            quic_server_id: None,
-        })
+        .map(|i| server(format!("b6-{i}"), backend_ip6(i).into()))
         .collect();
     c.backend.push(pool6);
     for (name, protocol) in [("tcp6", Protocol::Tcp), ("udp6", Protocol::Udp)] {
@@ -80,15 +75,20 @@ pub fn backend_mac(i: usize) -> [u8; 6] {
     [0x02, 0, 0, 0, 0x01, 0x10 + i as u8]
 }
 
+/// Server `name` on `ip`:[`BACKEND_PORT`], weight 100.
+fn server(name: String, ip: IpAddr) -> Server {
+    Server {
+        name,
+        address: SocketAddr::new(ip, BACKEND_PORT),
+        weight: 100,
+        quic_server_id: None,
+    }
+}
+
 /// A config with one TCP and one UDP VIP over `backends` servers.
 pub fn config(backends: usize) -> Config {
     let server = (1..=backends)
-        .map(|i| Server {
-            name: format!("b{i}"),
-            address: SocketAddr::new(backend_ip(i).into(), BACKEND_PORT),
-            weight: 100,
-            quic_server_id: None,
-        })
+        .map(|i| server(format!("b{i}"), backend_ip(i).into()))
         .collect();
     let vip = |name: &str, protocol| L4Vip {
         name: name.into(),
@@ -263,6 +263,8 @@ pub mod frame {
 
     use etherparse::PacketBuilder;
 
+    use super::{BACKEND_PORT, CLIENT, CLIENT_MAC, LB_MAC, VIP, VIP_PORT, backend_ip, backend_mac};
+
     #[derive(Clone)]
     pub struct Tcp {
         pub src_mac: [u8; 6],
@@ -285,27 +287,54 @@ pub mod frame {
             b.write(&mut out, &self.payload).unwrap();
             out
         }
+
+        /// The segment as the LB must send it to backend `i` (NAT: LB ->
+        /// backend MAC, destination backend `i`:[`BACKEND_PORT`]).
+        pub fn nat_to_backend(mut self, i: usize) -> Tcp {
+            self.src_mac = LB_MAC;
+            self.dst_mac = backend_mac(i);
+            self.dst = backend_ip(i);
+            self.dport = BACKEND_PORT;
+            self
+        }
+
+        /// The reply as the LB must send it back to the client (LB ->
+        /// client MAC, source VIP:[`VIP_PORT`]).
+        pub fn nat_to_client(mut self) -> Tcp {
+            self.src_mac = LB_MAC;
+            self.dst_mac = CLIENT_MAC;
+            self.src = VIP;
+            self.sport = VIP_PORT;
+            self
+        }
     }
 
-    #[derive(Clone)]
-    pub struct Udp {
-        pub src_mac: [u8; 6],
-        pub dst_mac: [u8; 6],
-        pub src: Ipv4Addr,
-        pub sport: u16,
-        pub dst: Ipv4Addr,
-        pub dport: u16,
-        pub payload: Vec<u8>,
+    /// Client -> VIP TCP segment (SYN, or ACK+PSH) of flow `sport`.
+    pub fn client_tcp(sport: u16, syn: bool, payload: &[u8]) -> Tcp {
+        Tcp {
+            src_mac: CLIENT_MAC,
+            dst_mac: LB_MAC,
+            src: CLIENT,
+            sport,
+            dst: VIP,
+            dport: VIP_PORT,
+            syn,
+            payload: payload.to_vec(),
+        }
     }
 
-    impl Udp {
-        pub fn build(&self) -> Vec<u8> {
-            let b = PacketBuilder::ethernet2(self.src_mac, self.dst_mac)
-                .ipv4(self.src.octets(), self.dst.octets(), 64)
-                .udp(self.sport, self.dport);
-            let mut out = Vec::with_capacity(b.size(self.payload.len()));
-            b.write(&mut out, &self.payload).unwrap();
-            out
+    /// An HTTP response head (ACK+PSH) from backend `i`:[`BACKEND_PORT`]
+    /// to the client's port `dport`, as it reaches the LB.
+    pub fn backend_reply(i: usize, dport: u16) -> Tcp {
+        Tcp {
+            src_mac: backend_mac(i),
+            dst_mac: LB_MAC,
+            src: backend_ip(i),
+            sport: BACKEND_PORT,
+            dst: CLIENT,
+            dport,
+            syn: false,
+            payload: b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
         }
     }
 

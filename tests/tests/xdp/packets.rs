@@ -247,27 +247,19 @@ pub fn ipip(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, dst_mac: [u8; 6]) -> Vec
         more_fragments: false,
         fragment_offset: Default::default(),
         time_to_live: 64,
-        protocol: if inner[0] >> 4 == 4 {
-            IpNumber::IPV4
-        } else {
-            IpNumber::IPV6
-        },
+        protocol: tunnelled(inner),
         header_checksum: 0,
         source: src.octets(),
         destination: dst.octets(),
         options: Default::default(),
     };
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: LB_MAC,
-        destination: dst_mac,
-        ether_type: EtherType::IPV4,
-    }
-    .write(&mut out)
-    .unwrap();
-    outer.write(&mut out).unwrap(); // computes the header checksum
-    out.extend_from_slice(inner);
-    out
+    // `write` computes the header checksum.
+    from_lb(
+        dst_mac,
+        EtherType::IPV4,
+        |out| outer.write(out).unwrap(),
+        inner,
+    )
 }
 
 /// The frame the LB sends for DSR to an IPv6 backend: Ethernet LB ->
@@ -279,24 +271,45 @@ pub fn ip6_tunnel(inner: &[u8], src: Ipv6Addr, dst: Ipv6Addr, dst_mac: [u8; 6]) 
         traffic_class: tos_of(inner),
         flow_label: Ipv6FlowLabel::ZERO,
         payload_length: inner.len() as u16,
-        next_header: if inner[0] >> 4 == 4 {
-            IpNumber::IPV4
-        } else {
-            IpNumber::IPV6
-        },
+        next_header: tunnelled(inner),
         hop_limit: 64,
         source: src.octets(),
         destination: dst.octets(),
     };
+    from_lb(
+        dst_mac,
+        EtherType::IPV6,
+        |out| outer.write(out).unwrap(),
+        inner,
+    )
+}
+
+/// The outer header's protocol for `inner`: 4 (IPv4 inside) or 41 (IPv6).
+fn tunnelled(inner: &[u8]) -> IpNumber {
+    if inner[0] >> 4 == 4 {
+        IpNumber::IPV4
+    } else {
+        IpNumber::IPV6
+    }
+}
+
+/// A tunnel frame the LB sends: Ethernet LB -> `dst_mac` of `ether_type`,
+/// the outer header (`write_outer`), then `inner` unchanged.
+fn from_lb(
+    dst_mac: [u8; 6],
+    ether_type: EtherType,
+    write_outer: impl FnOnce(&mut Vec<u8>),
+    inner: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::new();
     Ethernet2Header {
         source: LB_MAC,
         destination: dst_mac,
-        ether_type: EtherType::IPV6,
+        ether_type,
     }
     .write(&mut out)
     .unwrap();
-    outer.write(&mut out).unwrap();
+    write_outer(&mut out);
     out.extend_from_slice(inner);
     out
 }
