@@ -14,7 +14,6 @@ pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
 pub const IP_MF: u16 = 0x2000u16.to_be();
 pub const IP_OFFSET_MASK: u16 = 0x1fffu16.to_be();
-pub const IP_DF: u16 = 0x4000u16.to_be();
 
 pub const NEXTHDR_FRAGMENT: u8 = 44;
 pub const PROTO_IPIP: u8 = 4;
