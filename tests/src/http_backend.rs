@@ -16,14 +16,7 @@
 //! - `/ws`: WebSocket echo (text and binary messages).
 //! - anything else: `NAME\n`, `text/plain`.
 
-use std::{
-    convert::Infallible,
-    io::Write,
-    net::SocketAddr,
-    sync::Arc,
-    thread,
-    time::Duration,
-};
+use std::{convert::Infallible, io::Write, net::SocketAddr, sync::Arc, thread, time::Duration};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -126,7 +119,11 @@ impl Drop for HttpBackend {
     }
 }
 
-async fn serve(listener: std::net::TcpListener, name: Arc<str>, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    name: Arc<str>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
     loop {
         let (stream, _) = tokio::select! {
@@ -155,7 +152,8 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 fn respond(name: &str, ct: &str, body: Body) -> Response<Body> {
     let mut r = Response::new(body);
-    r.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, ct.parse().unwrap());
     r.headers_mut().insert("x-backend", name.parse().unwrap());
     r
 }
@@ -168,7 +166,11 @@ fn with_len(mut r: Response<Body>, n: usize) -> Response<Body> {
 
 async fn route(name: &str, mut req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let arg = |p: &str| -> usize { path.strip_prefix(p).and_then(|n| n.parse().ok()).unwrap_or(0) };
+    let arg = |p: &str| -> usize {
+        path.strip_prefix(p)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
     if path.starts_with("/text/") {
         let b = text_body(arg("/text/"));
         let n = b.len();
@@ -229,7 +231,9 @@ fn websocket(name: &str, req: &mut Request<Incoming>) -> Response<Body> {
     };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             Role::Server,

@@ -50,6 +50,8 @@ pub struct CurlResult {
     /// Lower-cased header names with their values, of the last response.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// curl's stdout (what `-w` writes; the body goes to [`CurlResult::body`]).
+    pub stdout: String,
     /// curl's exit code (0 = transfer done).
     pub exit: i32,
     pub stderr: String,
@@ -78,7 +80,16 @@ pub fn curl(ns: &Namespace, args: &[&str], timeout: Duration) -> Result<CurlResu
     let secs = format!("{:.1}", timeout.as_secs_f64());
     let (head_s, body_s) = (head.to_string_lossy(), body.to_string_lossy());
     let mut cmd = vec![
-        "curl", "-sS", "--noproxy", "*", "--max-time", &secs, "-D", &head_s, "-o", &body_s,
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "--max-time",
+        &secs,
+        "-D",
+        &head_s,
+        "-o",
+        &body_s,
     ];
     cmd.extend_from_slice(args);
     let out: Output = ns.output(&cmd, timeout + Duration::from_secs(5))?;
@@ -103,6 +114,7 @@ pub fn curl(ns: &Namespace, args: &[&str], timeout: Duration) -> Result<CurlResu
         status,
         headers,
         body: std::fs::read(&body).unwrap_or_default(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         exit: out.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
@@ -242,32 +254,13 @@ impl TestCa {
         let key = rcgen::KeyPair::generate()?;
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("test"));
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("test"),
+        );
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AccessLine;
-
-    #[test]
-    fn access_lines_parse() {
-        let l = AccessLine::parse(
-            "2026-11-26T10:00:00.123Z 198.18.0.2:40312 web-l7 web/web1 \"GET /a b HTTP/1.1\" 200 1043 accept=0.1 connect=- response=1.2 total=1.5 retries=1 error=\"x y\"",
-        )
-        .unwrap();
-        assert_eq!(l.server, "web1");
-        assert_eq!(l.request, "GET /a b HTTP/1.1");
-        assert_eq!((l.status, l.bytes, l.retries), (200, 1043, 1));
-        assert_eq!(l.timing("connect"), None);
-        assert_eq!(l.timing("response"), Some(1.2));
-        assert_eq!(l.error.as_deref(), Some("x y"));
-        assert!(AccessLine::parse("2026-11-26T10:00:00Z INFO xlb running").is_none());
     }
 }
 
@@ -281,8 +274,9 @@ pub fn http1_get(
     path: &str,
 ) -> Result<(u16, Vec<u8>)> {
     use std::io::Write;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
-    stream.flush()?;
+    // One write: several small ones would meet Nagle and delayed ACKs.
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(req.as_bytes())?;
     read_response(reader)
 }
 
@@ -335,4 +329,24 @@ pub fn read_response(r: &mut impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
         r.read_exact(&mut body)?;
     }
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessLine;
+
+    #[test]
+    fn access_lines_parse() {
+        let l = AccessLine::parse(
+            "2026-11-26T10:00:00.123Z 198.18.0.2:40312 web-l7 web/web1 \"GET /a b HTTP/1.1\" 200 1043 accept=0.1 connect=- response=1.2 total=1.5 retries=1 error=\"x y\"",
+        )
+        .unwrap();
+        assert_eq!(l.server, "web1");
+        assert_eq!(l.request, "GET /a b HTTP/1.1");
+        assert_eq!((l.status, l.bytes, l.retries), (200, 1043, 1));
+        assert_eq!(l.timing("connect"), None);
+        assert_eq!(l.timing("response"), Some(1.2));
+        assert_eq!(l.error.as_deref(), Some("x y"));
+        assert!(AccessLine::parse("2026-11-26T10:00:00Z INFO xlb running").is_none());
+    }
 }

@@ -13,10 +13,13 @@
 //! - [`process`]: [`Process`], a child killed (whole process group) on drop.
 //! - [`backend`]: the `lab-backend` test server binary and how to start it.
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
+//! - [`l4traffic`]: temp configs, TCP/HTTP from fixed source ports, counters.
 //! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
 
 pub mod backend;
+pub mod grpc;
 pub mod http_backend;
+pub mod l4traffic;
 pub mod l7;
 pub mod lab;
 pub mod link;

@@ -28,7 +28,7 @@ const BACKEND_PORT: u16 = 8080;
 const INTERVAL_MS: u64 = 300;
 /// Long rise: a restarted server stays DOWN for RISE * INTERVAL_MS while it
 /// already answers, so a tier that ignored health would reach it.
-const RISE: u64 = 20;
+const RISE: u64 = 40;
 const FALL: u64 = 2;
 
 fn servers(weights: [u32; 3]) -> String {
@@ -166,7 +166,14 @@ fn balancing_by_algorithm() {
     // roundrobin on one keep-alive client connection: still in turn, per request.
     let url = format!("http://{VIP}:8080/");
     let urls: Vec<&str> = (0..9).map(|_| url.as_str()).collect();
-    let mut args = vec!["curl", "-sS", "--noproxy", "*", "-w", "connects=%{num_connects}\\n"];
+    let mut args = vec![
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "-w",
+        "connects=%{num_connects}\\n",
+    ];
     args.extend(&urls);
     let out = topo.client().run(&args).unwrap();
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -183,7 +190,10 @@ fn balancing_by_algorithm() {
     eprintln!("keep-alive: {ka:?}, client connections opened: {connects}");
     assert_eq!(ka.len(), 9, "{out}");
     assert_in_turn(&ka);
-    assert_eq!(connects, 1, "curl opened {connects} connections for 9 requests");
+    assert_eq!(
+        connects, 1,
+        "curl opened {connects} connections for 9 requests"
+    );
 
     // Server connections are pooled: after each server's first request,
     // requests reuse a connection (connect=0.0 in the access log).
@@ -296,12 +306,15 @@ fn health_down_agrees_in_both_tiers() {
     );
     assert_eq!(c7["web2"], 0, "L7 sent requests to a DOWN server: {c7:?}");
     assert_eq!(c4["web2"], 0, "L4 sent flows to a DOWN server: {c4:?}");
-    assert_eq!(c7["web1"], 15, "L7 roundrobin over the two up servers: {c7:?}");
+    assert_eq!(
+        c7["web1"], 15,
+        "L7 roundrobin over the two up servers: {c7:?}"
+    );
     assert!(c4["web1"] > 0 && c4["web3"] > 0, "{c4:?}");
 
     // Up again: both tiers use it.
     daemon
-        .wait_for_stderr(mark, Duration::from_secs(15), |l| {
+        .wait_for_stderr(mark, Duration::from_secs(40), |l| {
             l.contains("server is UP") && l.contains("server=web/web2")
         })
         .unwrap_or_else(|e| panic!("web2 never came back UP: {e:#}"));
@@ -313,5 +326,9 @@ fn health_down_agrees_in_both_tiers() {
     assert!(c4["web2"] > 0, "{c4:?}");
 
     let status = daemon.terminate(Duration::from_secs(10)).unwrap();
-    assert!(status.success(), "xlb exited {status}:\n{}", daemon.stderr());
+    assert!(
+        status.success(),
+        "xlb exited {status}:\n{}",
+        daemon.stderr()
+    );
 }

@@ -63,9 +63,11 @@ fn certs(dir: &TempDir) -> TestCa {
 }
 
 fn version_and_body(out: &xlb_lab::l7::CurlResult) -> (String, String) {
-    let text = out.text();
-    let (body, version) = text.rsplit_once("\nversion=").unwrap_or((&text, "?"));
-    (version.trim().to_string(), body.to_string())
+    let version = out
+        .stdout
+        .rsplit_once("version=")
+        .map_or("?", |(_, v)| v.trim());
+    (version.to_string(), out.text())
 }
 
 #[test]
@@ -104,7 +106,16 @@ fn tls_sni_alpn_and_h2() {
         let url = format!("https://{host}:8443/headers");
         let out = curl(
             topo.client(),
-            &["--cacert", ca, "--resolve", &resolve, "--http2", "-w", w, &url],
+            &[
+                "--cacert",
+                ca,
+                "--resolve",
+                &resolve,
+                "--http2",
+                "-w",
+                w,
+                &url,
+            ],
             t,
         )
         .unwrap();
@@ -121,10 +132,15 @@ fn tls_sni_alpn_and_h2() {
         assert!(body.contains("x-forwarded-proto: https"), "{body}");
         assert!(body.contains("x-forwarded-for: 198.18.0.2"), "{body}");
         assert!(
-            body.contains(&format!("forwarded: for=198.18.0.2;proto=https;host=\"{host}:8443\"")),
+            body.contains(&format!(
+                "forwarded: for=198.18.0.2;proto=https;host=\"{host}:8443\""
+            )),
             "{body}"
         );
-        assert!(body.contains("version: HTTP/1.1"), "backend speaks h1: {body}");
+        assert!(
+            body.contains("version: HTTP/1.1"),
+            "backend speaks h1: {body}"
+        );
     }
 
     // Without the right certificate curl refuses: the SNI choice is real.
@@ -162,7 +178,12 @@ fn tls_sni_alpn_and_h2() {
             t,
         )
         .unwrap();
-        assert_eq!((out.exit, out.status), (0, 200), "TLS {max}: {}", out.stderr);
+        assert_eq!(
+            (out.exit, out.status),
+            (0, 200),
+            "TLS {max}: {}",
+            out.stderr
+        );
         let (version, body) = version_and_body(&out);
         assert_eq!(version, "1.1", "TLS {max}");
         assert!(body.starts_with("web"), "{body}");
@@ -171,12 +192,36 @@ fn tls_sni_alpn_and_h2() {
     // Roundrobin in turn over one HTTP/2 connection (TLS).
     let url = "https://a.xlb.test:8443/";
     let resolve = format!("a.xlb.test:8443:{VIP}");
-    let mut args = vec!["--cacert", ca, "--resolve", &resolve, "--http2"];
+    let mut args = vec![
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "--cacert",
+        ca,
+        "--resolve",
+        &resolve,
+        "--http2",
+        "-w",
+        "connects=%{num_connects} version=%{http_version}\\n",
+    ];
     args.extend([url; 6]);
-    let out = curl(topo.client(), &args, t).unwrap();
-    let names: Vec<String> = out.text().lines().map(str::to_string).collect();
-    eprintln!("h2 roundrobin: {names:?}");
-    assert_eq!(names.len(), 6, "{out:?}");
+    let out = topo.client().run(&args).unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let names: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("web"))
+        .map(str::to_string)
+        .collect();
+    let connects: usize = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("connects="))
+        .map(|l| l.split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    eprintln!("h2 roundrobin: {names:?}, {connects} connection(s)");
+    assert_eq!(names.len(), 6, "{out}");
+    assert_eq!(connects, 1, "{out}");
+    assert_eq!(out.matches("version=2").count(), 6, "{out}");
     for i in 0..6 {
         assert_eq!(names[i], names[i % 3], "{names:?}");
     }
@@ -232,7 +277,10 @@ fn bad_or_mismatched_key_fails_check() {
     assert!(err.contains("does not match the certificate"), "{err}");
     assert!(err.contains("b.key") && err.contains("a.pem"), "{err}");
 
-    let cfg = cfg_with("garbage.toml", "{ cert = \"a.pem\", key = \"garbage.key\" }");
+    let cfg = cfg_with(
+        "garbage.toml",
+        "{ cert = \"a.pem\", key = \"garbage.key\" }",
+    );
     let (ok, err) = check(&cfg);
     eprintln!("garbage: {err}");
     assert!(!ok);
@@ -245,5 +293,8 @@ fn bad_or_mismatched_key_fails_check() {
     let (ok, err) = check(&cfg);
     eprintln!("sni mismatch: {err}");
     assert!(!ok);
-    assert!(err.contains("does not match the certificate") && err.contains("b.pem"), "{err}");
+    assert!(
+        err.contains("does not match the certificate") && err.contains("b.pem"),
+        "{err}"
+    );
 }

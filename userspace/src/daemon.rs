@@ -62,14 +62,21 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             _ = sighup.recv() => {
                 match reload(config_path, &config) {
                     Ok(new) => {
+                        // Bind new L7 listeners first: a failure there
+                        // changes nothing.
+                        let staged = match l7.prepare(&new).await {
+                            Ok(staged) => staged,
+                            Err(e) => {
+                                error!("applying the reloaded config failed: L7 frontends: {e:#}");
+                                continue;
+                            }
+                        };
                         if let Err(e) = apply(&new, &mut registry, &mut maps) {
                             error!("applying the reloaded config failed: {e:#}");
                             continue;
                         }
                         view_tx.send_replace(Arc::new(registry.snapshot()));
-                        if let Err(e) = l7.apply(&new).await {
-                            error!("applying the reloaded frontends failed (the running ones stay): {e:#}");
-                        }
+                        l7.commit(staged);
                         stop_checks(&mut checks);
                         checks = start_checks(&new, &registry, &events_tx);
                         config = new;

@@ -4,6 +4,9 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "xlb", version, about = "XDP + user-space load balancer")]
 struct Cli {
@@ -55,16 +58,18 @@ fn main() -> ExitCode {
         Command::Run { config } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(xlb::daemon::run(&config))),
-        Command::Check { config } => match xlb::config::load_with(&config, &xlb::l7::config_checks()) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                Ok(())
+        Command::Check { config } => {
+            match xlb::config::load_with(&config, &xlb::l7::config_checks()) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
-            }
-        },
+        }
         Command::Stats { config } => xlb::cli_stats::print(&config),
         Command::Decap {
             interface,

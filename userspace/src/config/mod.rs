@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 mod parse;
-pub use parse::{Checks, ConfigError, load, load_with, parse, parse_with};
+pub use parse::{Checks, ConfigError, TlsCheck, load, load_with, parse, parse_with};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -61,8 +61,11 @@ pub struct Checks {
     /// Called with an existing cert and key file of a frontend's `tls`;
     /// an `Err` (e.g. the key does not match the certificate) is reported
     /// at the `key` value.
-    pub tls: Option<fn(cert: &Path, key: &Path) -> Result<(), String>>,
+    pub tls: Option<TlsCheck>,
 }
+
+/// Judges a certificate file and its key file; `Err` is the message.
+pub type TlsCheck = fn(cert: &Path, key: &Path) -> Result<(), String>;
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with(path, &Checks::default())
@@ -114,7 +117,8 @@ pub const DEFAULT_MAGLEV_SIZE: u32 = 65537;
 pub const MAX_MAGLEV_SIZE: u32 = 1_000_003;
 pub const DEFAULT_WEIGHT: u32 = 100;
 /// DSR outer sources come from the benchmarking range unless configured.
-pub const DEFAULT_DSR_SOURCE_V4: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 19, 0, 0), 16);
+pub const DEFAULT_DSR_SOURCE_V4: (std::net::Ipv4Addr, u8) =
+    (std::net::Ipv4Addr::new(198, 19, 0, 0), 16);
 pub const DEFAULT_DSR_SOURCE_V6: std::net::Ipv6Addr =
     std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0);
 pub const DEFAULT_UDP_IDLE_TIMEOUT_MS: i64 = 30_000;
@@ -461,7 +465,10 @@ fn prefix_v4(cx: &mut Cx, v: &S<String>) -> Option<(std::net::Ipv4Addr, u8)> {
     if parsed.is_none() {
         cx.push(
             v.span(),
-            format!("dsr_source_v4 \"{}\" must be an IPv4 prefix A.B.C.D/N with N in 8..=24", v.get_ref()),
+            format!(
+                "dsr_source_v4 \"{}\" must be an IPv4 prefix A.B.C.D/N with N in 8..=24",
+                v.get_ref()
+            ),
         );
     }
     parsed
@@ -476,7 +483,10 @@ fn prefix_v6(cx: &mut Cx, v: &S<String>) -> Option<std::net::Ipv6Addr> {
     if parsed.is_none() {
         cx.push(
             v.span(),
-            format!("dsr_source_v6 \"{}\" must be an IPv6 prefix ADDR/112", v.get_ref()),
+            format!(
+                "dsr_source_v6 \"{}\" must be an IPv6 prefix ADDR/112",
+                v.get_ref()
+            ),
         );
     }
     parsed
@@ -923,7 +933,8 @@ fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4V
             MAX_DURATION_MS as i64,
             DEFAULT_UDP_IDLE_TIMEOUT_MS,
         ) as u32;
-        let quic_sid_offset = int(cx, v.quic_sid_offset.as_ref(), "quic_sid_offset", 0, 19, 1) as u8;
+        let quic_sid_offset =
+            int(cx, v.quic_sid_offset.as_ref(), "quic_sid_offset", 0, 19, 1) as u8;
         let quic_sid_len = int(cx, v.quic_sid_len.as_ref(), "quic_sid_len", 1, 4, 2) as u8;
         if let (Some(addr), Forward::Dsr) = (vip, forward) {
             if addr.is_ipv6() {
@@ -1266,6 +1277,125 @@ mod tests {
     fn primes() {
         assert!(is_prime(65537) && is_prime(1_000_003) && is_prime(13) && is_prime(2));
         assert!(!is_prime(65536) && !is_prime(1) && !is_prime(0) && !is_prime(1_000_001));
+    }
+
+    const L7: &str = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
+                      bind = \"127.0.0.1:8080\"\ndefault_backend = \"web\"\n";
+
+    #[test]
+    fn l7_defaults() {
+        let c = parse(L7, "/etc/xlb/l7.toml").unwrap();
+        assert_eq!(c.backend[0].l7, BackendL7::default());
+        assert_eq!(c.backend[0].l7.retries, 2);
+        assert_eq!(c.backend[0].l7.proto, UpstreamProto::H1);
+        let f = &c.frontend[0];
+        assert!(!f.h2c);
+        assert_eq!(f.compression_min_bytes, DEFAULT_COMPRESSION_MIN_BYTES);
+        assert_eq!(f.header_timeout_ms, DEFAULT_HEADER_TIMEOUT_MS);
+        assert_eq!(f.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+        assert_eq!(f.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
+        assert_eq!(f.max_headers, DEFAULT_MAX_HEADERS);
+        assert_eq!(f.access_log, AccessLog::Stderr);
+    }
+
+    #[test]
+    fn l7_keys_and_their_errors() {
+        let text = L7
+            .replace(
+                "name = \"web\"\n",
+                "name = \"web\"\nproto = \"h2\"\nretries = 0\nconnect_timeout_ms = 5\nresponse_timeout_ms = 6\n",
+            )
+            .replace(
+                "default_backend = \"web\"\n",
+                "default_backend = \"web\"\nh2c = true\naccess_log = \"logs/a.log\"\nmax_headers = 7\n",
+            );
+        let c = parse(&text, "/etc/xlb/l7.toml").unwrap();
+        let b = &c.backend[0].l7;
+        assert_eq!(
+            (
+                b.proto,
+                b.retries,
+                b.connect_timeout_ms,
+                b.response_timeout_ms
+            ),
+            (UpstreamProto::H2, 0, 5, 6)
+        );
+        let f = &c.frontend[0];
+        assert!(f.h2c);
+        assert_eq!(f.max_headers, 7);
+        assert_eq!(f.access_log, AccessLog::File("/etc/xlb/logs/a.log".into()));
+        assert_eq!(
+            parse(
+                &L7.replace("access_log", "x").replace(
+                    "default_backend = \"web\"\n",
+                    "default_backend = \"web\"\naccess_log = \"off\"\n"
+                ),
+                "f"
+            )
+            .unwrap()
+            .frontend[0]
+                .access_log,
+            AccessLog::Off
+        );
+
+        for (bad, want) in [
+            ("proto = \"h3\"", "unknown proto \"h3\""),
+            ("retries = 11", "retries must be between 0 and 10"),
+            (
+                "connect_timeout_ms = 0",
+                "connect_timeout_ms must be at least 1",
+            ),
+        ] {
+            let text = L7.replace("name = \"web\"\n", &format!("name = \"web\"\n{bad}\n"));
+            let e = parse(&text, "f").unwrap_err();
+            assert_eq!(e.line, 3, "{e}");
+            assert!(e.message.contains(want), "{e}");
+        }
+        for (bad, want) in [
+            (
+                "max_header_bytes = 100",
+                "max_header_bytes must be between 8192",
+            ),
+            (
+                "header_timeout_ms = 0",
+                "header_timeout_ms must be at least 1",
+            ),
+            ("access_log = \"\"", "access_log must be"),
+        ] {
+            let text = format!("{L7}{bad}\n");
+            let e = parse(&text, "f").unwrap_err();
+            assert_eq!(e.line, 8, "{e}");
+            assert!(e.message.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn tls_check_hook_reports_at_the_key() {
+        let dir = std::env::temp_dir().join(format!("xlb-parse-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.pem", "a.key", "b.pem", "b.key"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let file = dir.join("xlb.toml");
+        let text = format!(
+            "{L7}tls = {{ cert = \"a.pem\", key = \"a.key\", sni = [{{ cert = \"b.pem\", key = \"b.key\" }}] }}\n"
+        );
+        fn only_a(_cert: &Path, key: &Path) -> Result<(), String> {
+            if key.ends_with("a.key") {
+                Ok(())
+            } else {
+                Err(format!("{} is bad", key.display()))
+            }
+        }
+        let checks = Checks { tls: Some(only_a) };
+        let e = parse_with(&text, file.to_str().unwrap(), &checks).unwrap_err();
+        assert_eq!((e.line, e.col), (8, 71), "{e}");
+        assert!(e.message.ends_with("b.key is bad"), "{e}");
+        // Without the hook the files only need to exist.
+        let c = parse(&text, file.to_str().unwrap()).unwrap();
+        let tls = c.frontend[0].tls.as_ref().unwrap();
+        assert_eq!(tls.sni[0].cert, dir.join("b.pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -105,6 +105,9 @@ impl Drop for InFlight {
     }
 }
 
+/// A Maglev table and the snapshot it was built from.
+type MaglevCache = (Arc<Snapshot>, Arc<Vec<u32>>);
+
 pub struct Balancer {
     backend: String,
     algo: Balance,
@@ -115,7 +118,7 @@ pub struct Balancer {
     turn: AtomicUsize,
     rng: AtomicU64,
     /// The Maglev table of the last snapshot seen.
-    table: Mutex<Option<(Arc<Snapshot>, Arc<Vec<u32>>)>>,
+    table: Mutex<Option<MaglevCache>>,
 }
 
 impl Balancer {
@@ -350,7 +353,10 @@ mod tests {
         let got = names(&b, &s, 10);
         assert_eq!(got.iter().filter(|n| *n == "web1").count(), 6);
         // Smooth: web1 never three times in a row.
-        assert!(!got.windows(3).any(|w| w.iter().all(|n| n == "web1")), "{got:?}");
+        assert!(
+            !got.windows(3).any(|w| w.iter().all(|n| n == "web1")),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use std::io;
 
-use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
 use async_compression::Level;
+use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
 use futures_util::TryStreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyDataStream, BodyExt, StreamBody};
@@ -79,9 +79,10 @@ impl Policy {
         let (mut parts, body) = resp.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::ACCEPT_RANGES);
-        parts
-            .headers
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc.token()));
+        parts.headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(enc.token()),
+        );
         parts
             .headers
             .append(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -190,7 +191,11 @@ fn parse_accept_encoding(h: &HeaderMap) -> Vec<(String, u32)> {
             }
             let mut q = 1000;
             for p in parts {
-                if let Some(val) = p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")) {
+                if let Some(val) = p
+                    .trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+                {
                     q = val
                         .trim()
                         .parse::<f32>()
@@ -250,8 +255,14 @@ mod tests {
     fn negotiation() {
         let p = policy();
         let get = Method::GET;
-        assert_eq!(p.negotiate(&req("gzip, deflate, br"), &get), Some(Encoding::Gzip));
-        assert_eq!(p.negotiate(&req("br;q=1, gzip;q=0.5"), &get), Some(Encoding::Brotli));
+        assert_eq!(
+            p.negotiate(&req("gzip, deflate, br"), &get),
+            Some(Encoding::Gzip)
+        );
+        assert_eq!(
+            p.negotiate(&req("br;q=1, gzip;q=0.5"), &get),
+            Some(Encoding::Brotli)
+        );
         assert_eq!(p.negotiate(&req("gzip;q=0, br;q=0"), &get), None);
         assert_eq!(p.negotiate(&req("identity"), &get), None);
         assert_eq!(p.negotiate(&req("*"), &get), Some(Encoding::Gzip));
@@ -261,7 +272,8 @@ mod tests {
 
     fn resp(ct: &str, len: usize, extra: Option<(&str, &str)>) -> Response<Body> {
         let mut r = Response::new(full(vec![b'a'; len]));
-        r.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, ct.parse().unwrap());
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, len.to_string().parse().unwrap());
         if let Some((k, v)) = extra {
@@ -282,7 +294,9 @@ mod tests {
         let bytes = collect(r.into_body()).await;
         let mut out = Vec::new();
         use std::io::Read;
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, vec![b'a'; 5000]);
 
         for r in [
@@ -293,7 +307,9 @@ mod tests {
         ] {
             let r = p.apply(Encoding::Gzip, r);
             assert!(
-                r.headers().get(header::CONTENT_ENCODING).is_none_or(|v| v == "gzip")
+                r.headers()
+                    .get(header::CONTENT_ENCODING)
+                    .is_none_or(|v| v == "gzip")
                     && r.headers().get(header::CONTENT_LENGTH).is_some(),
                 "{:?}",
                 r.headers()

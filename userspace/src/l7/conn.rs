@@ -96,7 +96,10 @@ impl ConnState {
         }
         let head = self.head_started.load(Ordering::Relaxed);
         let (deadline, cut) = if head != 0 {
-            (head - 1 + header_timeout.as_millis() as u64, Cut::HeaderTimeout)
+            (
+                head - 1 + header_timeout.as_millis() as u64,
+                Cut::HeaderTimeout,
+            )
         } else {
             let last = self.last.load(Ordering::Relaxed);
             (last + idle_timeout.as_millis() as u64, Cut::IdleTimeout)

@@ -74,10 +74,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// appends a `Forwarded` element (RFC 7239) with `for`, `proto` and `host`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, host: Option<&str>) {
     let ip = client.ip();
-    let xff = match headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{}, {ip}", prev.trim()),
         _ => ip.to_string(),
     };
@@ -98,10 +95,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, h
         element.push_str(";host=");
         element.push_str(&quote_if_needed(h));
     }
-    let value = match headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())
-    {
+    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{}, {element}", prev.trim()),
         _ => element,
     };
@@ -161,7 +155,12 @@ mod tests {
     fn forwarded_headers_append() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
-        add_forwarded(&mut h, "198.18.0.2:5000".parse().unwrap(), "http", Some("example.com:8080"));
+        add_forwarded(
+            &mut h,
+            "198.18.0.2:5000".parse().unwrap(),
+            "http",
+            Some("example.com:8080"),
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.18.0.2");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(

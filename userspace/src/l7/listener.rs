@@ -3,7 +3,9 @@
 //! (or by the prior-knowledge preface with `h2c`), and the connection's
 //! watchdog (header and idle timeouts).
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+};
 
 use hyper::{
     body::Incoming,
@@ -77,7 +79,12 @@ async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared:
     }
 }
 
-fn ctx(fe: &Arc<Frontend>, shared: &Arc<Shared>, client: SocketAddr, state: &Arc<ConnState>) -> Arc<ConnCtx> {
+fn ctx(
+    fe: &Arc<Frontend>,
+    shared: &Arc<Shared>,
+    client: SocketAddr,
+    state: &Arc<ConnState>,
+) -> Arc<ConnCtx> {
     Arc::new(ConnCtx {
         fe: fe.clone(),
         shared: shared.clone(),
@@ -113,7 +120,10 @@ async fn serve_h1<IO>(
         .serve_connection(TokioIo::new(io), service!(cx))
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
-    watch(conn.as_mut(), &fe, client, &state, |c| c.graceful_shutdown()).await;
+    watch(conn.as_mut(), &fe, client, &state, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
 }
 
 async fn serve_h2<IO>(
@@ -132,7 +142,10 @@ async fn serve_h2<IO>(
         .max_concurrent_streams(256)
         .serve_connection(TokioIo::new(io), service!(cx));
     let mut conn = std::pin::pin!(conn);
-    watch(conn.as_mut(), &fe, client, &state, |c| c.graceful_shutdown()).await;
+    watch(conn.as_mut(), &fe, client, &state, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
 }
 
 /// Cleartext with `h2c`: HTTP/1.1, or HTTP/2 when the client opens with
@@ -159,7 +172,10 @@ async fn serve_auto<IO>(
         .max_concurrent_streams(256);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service!(cx));
     let mut conn = std::pin::pin!(conn);
-    watch(conn.as_mut(), &fe, client, &state, |c| c.graceful_shutdown()).await;
+    watch(conn.as_mut(), &fe, client, &state, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
 }
 
 /// Drives `conn` until it ends or the watchdog cuts it: a header timeout
@@ -192,7 +208,11 @@ async fn watch<C, E>(
     };
     match cut {
         Cut::HeaderTimeout => {
-            fe.log.write(proxy::cut_line(fe, client, "request head not complete within header_timeout_ms, connection closed"));
+            fe.log.write(proxy::cut_line(
+                fe,
+                client,
+                "request head not complete within header_timeout_ms, connection closed",
+            ));
             warn!(
                 frontend = %fe.name, %client,
                 "client sent no complete request head within {} ms: connection closed",

@@ -24,12 +24,7 @@ mod proxy;
 pub mod tls;
 pub mod upstream;
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -60,7 +55,10 @@ pub struct L7 {
 
 impl L7 {
     /// Binds every frontend's listener and starts serving.
-    pub async fn start(config: &Config, view: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<L7> {
+    pub async fn start(
+        config: &Config,
+        view: watch::Receiver<Arc<Snapshot>>,
+    ) -> anyhow::Result<L7> {
         let shared = Arc::new(proxy::Shared {
             view,
             load: Arc::new(balance::Load::default()),
@@ -73,14 +71,16 @@ impl L7 {
             maglev_size: config.global.maglev_size,
             logs: HashMap::new(),
         };
-        l7.apply(config).await?;
+        let staged = l7.prepare(config).await?;
+        l7.commit(staged);
         Ok(l7)
     }
 
-    /// Applies a (re)loaded config: listeners of kept `bind` addresses stay
-    /// bound (no connection is refused meanwhile), new ones are bound, gone
-    /// ones closed; open connections keep their old settings.
-    pub async fn apply(&mut self, config: &Config) -> anyhow::Result<()> {
+    /// First half of applying a (re)loaded config: builds every frontend
+    /// (TLS, access logs) and binds the listeners of new `bind` addresses,
+    /// changing nothing that runs; an error leaves the running tier as it
+    /// was. [`L7::commit`] then switches over.
+    pub async fn prepare(&mut self, config: &Config) -> anyhow::Result<Staged> {
         let backends: HashMap<&str, Arc<proxy::Backend>> = config
             .backend
             .iter()
@@ -100,7 +100,9 @@ impl L7 {
         for f in &config.frontend {
             let backend = backends
                 .get(f.default_backend.as_str())
-                .with_context(|| format!("frontend {}: unknown backend {}", f.name, f.default_backend))?
+                .with_context(|| {
+                    format!("frontend {}: unknown backend {}", f.name, f.default_backend)
+                })?
                 .clone();
             let tls = f
                 .tls
@@ -145,18 +147,33 @@ impl L7 {
                 ),
             };
             listeners.insert(f.bind, listener.clone());
-            frontends.push((fe, listener, f));
+            frontends.push((fe, listener, f.bind));
         }
+        Ok(Staged {
+            frontends,
+            listeners,
+        })
+    }
+
+    /// Second half: new connections get the staged frontends; listeners of
+    /// `bind` addresses kept stay bound (no connection is refused
+    /// meanwhile), gone ones close; open connections keep their old
+    /// settings.
+    pub fn commit(&mut self, staged: Staged) {
+        let Staged {
+            frontends,
+            listeners,
+        } = staged;
         for task in self.accept_tasks.drain(..) {
             task.abort();
         }
-        for (fe, listener, f) in frontends {
+        for (fe, listener, bind) in frontends {
             info!(
                 frontend = %fe.name,
-                bind = %f.bind,
-                tls = f.tls.is_some(),
-                h2c = f.h2c,
-                backend = %f.default_backend,
+                %bind,
+                tls = fe.tls.is_some(),
+                h2c = fe.h2c,
+                backend = %fe.backend.name,
                 "L7 frontend listening"
             );
             self.accept_tasks.push(tokio::spawn(listener::accept_loop(
@@ -166,8 +183,13 @@ impl L7 {
             )));
         }
         self.listeners = listeners;
-        Ok(())
     }
+}
+
+/// Frontends built and listeners bound by [`L7::prepare`], not serving yet.
+pub struct Staged {
+    frontends: Vec<(Arc<proxy::Frontend>, Arc<TcpListener>, SocketAddr)>,
+    listeners: HashMap<SocketAddr, Arc<TcpListener>>,
 }
 
 impl Drop for L7 {

@@ -170,7 +170,12 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         .map(str::to_string)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()));
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(&mut parts.headers, cx.client, cx.fe.scheme(), host.as_deref());
+    headers::add_forwarded(
+        &mut parts.headers,
+        cx.client,
+        cx.fe.scheme(),
+        host.as_deref(),
+    );
 
     let no_body = incoming.is_end_stream();
     let replayable = no_body && idempotent(&parts.method);
@@ -193,7 +198,10 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         }
         let Some(pick) = be.balancer.pick(&snap, key, &tried, &cx.shared.load) else {
             if failure.is_none() {
-                failure = Some((StatusCode::SERVICE_UNAVAILABLE, "no server available".into()));
+                failure = Some((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no server available".into(),
+                ));
             }
             break None;
         };
@@ -212,7 +220,11 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         } else {
             cx.shared
                 .pool
-                .checkout(pick.address, settings.proto, ms(settings.connect_timeout_ms))
+                .checkout(
+                    pick.address,
+                    settings.proto,
+                    ms(settings.connect_timeout_ms),
+                )
                 .await
         };
         let conn = match conn {
@@ -224,7 +236,11 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
             }
         };
         let reused = conn.reused();
-        entry.connect = Some(if reused { Duration::ZERO } else { started.elapsed() });
+        entry.connect = Some(if reused {
+            Duration::ZERO
+        } else {
+            started.elapsed()
+        });
         let req_body = if no_body {
             body::empty()
         } else {
@@ -252,7 +268,10 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
                 );
                 failure = Some((
                     StatusCode::GATEWAY_TIMEOUT,
-                    format!("server response timeout ({} ms)", settings.response_timeout_ms),
+                    format!(
+                        "server response timeout ({} ms)",
+                        settings.response_timeout_ms
+                    ),
                 ));
                 break None;
             }
@@ -306,10 +325,16 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         // The upgraded hyper response has an empty body; the tunnel
         // carries the rest.
         let (p, _) = resp.into_parts();
-        return finish(&cx, Response::from_parts(p, body::empty()), entry, Some(in_flight), guard);
+        return finish(
+            &cx,
+            Response::from_parts(p, body::empty()),
+            entry,
+            Some(in_flight),
+            guard,
+        );
     }
     headers::strip_hop_by_hop(&mut rparts.headers, false);
-    let mut resp = Response::from_parts(rparts, body::boxed(rbody));
+    let mut resp = Response::from_parts(rparts, rbody);
     if let Some(enc) = encoding {
         resp = cx.fe.compression.apply(enc, resp);
     }
@@ -342,7 +367,13 @@ fn ms(v: u64) -> Duration {
 
 /// The request as the server gets it: origin-form for HTTP/1.1 (with a
 /// `Host`), absolute URI (`:authority`) for HTTP/2.
-fn build(parts: &request::Parts, body: Body, proto: UpstreamProto, pick: &Pick, host: Option<&str>) -> Request<Body> {
+fn build(
+    parts: &request::Parts,
+    body: Body,
+    proto: UpstreamProto,
+    pick: &Pick,
+    host: Option<&str>,
+) -> Request<Body> {
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
@@ -373,7 +404,11 @@ fn build(parts: &request::Parts, body: Body, proto: UpstreamProto, pick: &Pick, 
 
 /// Copies bytes both ways between the upgraded client and server
 /// connections until either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgrade, label: String) {
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    server: hyper::upgrade::OnUpgrade,
+    label: String,
+) {
     let (c, s) = match tokio::try_join!(client, server) {
         Ok(pair) => pair,
         Err(e) => {

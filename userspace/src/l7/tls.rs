@@ -23,7 +23,12 @@ pub const ALPN_H1: &[u8] = b"http/1.1";
 pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("tls cert \"{}\": not a PEM certificate file: {e}", cert.display()))?;
+        .map_err(|e| {
+            format!(
+                "tls cert \"{}\": not a PEM certificate file: {e}",
+                cert.display()
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!(
             "tls cert \"{}\": no CERTIFICATE block found",
@@ -144,8 +149,14 @@ mod tests {
         let e = check(&ka, &ka).unwrap_err();
         assert!(e.contains("no CERTIFICATE"), "{e}");
         let pair = load_pair(&ca, &ka).unwrap();
-        assert!(valid_for(&pair, &ServerName::try_from("a.example").unwrap()));
-        assert!(!valid_for(&pair, &ServerName::try_from("b.example").unwrap()));
+        assert!(valid_for(
+            &pair,
+            &ServerName::try_from("a.example").unwrap()
+        ));
+        assert!(!valid_for(
+            &pair,
+            &ServerName::try_from("b.example").unwrap()
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

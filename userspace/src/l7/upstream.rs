@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::body::Body;
+use super::body::{Body, BoxError};
 use crate::config::UpstreamProto;
 
 /// An idle HTTP/1.1 connection older than this is not reused (servers
@@ -59,9 +59,12 @@ impl Conn {
     }
 }
 
+/// A pooled HTTP/1.1 connection and when it became idle.
+type Idle = (http1::SendRequest<Body>, Instant);
+
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<(http1::SendRequest<Body>, Instant)>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
     h2: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
 }
 
@@ -146,12 +149,16 @@ impl Pool {
 
     /// Returns an HTTP/1.1 connection once its response is fully read.
     fn put_idle(&self, addr: SocketAddr, sender: http1::SendRequest<Body>) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(addr).or_default();
-        list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_REUSE);
-        if list.len() < MAX_IDLE_PER_SERVER {
-            list.push((sender, Instant::now()));
+        // Connections are taken from the end (the most recently used, the
+        // least likely closed by the server); when the list is full the
+        // oldest goes. Stale ones are skipped when taken.
+        if list.len() >= MAX_IDLE_PER_SERVER {
+            list.remove(0);
         }
+        list.push((sender, now));
     }
 }
 
@@ -163,21 +170,90 @@ pub async fn send(
     addr: SocketAddr,
     conn: Conn,
     req: Request<Body>,
-) -> Result<Response<Incoming>, (hyper::Error, Option<Request<Body>>)> {
+) -> Result<Response<Body>, (hyper::Error, Option<Request<Body>>)> {
     match conn {
         Conn::H1 { mut sender, .. } => {
-            let result = sender.try_send_request(req).await;
-            if result.is_ok() {
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    if sender.ready().await.is_ok() {
-                        pool.put_idle(addr, sender);
-                    }
-                });
-            }
-            result.map_err(split)
+            let resp = sender.try_send_request(req).await.map_err(split)?;
+            let (parts, body) = resp.into_parts();
+            let body = ReturnToPool {
+                inner: body,
+                back: Some((sender, pool.clone(), addr)),
+            };
+            Ok(Response::from_parts(parts, Body::new(body)))
         }
-        Conn::H2(mut sender) => sender.try_send_request(req).await.map_err(split),
+        Conn::H2(mut sender) => sender
+            .try_send_request(req)
+            .await
+            .map(|r| r.map(super::body::boxed))
+            .map_err(split),
+    }
+}
+
+/// A server's HTTP/1.1 response body that returns its connection to the
+/// pool when it has been read to the end (at once when the connection is
+/// ready then, else from a task that waits for it). Dropped earlier (the
+/// client went away), the connection is closed.
+struct ReturnToPool {
+    inner: Incoming,
+    back: Option<(http1::SendRequest<Body>, Arc<Pool>, SocketAddr)>,
+}
+
+impl ReturnToPool {
+    fn give_back(&mut self) {
+        let Some((mut sender, pool, addr)) = self.back.take() else {
+            return;
+        };
+        if sender.is_ready() {
+            pool.put_idle(addr, sender);
+        } else if let (false, Ok(rt)) = (sender.is_closed(), tokio::runtime::Handle::try_current())
+        {
+            rt.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.put_idle(addr, sender);
+                }
+            });
+        }
+    }
+}
+
+impl Drop for ReturnToPool {
+    fn drop(&mut self) {
+        // An empty body (HEAD, 204, 304, length 0) may never be polled.
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.give_back();
+        }
+    }
+}
+
+impl http_body::Body for ReturnToPool {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match r {
+            std::task::Poll::Ready(None) => {
+                self.give_back();
+                std::task::Poll::Ready(None)
+            }
+            std::task::Poll::Ready(Some(Err(e))) => {
+                self.back = None;
+                std::task::Poll::Ready(Some(Err(e.into())))
+            }
+            std::task::Poll::Ready(Some(Ok(f))) => std::task::Poll::Ready(Some(Ok(f))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

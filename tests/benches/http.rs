@@ -1,0 +1,662 @@
+//! `cargo xtask bench http`: the same small response (1 KB, `text/plain`,
+//! from one in-process hyper backend in `backend1`) through xlb, HAProxy
+//! and nginx, one at a time in the same `L4Topology` lab, each listening
+//! on the VIP in the lb namespace with the same thread count (one per
+//! core): `198.18.0.100:8080` HTTP/1.1, `:8081` HTTP/2 prior knowledge
+//! (h2c), `:8443` TLS (ALPN h2, http/1.1). Access logs off everywhere;
+//! every peer adds `X-Forwarded-For` and keeps server connections alive.
+//!
+//! Measured from the client namespace, per peer:
+//! - HTTP/1.1 keep-alive: `wrk -t T -c 64 -d S --latency` (req/s, p50, p99)
+//!   and the peer's CPU time per request (user + system, from
+//!   `/proc/PID/stat`: steadier than req/s when the machine is shared);
+//! - HTTP/2: `h2load -c 16 -m 16 -D S --warm-up-time 1` over h2c (req/s;
+//!   Debian's h2load 1.52 has no per-request log, so for HTTP/2 the table
+//!   shows h2load's mean and max "time for request" instead of p50/p99);
+//! - TLS handshakes: `wrk -H "Connection: close"` over https, so every
+//!   request is a new connection and a full handshake (conn/s);
+//! - memory: RSS growth of the peer's processes with 1000 idle keep-alive
+//!   client connections (each made one request), per connection, measured
+//!   on a freshly started peer (after the loads, pools and allocator
+//!   caches would hide it).
+//!
+//! plus the load generators' ceiling: the same loads straight to the
+//! backend (no proxy). Then the ratios xlb/HAProxy and xlb/nginx.
+//! The machine runs client, proxy and backend on the same cores, so the
+//! numbers are for comparison within one run.
+//!
+//! Environment: `XLB_BENCH_SECS` (each load's window, default 10),
+//! `XLB_BENCH_PEERS` (which peers, default `xlb,haproxy,nginx`). Needs
+//! root, `wrk`, `h2load`, `haproxy` and `nginx` (`cargo xtask bench http`
+//! installs them) and the release `xlb` (`$XLB_BIN`, set by the xtask).
+
+use std::{
+    fmt::Write as _,
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::ExitCode,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use xlb_lab::{
+    L4Topology, Lab, Namespace, Process, XlbDaemon, check_root,
+    http_backend::HttpBackend,
+    l7::{TempDir, TestCa, read_response},
+    xlb_daemon::XLB_READY_TIMEOUT,
+};
+
+const VIP: &str = "198.18.0.100";
+const BACKEND: &str = "198.18.1.11:8080";
+const PATH: &str = "/text/1024";
+const IDLE_CONNS: usize = 1000;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench http: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Row {
+    name: String,
+    h1_rps: f64,
+    h1_p50: f64,
+    h1_p99: f64,
+    /// The peer's CPU time (user + system) per HTTP/1.1 request, in µs:
+    /// less sensitive to other load on the machine than req/s.
+    h1_cpu_us: f64,
+    h2_rps: f64,
+    h2_mean: f64,
+    h2_max: f64,
+    tls_cps: f64,
+    /// Bytes of RSS per idle client connection (None for the direct row).
+    rss_per_conn: Option<f64>,
+}
+
+fn secs() -> u64 {
+    std::env::var("XLB_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// `XLB_BENCH_PEERS` (comma-separated, default `xlb,haproxy,nginx`).
+fn peers() -> Vec<String> {
+    std::env::var("XLB_BENCH_PEERS")
+        .unwrap_or_else(|_| "xlb,haproxy,nginx".into())
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn run() -> Result<()> {
+    check_root()?;
+    for tool in ["wrk", "h2load", "haproxy", "nginx"] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: run `cargo xtask bench http`, which installs it");
+        }
+    }
+    raise_nofile();
+    let threads = thread::available_parallelism().map_or(2, |n| n.get());
+    let topo = L4Topology::build(Lab::new("benchhttp")?, 1)?;
+    let _backend = HttpBackend::start(topo.backend(1), "web1", BACKEND.parse()?)?;
+    let dir = TempDir::new("benchhttp")?;
+    let ca = TestCa::new("xlb bench CA")?;
+    let (cert, key) = ca.issue(&["bench.xlb.test", VIP])?;
+    dir.write("cert.pem", &cert)?;
+    dir.write("key.pem", &key)?;
+    dir.write("combined.pem", format!("{cert}{key}"))?;
+    let client = topo.client();
+    let s = secs();
+    eprintln!(
+        "bench http: {threads} threads per peer, {s} s per load, response {PATH} (1024 bytes)"
+    );
+
+    let mut rows = Vec::new();
+    let direct_h1 = format!("http://{BACKEND}{PATH}");
+    let mut direct = measure(client, "direct", &direct_h1, &direct_h1, None, threads, &[])?;
+    direct.h1_cpu_us = f64::NAN;
+    direct.tls_cps = f64::NAN;
+    rows.push(direct);
+
+    let urls = (
+        format!("http://{VIP}:8080{PATH}"),
+        format!("http://{VIP}:8081{PATH}"),
+        format!("https://{VIP}:8443{PATH}"),
+    );
+    for peer in peers() {
+        let peer = peer.as_str();
+        let running = start_peer(&topo, peer, &dir, threads)?;
+        wait_ready(client, &urls.0)
+            .with_context(|| format!("{peer} did not start: {}", running.stderr()))?;
+        let mut row = measure(
+            client,
+            peer,
+            &urls.0,
+            &urls.1,
+            Some(&urls.2),
+            threads,
+            &running.pids(),
+        )?;
+        drop(running);
+        thread::sleep(Duration::from_millis(500));
+        // Memory on a fresh process: after the loads, pools and allocator
+        // caches would hide the cost of new connections.
+        let running = start_peer(&topo, peer, &dir, threads)?;
+        wait_ready(client, &urls.0)
+            .with_context(|| format!("{peer} did not start: {}", running.stderr()))?;
+        row.rss_per_conn = Some(idle_memory(client, &running.pids())?);
+        eprintln!("{peer}: {row:?}");
+        rows.push(row);
+        drop(running);
+        thread::sleep(Duration::from_millis(500));
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<String> {
+    std::env::var("PATH").ok()?.split(':').find_map(|d| {
+        let p = Path::new(d).join(tool);
+        p.is_file().then(|| p.display().to_string())
+    })
+}
+
+fn raise_nofile() {
+    // SAFETY: plain syscalls on our own limits; children inherit them.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+enum Running {
+    Xlb(XlbDaemon),
+    Proc(Process),
+}
+
+impl Running {
+    fn stderr(&self) -> String {
+        match self {
+            Running::Xlb(d) => d.stderr(),
+            Running::Proc(p) => p.stderr_lines().join("\n"),
+        }
+    }
+
+    /// The peer's processes: the main one and its children (nginx workers).
+    fn pids(&self) -> Vec<u32> {
+        let main = match self {
+            Running::Xlb(d) => d.pid(),
+            Running::Proc(p) => p.pid(),
+        };
+        let mut pids = vec![main];
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(main) {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+}
+
+fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> Result<Running> {
+    let lb = topo.lb();
+    let d = dir.path().display();
+    match peer {
+        "xlb" => {
+            let text = format!(
+                r#"[global]
+api_socket = "{d}/xlb.sock"
+bpf_pin_path = "/sys/fs/bpf/xlb-benchhttp"
+
+[[xdp]]
+interface = "eth0"
+
+[[backend]]
+name = "web"
+health = {{ check = "none" }}
+
+  [[backend.server]]
+  name = "web1"
+  address = "{BACKEND}"
+
+[[frontend]]
+name = "h1"
+bind = "{VIP}:8080"
+default_backend = "web"
+access_log = "off"
+
+[[frontend]]
+name = "h2c"
+bind = "{VIP}:8081"
+default_backend = "web"
+h2c = true
+access_log = "off"
+
+[[frontend]]
+name = "tls"
+bind = "{VIP}:8443"
+default_backend = "web"
+tls = {{ cert = "cert.pem", key = "key.pem" }}
+access_log = "off"
+"#
+            );
+            let cfg = dir.write("xlb.toml", text)?;
+            let daemon = lb.spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;
+            Ok(Running::Xlb(daemon))
+        }
+        "haproxy" => {
+            let text = format!(
+                r#"global
+    nbthread {threads}
+    maxconn 8000
+    tune.ssl.default-dh-param 2048
+
+defaults
+    mode http
+    option http-keep-alive
+    option forwardfor
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+
+frontend fe
+    bind {VIP}:8080
+    bind {VIP}:8081 proto h2
+    bind {VIP}:8443 ssl crt {d}/combined.pem alpn h2,http/1.1
+    default_backend be
+
+backend be
+    http-reuse always
+    server web1 {BACKEND}
+"#
+            );
+            let cfg = dir.write("haproxy.cfg", text)?;
+            let cfg = cfg.to_string_lossy();
+            Ok(Running::Proc(lb.spawn(&["haproxy", "-db", "-f", &cfg])?))
+        }
+        "nginx" => {
+            let text = format!(
+                r#"worker_processes {threads};
+worker_rlimit_nofile 20000;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 8000; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    upstream be {{
+        server {BACKEND};
+        keepalive 256;
+    }}
+    server {{
+        listen {VIP}:8080 reuseport;
+        listen {VIP}:8081 http2;
+        listen {VIP}:8443 ssl http2;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        http2_max_requests 1000000;
+        location / {{
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"#
+            );
+            let cfg = dir.write("nginx.conf", text)?;
+            let cfg = cfg.to_string_lossy();
+            Ok(Running::Proc(lb.spawn(&[
+                "nginx",
+                "-p",
+                &d.to_string(),
+                "-c",
+                &cfg,
+            ])?))
+        }
+        _ => bail!("unknown peer {peer}"),
+    }
+}
+
+fn wait_ready(client: &Namespace, url: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = client.output(
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "1",
+                url,
+            ],
+            Duration::from_secs(5),
+        )?;
+        if String::from_utf8_lossy(&out.stdout) == "200" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{url} does not answer 200");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn measure(
+    client: &Namespace,
+    name: &str,
+    h1: &str,
+    h2: &str,
+    tls: Option<&str>,
+    threads: usize,
+    pids: &[u32],
+) -> Result<Row> {
+    let s = secs();
+    let t = threads.to_string();
+    let d = format!("{s}s");
+    let mut row = Row {
+        name: name.to_string(),
+        ..Row::default()
+    };
+    let cpu_before = cpu_ticks(pids);
+    let started = Instant::now();
+    let out = run_tool(
+        client,
+        &["wrk", "-t", &t, "-c", "64", "-d", &d, "--latency", h1],
+        s,
+    )?;
+    let took = started.elapsed().as_secs_f64();
+    (row.h1_rps, row.h1_p50, row.h1_p99) =
+        parse_wrk(&out).with_context(|| format!("{name} h1: {out}"))?;
+    if !pids.is_empty() {
+        // Clock ticks are 10 ms; wrk's own start-up is in `took`, a bias
+        // equal for every peer.
+        let ticks = cpu_ticks(pids).saturating_sub(cpu_before) as f64;
+        row.h1_cpu_us = ticks * 10_000.0 / (row.h1_rps * took);
+    }
+
+    let out = run_tool(
+        client,
+        &[
+            "h2load",
+            "-c",
+            "16",
+            "-m",
+            "16",
+            "-t",
+            &t,
+            "-D",
+            &s.to_string(),
+            "--warm-up-time",
+            "1",
+            h2,
+        ],
+        s + 2,
+    )?;
+    (row.h2_rps, row.h2_mean, row.h2_max) =
+        parse_h2load(&out).with_context(|| format!("{name} h2: {out}"))?;
+
+    if let Some(tls) = tls {
+        let out = run_tool(
+            client,
+            &[
+                "wrk",
+                "-t",
+                &t,
+                "-c",
+                "32",
+                "-d",
+                &d,
+                "-H",
+                "Connection: close",
+                tls,
+            ],
+            s,
+        )?;
+        row.tls_cps = parse_wrk(&out)
+            .with_context(|| format!("{name} tls: {out}"))?
+            .0;
+    }
+    if tls.is_none() {
+        eprintln!("{name}: {row:?}");
+    }
+    Ok(row)
+}
+
+fn run_tool(ns: &Namespace, cmd: &[&str], secs: u64) -> Result<String> {
+    let out = ns.output(cmd, Duration::from_secs(secs + 30))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}\n{text}",
+            cmd[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(text)
+}
+
+/// wrk's `Requests/sec` and its 50% and 99% latencies in ms.
+fn parse_wrk(out: &str) -> Result<(f64, f64, f64)> {
+    let rps = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .context("no Requests/sec")?
+        .trim()
+        .parse()?;
+    let pct = |p: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(p))
+            .map(|v| duration_ms(v.trim()))
+            .unwrap_or(f64::NAN)
+    };
+    let errors = out
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if let Some(e) = errors {
+        eprintln!("  wrk: {}", e.trim());
+    }
+    Ok((rps, pct("50%"), pct("99%")))
+}
+
+/// `1.23ms`, `456.00us`, `1.02s` -> ms.
+fn duration_ms(v: &str) -> f64 {
+    let (num, mult) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, f64::NAN)
+    };
+    num.parse::<f64>().map_or(f64::NAN, |n| n * mult)
+}
+
+/// h2load's `finished in ..., N req/s` and its mean and max "time for
+/// request" (ms); warns when a request failed.
+fn parse_h2load(out: &str) -> Result<(f64, f64, f64)> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .context("no 'finished in' line")?;
+    let rps = line
+        .split(',')
+        .find_map(|p| p.trim().strip_suffix(" req/s"))
+        .context("no req/s")?
+        .trim()
+        .parse()?;
+    for (prefix, ok) in [
+        ("status codes:", " 0 3xx, 0 4xx, 0 5xx"),
+        ("requests:", " 0 failed, 0 errored, 0 timeout"),
+    ] {
+        if let Some(l) = out
+            .lines()
+            .find(|l| l.starts_with(prefix) && !l.contains(ok))
+        {
+            eprintln!("  h2load: {l}");
+        }
+    }
+    // time for request:   min   max   mean   sd   +/- sd
+    let t: Vec<f64> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("time for request:"))
+        .map(|l| l.split_whitespace().take(3).map(duration_ms).collect())
+        .unwrap_or_default();
+    let (max, mean) = (
+        t.get(1).copied().unwrap_or(f64::NAN),
+        t.get(2).copied().unwrap_or(f64::NAN),
+    );
+    Ok((rps, mean, max))
+}
+
+/// utime + stime of `pids` in clock ticks (1/100 s).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            let rest = s.rsplit_once(") ")?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // Fields after the command: state is 0, utime 11, stime 12.
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+fn rss_kb(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// RSS growth per idle keep-alive client connection (bytes).
+fn idle_memory(client: &Namespace, pids: &[u32]) -> Result<f64> {
+    thread::sleep(Duration::from_millis(500));
+    let before = rss_kb(pids);
+    let addr: SocketAddr = format!("{VIP}:8080").parse()?;
+    let conns = client.with(|| -> Result<Vec<TcpStream>> {
+        let mut conns = Vec::with_capacity(IDLE_CONNS);
+        for _ in 0..IDLE_CONNS {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(format!("GET {PATH} HTTP/1.1\r\nHost: {VIP}\r\n\r\n").as_bytes())?;
+            let mut r = BufReader::new(s.try_clone()?);
+            let (status, _) = read_response(&mut r)?;
+            if status != 200 {
+                bail!("status {status}");
+            }
+            if !r.buffer().is_empty() {
+                let _ = r.fill_buf();
+            }
+            conns.push(s);
+        }
+        Ok(conns)
+    })??;
+    thread::sleep(Duration::from_millis(1000));
+    let after = rss_kb(pids);
+    drop(conns);
+    let per = (after.saturating_sub(before) as f64) * 1024.0 / IDLE_CONNS as f64;
+    eprintln!("  RSS {before} KB -> {after} KB with {IDLE_CONNS} idle connections");
+    Ok(per)
+}
+
+fn print_table(rows: &[Row]) {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n{:<8} {:>10} {:>8} {:>8} {:>10} | {:>10} {:>8} {:>8} | {:>9} | {:>12}",
+        "peer",
+        "h1 req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/req",
+        "h2 req/s",
+        "mean ms",
+        "max ms",
+        "tls con/s",
+        "RSS/idle con"
+    );
+    for r in rows {
+        let rss = r
+            .rss_per_conn
+            .map_or("-".to_string(), |b| format!("{:.1} KB", b / 1024.0));
+        let tls = if r.tls_cps.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.0}", r.tls_cps)
+        };
+        let _ = writeln!(
+            t,
+            "{:<8} {:>10.0} {:>8.2} {:>8.2} {:>10.1} | {:>10.0} {:>8.2} {:>8.2} | {:>9} | {:>12}",
+            r.name,
+            r.h1_rps,
+            r.h1_p50,
+            r.h1_p99,
+            r.h1_cpu_us,
+            r.h2_rps,
+            r.h2_mean,
+            r.h2_max,
+            tls,
+            rss
+        );
+    }
+    let find = |n: &str| rows.iter().find(|r| r.name == n);
+    if let Some(x) = find("xlb") {
+        for other in ["haproxy", "nginx"] {
+            if let Some(o) = find(other) {
+                let _ = writeln!(
+                    t,
+                    "xlb/{other:<8} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
+                    x.h1_rps / o.h1_rps,
+                    x.h1_p99 / o.h1_p99,
+                    x.h1_cpu_us / o.h1_cpu_us,
+                    x.h2_rps / o.h2_rps,
+                    x.h2_mean / o.h2_mean,
+                    x.tls_cps / o.tls_cps,
+                    x.rss_per_conn.unwrap_or(f64::NAN) / o.rss_per_conn.unwrap_or(f64::NAN),
+                );
+            }
+        }
+    }
+    println!("{t}");
+}

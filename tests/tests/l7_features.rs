@@ -1,0 +1,337 @@
+//! L7 features end to end in the lab (in-process HTTP backends, curl):
+//!
+//! - `compression`: gzip and brotli by `Accept-Encoding`; the body decodes
+//!   to the original bytes (gzip by flate2, brotli by curl); streamed
+//!   bodies too; an image, an already-encoded body and a body under the
+//!   minimum are left alone.
+//! - `headers_websocket_and_access_log_file`: hop-by-hop headers removed
+//!   and `X-Forwarded-*`/`Forwarded` added as the backend sees them; a
+//!   WebSocket echo through xlb; the access log in a file, one line per
+//!   request in the documented format.
+
+use std::{io::Read, net::SocketAddr, time::Duration};
+
+use xlb_lab::{
+    L4Topology, Lab,
+    http_backend::{HttpBackend, gzip, noise, text_body},
+    l7::{AccessLine, TempDir, TestCa, curl},
+    xlb_daemon::XLB_READY_TIMEOUT,
+};
+
+const VIP: &str = "198.18.0.100";
+
+fn config(dir: &TempDir, tag: &str, frontend_extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n\
+         [[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n  [[backend.server]]\n  name = \"web1\"\n  address = \"198.18.1.11:8080\"\n\n\
+         [[frontend]]\nname = \"fe\"\nbind = \"{VIP}:8080\"\ndefault_backend = \"web\"\n{frontend_extra}\n",
+        dir.path().join("xlb.sock").display()
+    );
+    dir.write("xlb.toml", text).unwrap()
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+#[test]
+fn compression() {
+    let topo = L4Topology::build(Lab::new("l7gzip").unwrap(), 1).unwrap();
+    let _web = HttpBackend::start(
+        topo.backend(1),
+        "web1",
+        SocketAddr::from((topo.backend_addrs()[0], 8080)),
+    )
+    .unwrap();
+    let dir = TempDir::new("l7gzip").unwrap();
+    let cfg = config(
+        &dir,
+        "l7gzip",
+        "compression = [\"gzip\", \"br\"]\ncompression_min_bytes = 1000\n",
+    );
+    let _daemon = topo
+        .lb()
+        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let t = Duration::from_secs(10);
+    let get = |path: &str, ae: Option<&str>, extra: &[&str]| {
+        let url = format!("http://{VIP}:8080{path}");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(ae) = ae {
+            args.extend(["-H".into(), format!("Accept-Encoding: {ae}")]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(url);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = curl(topo.client(), &args, t).unwrap();
+        assert_eq!((out.exit, out.status), (0, 200), "{path}: {out:?}");
+        out
+    };
+
+    // gzip, fixed length and streamed.
+    for path in ["/text/200000", "/stream/200000"] {
+        let out = get(path, Some("gzip, deflate"), &[]);
+        eprintln!(
+            "{path} gzip: {} bytes on the wire, headers {:?}",
+            out.body.len(),
+            out.headers
+        );
+        assert_eq!(out.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(out.header("content-length"), None, "{path}");
+        assert!(
+            out.header("vary")
+                .is_some_and(|v| v.contains("accept-encoding"))
+        );
+        assert!(
+            out.body.len() < 200_000 / 4,
+            "{path}: {} bytes",
+            out.body.len()
+        );
+        assert_eq!(gunzip(&out.body), text_body(200_000), "{path}");
+    }
+
+    // brotli when preferred; curl decodes it (--compressed).
+    let out = get("/text/100000", Some("gzip;q=0.5, br"), &[]);
+    assert_eq!(out.header("content-encoding"), Some("br"));
+    assert!(out.body.len() < 100_000 / 4);
+    let out = get("/text/100000", None, &["--compressed"]);
+    assert_eq!(out.body, text_body(100_000), "curl --compressed");
+    assert!(out.header("content-encoding").is_some());
+
+    // No Accept-Encoding: identity, with its length.
+    let out = get("/text/5000", None, &[]);
+    assert_eq!(out.header("content-encoding"), None);
+    assert_eq!(out.header("content-length"), Some("5000"));
+    assert_eq!(out.body, text_body(5000));
+
+    // Left alone: an image, a body already encoded, one under the minimum.
+    let out = get("/image/50000", Some("gzip, br"), &[]);
+    assert_eq!(out.header("content-encoding"), None);
+    assert_eq!(out.body, noise(50000));
+    let out = get("/encoded", Some("gzip, br"), &[]);
+    assert_eq!(out.header("content-encoding"), Some("gzip"));
+    assert_eq!(out.body, gzip(&text_body(4000)), "double compression");
+    let out = get("/text/500", Some("gzip, br"), &[]);
+    assert_eq!(out.header("content-encoding"), None);
+    assert_eq!(out.body, text_body(500));
+}
+
+#[test]
+fn headers_websocket_and_access_log_file() {
+    let topo = L4Topology::build(Lab::new("l7hdr").unwrap(), 1).unwrap();
+    let _web = HttpBackend::start(
+        topo.backend(1),
+        "web1",
+        SocketAddr::from((topo.backend_addrs()[0], 8080)),
+    )
+    .unwrap();
+    let dir = TempDir::new("l7hdr").unwrap();
+    let log = dir.path().join("access.log");
+    let cfg = config(
+        &dir,
+        "l7hdr",
+        &format!("access_log = \"{}\"\n", log.display()),
+    );
+    let daemon = topo
+        .lb()
+        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let t = Duration::from_secs(5);
+
+    // Headers as the backend sees them.
+    let out = curl(
+        topo.client(),
+        &[
+            "-H",
+            "Connection: keep-alive, X-Private",
+            "-H",
+            "X-Private: secret",
+            "-H",
+            "Keep-Alive: timeout=5",
+            "-H",
+            "Proxy-Authorization: Basic eDp5",
+            "-H",
+            "X-Forwarded-For: 203.0.113.7",
+            "-H",
+            "X-Kept: yes",
+            &format!("http://{VIP}:8080/headers"),
+        ],
+        t,
+    )
+    .unwrap();
+    let seen = out.text();
+    eprintln!("backend saw:\n{seen}");
+    for gone in [
+        "x-private:",
+        "keep-alive:",
+        "proxy-authorization:",
+        "connection: keep-alive",
+    ] {
+        assert!(!seen.contains(gone), "{gone} reached the backend:\n{seen}");
+    }
+    assert!(seen.contains("x-kept: yes"));
+    assert!(
+        seen.contains("x-forwarded-for: 203.0.113.7, 198.18.0.2\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
+    assert!(
+        seen.contains("forwarded: for=198.18.0.2;proto=http;host=\"198.18.0.100:8080\"\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("host: 198.18.0.100:8080\n"), "{seen}");
+
+    // WebSocket echo through xlb.
+    let echoed = topo
+        .client()
+        .with(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(websocket_echo())
+        })
+        .unwrap();
+    assert_eq!(echoed, ["hello", "through", "xlb"]);
+
+    // Access log: a file, one parsable line per request.
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    eprintln!("access log:\n{text}");
+    let lines: Vec<AccessLine> = text
+        .lines()
+        .map(|l| AccessLine::parse(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0].request, "GET /headers HTTP/1.1");
+    assert_eq!((lines[0].status, lines[0].server.as_str()), (200, "web1"));
+    assert!(lines[0].client.starts_with("198.18.0.2:"));
+    assert_eq!(lines[0].frontend, "fe");
+    assert!(lines[0].bytes > 100);
+    for k in ["accept", "connect", "response", "total"] {
+        assert!(lines[0].timing(k).is_some(), "{k} missing: {:?}", lines[0]);
+    }
+    assert_eq!(lines[1].request, "GET /ws HTTP/1.1");
+    assert_eq!(lines[1].status, 101);
+    // Not on stderr when a file is configured.
+    assert!(
+        daemon
+            .stderr_lines()
+            .iter()
+            .all(|l| AccessLine::parse(l).is_none())
+    );
+}
+
+async fn websocket_echo() -> Vec<String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let stream = tokio::net::TcpStream::connect((VIP, 8080)).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{VIP}:8080/ws"), stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    let mut out = Vec::new();
+    for m in ["hello", "through", "xlb"] {
+        ws.send(Message::text(m)).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo within 5 s")
+            .unwrap()
+            .unwrap();
+        out.push(reply.into_text().unwrap().to_string());
+    }
+    ws.close(None).await.unwrap();
+    out
+}
+
+/// A SIGHUP reload: the listener stays bound, new connections follow the
+/// new `default_backend`, an open keep-alive connection keeps the old
+/// settings, a new frontend starts; a reload with a key that does not
+/// match its certificate is rejected and the running config stays.
+#[test]
+fn reload_switches_frontends_without_dropping_connections() {
+    let topo = L4Topology::build(Lab::new("l7reload").unwrap(), 2).unwrap();
+    let _web: Vec<HttpBackend> = (1..=2)
+        .map(|k| {
+            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], 8080));
+            HttpBackend::start(topo.backend(k), &format!("web{k}"), addr).unwrap()
+        })
+        .collect();
+    let dir = TempDir::new("l7reload").unwrap();
+    let write = |fe: &str, extra: &str| {
+        let text = format!(
+            "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-l7reload\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n\
+             [[backend]]\nname = \"a\"\nhealth = {{ check = \"none\" }}\n  [[backend.server]]\n  name = \"web1\"\n  address = \"198.18.1.11:8080\"\n\n\
+             [[backend]]\nname = \"b\"\nhealth = {{ check = \"none\" }}\n  [[backend.server]]\n  name = \"web2\"\n  address = \"198.18.1.12:8080\"\n\n\
+             {fe}{extra}",
+            dir.path().join("xlb.sock").display()
+        );
+        dir.write("xlb.toml", text).unwrap()
+    };
+    let fe = |backend: &str| {
+        format!(
+            "[[frontend]]\nname = \"fe\"\nbind = \"{VIP}:8080\"\ndefault_backend = \"{backend}\"\n\n"
+        )
+    };
+    let cfg = write(&fe("a"), "");
+    let mut daemon = topo
+        .lb()
+        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let url = format!("http://{VIP}:8080/");
+    let get = |url: &str| xlb_lab::l7::curl_ok(topo.client(), &[url]).unwrap();
+    assert_eq!(get(&url), "web1\n");
+
+    // A keep-alive connection opened before the reload.
+    let addr: SocketAddr = format!("{VIP}:8080").parse().unwrap();
+    let mut kept = topo
+        .client()
+        .with(|| std::net::TcpStream::connect(addr))
+        .unwrap()
+        .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut kept_r = std::io::BufReader::new(kept.try_clone().unwrap());
+    let (_, body) = xlb_lab::l7::http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
+    assert_eq!(body, b"web1\n");
+
+    write(
+        &fe("b"),
+        &format!("[[frontend]]\nname = \"fe2\"\nbind = \"{VIP}:8081\"\ndefault_backend = \"a\"\n"),
+    );
+    daemon
+        .reload(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(get(&url), "web2\n", "new connections use the new backend");
+    assert_eq!(
+        get(&format!("http://{VIP}:8081/")),
+        "web1\n",
+        "new frontend"
+    );
+    let (_, body) = xlb_lab::l7::http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
+    assert_eq!(body, b"web1\n", "the open connection keeps its settings");
+
+    // A bad key: rejected, the running config stays.
+    let ca = TestCa::new("reload CA").unwrap();
+    let (c, _) = ca.issue(&["x.test"]).unwrap();
+    let (_, k) = ca.issue(&["y.test"]).unwrap();
+    dir.write("c.pem", c).unwrap();
+    dir.write("k.pem", k).unwrap();
+    write(
+        &fe("a"),
+        &format!(
+            "[[frontend]]\nname = \"tls\"\nbind = \"{VIP}:8443\"\ndefault_backend = \"a\"\n\
+             tls = {{ cert = \"c.pem\", key = \"k.pem\" }}\n"
+        ),
+    );
+    let e = daemon.reload(Duration::from_secs(10)).unwrap_err();
+    eprintln!("bad reload: {e:#}");
+    assert!(
+        format!("{e:#}").contains("does not match the certificate"),
+        "{e:#}"
+    );
+    assert_eq!(get(&url), "web2\n", "the running config stays");
+}

@@ -1,0 +1,157 @@
+//! gRPC and HTTP/2 to backends (`proto = "h2"`) end to end in the lab:
+//! a tonic client in the client namespace, through an h2c frontend, to two
+//! gRPC servers; unary, server streaming with the final status in the
+//! trailers (after the messages), bidirectional streaming; requests
+//! balanced per call over one client connection. And an HTTP/1.1 client
+//! whose requests reach an `h2` backend as HTTP/2.
+
+use std::{net::SocketAddr, time::Duration};
+
+use xlb_lab::{
+    L4Topology, Lab,
+    grpc::{EchoClient, GrpcBackend},
+    http_backend::HttpBackend,
+    l7::{TempDir, curl},
+    xlb_daemon::XLB_READY_TIMEOUT,
+};
+
+const VIP: &str = "198.18.0.100";
+
+#[test]
+fn grpc_unary_streaming_and_h2_backends() {
+    let topo = L4Topology::build(Lab::new("l7grpc").unwrap(), 3).unwrap();
+    let _grpc: Vec<GrpcBackend> = (1..=2)
+        .map(|k| {
+            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], 9090));
+            GrpcBackend::start(topo.backend(k), &format!("web{k}"), addr).unwrap()
+        })
+        .collect();
+    let _h2web = HttpBackend::start(
+        topo.backend(3),
+        "web3",
+        SocketAddr::from((topo.backend_addrs()[2], 8080)),
+    )
+    .unwrap();
+    let dir = TempDir::new("l7grpc").unwrap();
+    let text = format!(
+        r#"[global]
+api_socket = "{sock}"
+bpf_pin_path = "/sys/fs/bpf/xlb-l7grpc"
+
+[[xdp]]
+interface = "eth0"
+
+[[backend]]
+name = "grpc"
+balance = "roundrobin"
+proto = "h2"
+health = {{ check = "tcp", interval_ms = 500 }}
+
+  [[backend.server]]
+  name = "web1"
+  address = "198.18.1.11:9090"
+
+  [[backend.server]]
+  name = "web2"
+  address = "198.18.1.12:9090"
+
+[[backend]]
+name = "h2web"
+proto = "h2"
+health = {{ check = "none" }}
+
+  [[backend.server]]
+  name = "web3"
+  address = "198.18.1.13:8080"
+
+[[frontend]]
+name = "grpc"
+bind = "{VIP}:8080"
+default_backend = "grpc"
+h2c = true
+
+[[frontend]]
+name = "h1-to-h2"
+bind = "{VIP}:8081"
+default_backend = "h2web"
+"#,
+        sock = dir.path().join("xlb.sock").display()
+    );
+    let cfg = dir.write("xlb.toml", text).unwrap();
+    let daemon = topo
+        .lb()
+        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let result = topo
+        .client()
+        .with(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(20), async {
+                    let mut c = EchoClient::connect(&format!("http://{VIP}:8080")).await?;
+                    let mut unary = Vec::new();
+                    for i in 0..4 {
+                        unary.push(c.unary(&format!("hi{i}")).await?);
+                    }
+                    let stream = c.server_stream(3).await?;
+                    let bidi = c.bidi(&["a", "b", "c"]).await?;
+                    Ok::<_, anyhow::Error>((unary, stream, bidi))
+                })
+                .await
+            })
+        })
+        .unwrap();
+    let (unary, (streamed, status), bidi) = result
+        .unwrap_or_else(|_| panic!("gRPC calls timed out; xlb:\n{}", daemon.stderr()))
+        .unwrap_or_else(|e| panic!("gRPC call failed: {e:#}\nxlb:\n{}", daemon.stderr()));
+    eprintln!("unary: {unary:?}");
+    eprintln!(
+        "server stream: {streamed:?} then {:?} {:?}",
+        status.code(),
+        status.message()
+    );
+    eprintln!("bidi: {bidi:?}");
+
+    // Unary, balanced per call over the one client connection.
+    let names: Vec<&str> = unary.iter().map(|u| u.split(':').next().unwrap()).collect();
+    assert_eq!(names[0], names[2], "{unary:?}");
+    assert_eq!(names[1], names[3], "{unary:?}");
+    assert_ne!(names[0], names[1], "{unary:?}");
+    for (i, u) in unary.iter().enumerate() {
+        assert!(u.ends_with(&format!(":hi{i}")), "{u}");
+    }
+    // Server streaming: three messages, then the status from the trailers.
+    let server = streamed[0].split(':').next().unwrap().to_string();
+    assert_eq!(
+        streamed,
+        (0..3).map(|i| format!("{server}:{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    assert_eq!(status.message(), format!("end of {server} stream"));
+    // Bidirectional: each message echoed by one server.
+    let server = bidi[0].split(':').next().unwrap().to_string();
+    assert_eq!(
+        bidi,
+        ["a", "b", "c"]
+            .iter()
+            .map(|m| format!("{server}:{m}"))
+            .collect::<Vec<_>>()
+    );
+
+    // HTTP/1.1 client, HTTP/2 backend.
+    let out = curl(
+        topo.client(),
+        &["--http1.1", &format!("http://{VIP}:8081/headers")],
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let seen = out.text();
+    eprintln!("h2 backend saw:\n{seen}");
+    assert!(seen.starts_with("version: HTTP/2.0\n"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 198.18.0.2\n"), "{seen}");
+}
