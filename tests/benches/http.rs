@@ -44,11 +44,10 @@ use anyhow::{Context, Result, bail};
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process, XlbDaemon, check_root,
     http_backend::HttpBackend,
-    l7::{TempDir, TestCa, read_response},
+    l7::{TempDir, TestCa, VIP, frontend_toml, head_toml, read_response, server_toml},
     xlb_daemon::XLB_READY_TIMEOUT,
 };
 
-const VIP: &str = "198.18.0.100";
 const BACKEND: &str = "198.18.1.11:8080";
 const PATH: &str = "/text/1024";
 const IDLE_CONNS: usize = 1000;
@@ -225,42 +224,14 @@ fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> R
     let d = dir.path().display();
     match peer {
         "xlb" => {
+            let tls = "tls = { cert = \"cert.pem\", key = \"key.pem\" }\naccess_log = \"off\"\n";
             let text = format!(
-                r#"[global]
-api_socket = "{d}/xlb.sock"
-bpf_pin_path = "/sys/fs/bpf/xlb-benchhttp"
-
-[[xdp]]
-interface = "eth0"
-
-[[backend]]
-name = "web"
-health = {{ check = "none" }}
-
-  [[backend.server]]
-  name = "web1"
-  address = "{BACKEND}"
-
-[[frontend]]
-name = "h1"
-bind = "{VIP}:8080"
-default_backend = "web"
-access_log = "off"
-
-[[frontend]]
-name = "h2c"
-bind = "{VIP}:8081"
-default_backend = "web"
-h2c = true
-access_log = "off"
-
-[[frontend]]
-name = "tls"
-bind = "{VIP}:8443"
-default_backend = "web"
-tls = {{ cert = "cert.pem", key = "key.pem" }}
-access_log = "off"
-"#
+                "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}{}{}",
+                head_toml(dir, "benchhttp"),
+                server_toml("web1", BACKEND),
+                frontend_toml("h1", 8080, "web", "access_log = \"off\"\n"),
+                frontend_toml("h2c", 8081, "web", "h2c = true\naccess_log = \"off\"\n"),
+                frontend_toml("tls", 8443, "web", tls),
             );
             let cfg = dir.write("xlb.toml", text)?;
             let daemon = lb.spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;

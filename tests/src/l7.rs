@@ -1,8 +1,12 @@
 //! Helpers for the L7 end-to-end tests: a config directory removed on
-//! drop, curl in a namespace with its status and headers, the access log
-//! lines of a daemon, and a test CA issuing server certificates (rcgen).
+//! drop, the pieces of a lab config, servers in the backend namespaces,
+//! curl in a namespace with its status and headers (or several transfers
+//! on one connection), the access log lines of a daemon, and a test CA
+//! issuing server certificates (rcgen).
 
 use std::{
+    future::Future,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Output,
     time::Duration,
@@ -10,7 +14,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{netns::Namespace, xlb_daemon::XlbDaemon};
+use crate::{
+    Lab, http_backend::HttpBackend, netns::Namespace, topology::L4Topology, xlb_daemon::XlbDaemon,
+};
+
+/// The VIP the L7 tests' frontends bind (on `lo` of the lb namespace).
+pub const VIP: &str = "198.18.0.100";
 
 /// A directory under the temp dir (configs, certificates), removed on drop.
 pub struct TempDir {
@@ -41,6 +50,73 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The `[global]` and `[[xdp]]` sections of a lab config: the API socket
+/// in `dir`, maps pinned under `/sys/fs/bpf/xlb-{tag}`, XDP on `eth0`.
+pub fn head_toml(dir: &TempDir, tag: &str) -> String {
+    format!(
+        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n",
+        dir.path().join("xlb.sock").display()
+    )
+}
+
+/// A `[[backend.server]]` entry (after its `[[backend]]`).
+pub fn server_toml(name: &str, addr: &str) -> String {
+    format!("  [[backend.server]]\n  name = \"{name}\"\n  address = \"{addr}\"\n\n")
+}
+
+/// A `[[frontend]]` on `VIP:port` to `backend`, then the `extra` lines.
+pub fn frontend_toml(name: &str, port: u16, backend: &str, extra: &str) -> String {
+    format!(
+        "[[frontend]]\nname = \"{name}\"\nbind = \"{VIP}:{port}\"\ndefault_backend = \"{backend}\"\n{extra}\n"
+    )
+}
+
+/// Starts a server named `webK` in backend namespace `K` on
+/// `backendK-addr:port` for each `K` in `ks`, with `start` (such as
+/// `HttpBackend::start`, `GrpcBackend::start` or
+/// `Namespace::spawn_backend`); the guards in order.
+pub fn start_servers<T>(
+    topo: &L4Topology,
+    ks: impl IntoIterator<Item = usize>,
+    port: u16,
+    start: impl Fn(&Namespace, &str, SocketAddr) -> Result<T>,
+) -> Result<Vec<T>> {
+    ks.into_iter()
+        .map(|k| {
+            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], port));
+            start(topo.backend(k), &format!("web{k}"), addr)
+        })
+        .collect()
+}
+
+/// The lab most L7 tests use, everything named `tag`: an [`L4Topology`]
+/// with `n` backends, an [`HttpBackend`] `webK` on port 8080 in each, and
+/// a [`TempDir`] for the config. Bind them in this order (they drop in
+/// reverse: the directory, the servers, then the lab).
+pub fn http_lab(tag: &str, n: usize) -> Result<(L4Topology, Vec<HttpBackend>, TempDir)> {
+    let topo = L4Topology::build(Lab::new(tag)?, n)?;
+    let web = start_servers(&topo, 1..=n, 8080, HttpBackend::start)?;
+    let dir = TempDir::new(tag)?;
+    Ok((topo, web, dir))
+}
+
+/// Calls `make` and runs the future it returns on a current-thread tokio
+/// runtime, on a thread inside `ns` (its sockets live there); the
+/// future's output.
+pub fn block_on_in<F>(ns: &Namespace, make: impl FnOnce() -> F + Send) -> Result<F::Output>
+where
+    F: Future,
+    F::Output: Send,
+{
+    ns.with(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // `make` runs inside the runtime (tokio timers need it).
+        Ok(rt.block_on(async { make().await }))
+    })?
 }
 
 /// One curl transfer.
@@ -134,6 +210,45 @@ pub fn curl_ok(ns: &Namespace, args: &[&str]) -> Result<String> {
         );
     }
     Ok(r.text())
+}
+
+/// Several transfers in one curl run (one client connection while curl can
+/// keep it alive).
+#[derive(Debug, Clone)]
+pub struct CurlMany {
+    /// curl's stdout: the bodies and the `-w` lines.
+    pub out: String,
+    /// The lines naming a server (`webK`), in order.
+    pub names: Vec<String>,
+    /// Client connections curl opened, summed over the `connects=N` lines.
+    pub connects: usize,
+}
+
+/// Runs `curl -sS --noproxy * ARGS...` in `ns`; `args` hold the URLs and a
+/// `-w` whose line starts with `connects=%{num_connects}` (anything after
+/// it follows a space). A non-zero exit is an error.
+pub fn curl_many(ns: &Namespace, args: &[&str]) -> Result<CurlMany> {
+    let mut cmd = vec!["curl", "-sS", "--noproxy", "*"];
+    cmd.extend_from_slice(args);
+    let out = ns.run(&cmd)?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let names = out
+        .lines()
+        .filter(|l| l.starts_with("web"))
+        .map(str::to_string)
+        .collect();
+    let mut connects = 0;
+    for l in out.lines().filter_map(|l| l.strip_prefix("connects=")) {
+        let n = l.split(' ').next().unwrap_or(l);
+        connects += n
+            .parse::<usize>()
+            .with_context(|| format!("bad connects={l:?} in {out:?}"))?;
+    }
+    Ok(CurlMany {
+        out,
+        names,
+        connects,
+    })
 }
 
 fn unique() -> u64 {

@@ -55,18 +55,25 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
-/// Runs `cmd` to completion in its own process group, capturing output.
-/// After `timeout` the group is killed and an error returned. The exit
-/// status is not checked.
-pub(crate) fn output_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+/// Starts `cmd` as the leader of its own process group, stdin from
+/// `/dev/null`, stdout and stderr piped; its description and the child.
+fn spawn_group(cmd: &mut Command) -> Result<(String, Child)> {
     let what = describe(cmd);
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .with_context(|| format!("spawning `{what}`"))?;
+    Ok((what, child))
+}
+
+/// Runs `cmd` to completion in its own process group, capturing output.
+/// After `timeout` the group is killed and an error returned. The exit
+/// status is not checked.
+pub(crate) fn output_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let (what, mut child) = spawn_group(cmd)?;
     let pgid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     for (i, pipe) in [
@@ -157,14 +164,7 @@ pub struct Process {
 
 impl Process {
     pub(crate) fn spawn(mut cmd: Command, registry: &Registry) -> Result<Process> {
-        let what = describe(&cmd);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("spawning `{what}`"))?;
+        let (what, mut child) = spawn_group(&mut cmd)?;
         registry.add(child.id() as i32);
         let stdout = Lines::default();
         let stderr = Lines::default();

@@ -25,44 +25,18 @@ use std::{
 
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process, XlbDaemon,
-    http_backend::HttpBackend,
-    l7::{TempDir, access_lines, curl, curl_ok, http1_get},
+    l7::{
+        TempDir, VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab, http1_get,
+        server_toml, start_servers,
+    },
     xlb_daemon::XLB_READY_TIMEOUT,
 };
-
-const VIP: &str = "198.18.0.100";
-
-fn head(dir: &TempDir, tag: &str) -> String {
-    format!(
-        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n",
-        dir.path().join("xlb.sock").display()
-    )
-}
-
-fn server(name: &str, addr: &str) -> String {
-    format!("  [[backend.server]]\n  name = \"{name}\"\n  address = \"{addr}\"\n\n")
-}
-
-fn frontend(name: &str, port: u16, backend: &str, extra: &str) -> String {
-    format!(
-        "[[frontend]]\nname = \"{name}\"\nbind = \"{VIP}:{port}\"\ndefault_backend = \"{backend}\"\n{extra}\n"
-    )
-}
 
 fn start(topo: &L4Topology, dir: &TempDir, text: String) -> XlbDaemon {
     let cfg = dir.write("xlb.toml", text).unwrap();
     topo.lb()
         .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn http_backends(topo: &L4Topology, port: u16) -> Vec<HttpBackend> {
-    (1..=3)
-        .map(|k| {
-            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], port));
-            HttpBackend::start(topo.backend(k), &format!("web{k}"), addr).unwrap()
-        })
-        .collect()
 }
 
 /// A connection from the client namespace (the socket lives there).
@@ -78,17 +52,15 @@ fn connect(client: &Namespace, port: u16) -> TcpStream {
 
 #[test]
 fn refused_server_is_skipped() {
-    let topo = L4Topology::build(Lab::new("l7refuse").unwrap(), 3).unwrap();
-    let _web = http_backends(&topo, 8080);
-    let dir = TempDir::new("l7refuse").unwrap();
+    let (topo, _web, dir) = http_lab("l7refuse", 3).unwrap();
     let text = format!(
         "{}[[backend]]\nname = \"web\"\nbalance = \"roundrobin\"\nhealth = {{ check = \"none\" }}\n\n{}{}{}{}",
-        head(&dir, "l7refuse"),
-        server("web1", "198.18.1.11:8080"),
+        head_toml(&dir, "l7refuse"),
+        server_toml("web1", "198.18.1.11:8080"),
         // Nothing listens on 8081: connections are refused.
-        server("web2", "198.18.1.12:8081"),
-        server("web3", "198.18.1.13:8080"),
-        frontend("fe", 8080, "web", ""),
+        server_toml("web2", "198.18.1.12:8081"),
+        server_toml("web3", "198.18.1.13:8080"),
+        frontend_toml("fe", 8080, "web", ""),
     );
     let daemon = start(&topo, &dir, text);
     let mark = daemon.stderr_lines().len();
@@ -168,25 +140,20 @@ fn request_loop(
 #[test]
 fn killed_server_under_load_loses_nothing() {
     let topo = L4Topology::build(Lab::new("l7kill").unwrap(), 3).unwrap();
-    let mut web: Vec<Option<Process>> = (1..=3)
-        .map(|k| {
-            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], 8080));
-            Some(
-                topo.backend(k)
-                    .spawn_backend(&format!("web{k}"), addr)
-                    .unwrap(),
-            )
-        })
+    let mut web: Vec<Option<Process>> = start_servers(&topo, 1..=3, 8080, Namespace::spawn_backend)
+        .unwrap()
+        .into_iter()
+        .map(Some)
         .collect();
     let dir = TempDir::new("l7kill").unwrap();
     let text = format!(
         "{}[[backend]]\nname = \"web\"\nbalance = \"roundrobin\"\n\
          health = {{ check = \"http\", path = \"/healthz\", interval_ms = 300, timeout_ms = 200, rise = 2, fall = 2 }}\n\n{}{}{}{}",
-        head(&dir, "l7kill"),
-        server("web1", "198.18.1.11:8080"),
-        server("web2", "198.18.1.12:8080"),
-        server("web3", "198.18.1.13:8080"),
-        frontend("fe", 8080, "web", ""),
+        head_toml(&dir, "l7kill"),
+        server_toml("web1", "198.18.1.11:8080"),
+        server_toml("web2", "198.18.1.12:8080"),
+        server_toml("web3", "198.18.1.13:8080"),
+        frontend_toml("fe", 8080, "web", ""),
     );
     let mut daemon = start(&topo, &dir, text);
     let mark = daemon.stderr_lines().len();
@@ -226,19 +193,12 @@ fn killed_server_under_load_loses_nothing() {
 
 #[test]
 fn hung_server_gives_504() {
-    let topo = L4Topology::build(Lab::new("l7hang").unwrap(), 1).unwrap();
-    let _web = HttpBackend::start(
-        topo.backend(1),
-        "web1",
-        SocketAddr::from((topo.backend_addrs()[0], 8080)),
-    )
-    .unwrap();
-    let dir = TempDir::new("l7hang").unwrap();
+    let (topo, _web, dir) = http_lab("l7hang", 1).unwrap();
     let text = format!(
         "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\nresponse_timeout_ms = 1000\n\n{}{}",
-        head(&dir, "l7hang"),
-        server("web1", "198.18.1.11:8080"),
-        frontend("fe", 8080, "web", ""),
+        head_toml(&dir, "l7hang"),
+        server_toml("web1", "198.18.1.11:8080"),
+        frontend_toml("fe", 8080, "web", ""),
     );
     let daemon = start(&topo, &dir, text);
     let mark = daemon.stderr_lines().len();
@@ -287,24 +247,13 @@ fn hung_server_gives_504() {
 
 #[test]
 fn limits_and_client_timeouts() {
-    let topo = L4Topology::build(Lab::new("l7limits").unwrap(), 1).unwrap();
-    let _web = HttpBackend::start(
-        topo.backend(1),
-        "web1",
-        SocketAddr::from((topo.backend_addrs()[0], 8080)),
-    )
-    .unwrap();
-    let dir = TempDir::new("l7limits").unwrap();
+    let (topo, _web, dir) = http_lab("l7limits", 1).unwrap();
+    let limits = "header_timeout_ms = 1000\nidle_timeout_ms = 2500\nmax_header_bytes = 16384\nmax_headers = 50\n";
     let text = format!(
         "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}",
-        head(&dir, "l7limits"),
-        server("web1", "198.18.1.11:8080"),
-        frontend(
-            "fe",
-            8080,
-            "web",
-            "header_timeout_ms = 1000\nidle_timeout_ms = 2500\nmax_header_bytes = 16384\nmax_headers = 50\n"
-        ),
+        head_toml(&dir, "l7limits"),
+        server_toml("web1", "198.18.1.11:8080"),
+        frontend_toml("fe", 8080, "web", limits),
     );
     let daemon = start(&topo, &dir, text);
     let url = format!("http://{VIP}:8080/");

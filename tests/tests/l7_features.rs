@@ -12,20 +12,20 @@
 use std::{io::Read, net::SocketAddr, time::Duration};
 
 use xlb_lab::{
-    L4Topology, Lab,
-    http_backend::{HttpBackend, gzip, noise, text_body},
-    l7::{AccessLine, TempDir, TestCa, curl},
+    http_backend::{gzip, noise, text_body},
+    l7::{
+        AccessLine, TempDir, TestCa, VIP, block_on_in, curl, frontend_toml, head_toml, http_lab,
+        server_toml,
+    },
     xlb_daemon::XLB_READY_TIMEOUT,
 };
 
-const VIP: &str = "198.18.0.100";
-
 fn config(dir: &TempDir, tag: &str, frontend_extra: &str) -> std::path::PathBuf {
     let text = format!(
-        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n\
-         [[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n  [[backend.server]]\n  name = \"web1\"\n  address = \"198.18.1.11:8080\"\n\n\
-         [[frontend]]\nname = \"fe\"\nbind = \"{VIP}:8080\"\ndefault_backend = \"web\"\n{frontend_extra}\n",
-        dir.path().join("xlb.sock").display()
+        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}",
+        head_toml(dir, tag),
+        server_toml("web1", "198.18.1.11:8080"),
+        frontend_toml("fe", 8080, "web", frontend_extra),
     );
     dir.write("xlb.toml", text).unwrap()
 }
@@ -40,14 +40,7 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
 
 #[test]
 fn compression() {
-    let topo = L4Topology::build(Lab::new("l7gzip").unwrap(), 1).unwrap();
-    let _web = HttpBackend::start(
-        topo.backend(1),
-        "web1",
-        SocketAddr::from((topo.backend_addrs()[0], 8080)),
-    )
-    .unwrap();
-    let dir = TempDir::new("l7gzip").unwrap();
+    let (topo, _web, dir) = http_lab("l7gzip", 1).unwrap();
     let cfg = config(
         &dir,
         "l7gzip",
@@ -122,14 +115,7 @@ fn compression() {
 
 #[test]
 fn headers_websocket_and_access_log_file() {
-    let topo = L4Topology::build(Lab::new("l7hdr").unwrap(), 1).unwrap();
-    let _web = HttpBackend::start(
-        topo.backend(1),
-        "web1",
-        SocketAddr::from((topo.backend_addrs()[0], 8080)),
-    )
-    .unwrap();
-    let dir = TempDir::new("l7hdr").unwrap();
+    let (topo, _web, dir) = http_lab("l7hdr", 1).unwrap();
     let log = dir.path().join("access.log");
     let cfg = config(
         &dir,
@@ -186,16 +172,7 @@ fn headers_websocket_and_access_log_file() {
     assert!(seen.contains("host: 198.18.0.100:8080\n"), "{seen}");
 
     // WebSocket echo through xlb.
-    let echoed = topo
-        .client()
-        .with(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(websocket_echo())
-        })
-        .unwrap();
+    let echoed = block_on_in(topo.client(), websocket_echo).unwrap();
     assert_eq!(echoed, ["hello", "through", "xlb"]);
 
     // Access log: a file, one parsable line per request.
@@ -254,29 +231,19 @@ async fn websocket_echo() -> Vec<String> {
 /// match its certificate is rejected and the running config stays.
 #[test]
 fn reload_switches_frontends_without_dropping_connections() {
-    let topo = L4Topology::build(Lab::new("l7reload").unwrap(), 2).unwrap();
-    let _web: Vec<HttpBackend> = (1..=2)
-        .map(|k| {
-            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], 8080));
-            HttpBackend::start(topo.backend(k), &format!("web{k}"), addr).unwrap()
-        })
-        .collect();
-    let dir = TempDir::new("l7reload").unwrap();
+    let (topo, _web, dir) = http_lab("l7reload", 2).unwrap();
     let write = |fe: &str, extra: &str| {
         let text = format!(
-            "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-l7reload\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n\
-             [[backend]]\nname = \"a\"\nhealth = {{ check = \"none\" }}\n  [[backend.server]]\n  name = \"web1\"\n  address = \"198.18.1.11:8080\"\n\n\
-             [[backend]]\nname = \"b\"\nhealth = {{ check = \"none\" }}\n  [[backend.server]]\n  name = \"web2\"\n  address = \"198.18.1.12:8080\"\n\n\
+            "{}[[backend]]\nname = \"a\"\nhealth = {{ check = \"none\" }}\n{}\
+             [[backend]]\nname = \"b\"\nhealth = {{ check = \"none\" }}\n{}\
              {fe}{extra}",
-            dir.path().join("xlb.sock").display()
+            head_toml(&dir, "l7reload"),
+            server_toml("web1", "198.18.1.11:8080"),
+            server_toml("web2", "198.18.1.12:8080"),
         );
         dir.write("xlb.toml", text).unwrap()
     };
-    let fe = |backend: &str| {
-        format!(
-            "[[frontend]]\nname = \"fe\"\nbind = \"{VIP}:8080\"\ndefault_backend = \"{backend}\"\n\n"
-        )
-    };
+    let fe = |backend: &str| frontend_toml("fe", 8080, backend, "");
     let cfg = write(&fe("a"), "");
     let mut daemon = topo
         .lb()
@@ -298,10 +265,7 @@ fn reload_switches_frontends_without_dropping_connections() {
     let (_, body) = xlb_lab::l7::http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
     assert_eq!(body, b"web1\n");
 
-    write(
-        &fe("b"),
-        &format!("[[frontend]]\nname = \"fe2\"\nbind = \"{VIP}:8081\"\ndefault_backend = \"a\"\n"),
-    );
+    write(&fe("b"), &frontend_toml("fe2", 8081, "a", ""));
     daemon
         .reload(Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -322,9 +286,11 @@ fn reload_switches_frontends_without_dropping_connections() {
     dir.write("k.pem", k).unwrap();
     write(
         &fe("a"),
-        &format!(
-            "[[frontend]]\nname = \"tls\"\nbind = \"{VIP}:8443\"\ndefault_backend = \"a\"\n\
-             tls = {{ cert = \"c.pem\", key = \"k.pem\" }}\n"
+        &frontend_toml(
+            "tls",
+            8443,
+            "a",
+            "tls = { cert = \"c.pem\", key = \"k.pem\" }\n",
         ),
     );
     let e = daemon.reload(Duration::from_secs(10)).unwrap_err();

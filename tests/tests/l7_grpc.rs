@@ -5,77 +5,41 @@
 //! balanced per call over one client connection. And an HTTP/1.1 client
 //! whose requests reach an `h2` backend as HTTP/2.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use xlb_lab::{
     L4Topology, Lab,
     grpc::{EchoClient, GrpcBackend},
     http_backend::HttpBackend,
-    l7::{TempDir, curl},
+    l7::{TempDir, VIP, block_on_in, curl, frontend_toml, head_toml, server_toml, start_servers},
     xlb_daemon::XLB_READY_TIMEOUT,
 };
-
-const VIP: &str = "198.18.0.100";
 
 #[test]
 fn grpc_unary_streaming_and_h2_backends() {
     let topo = L4Topology::build(Lab::new("l7grpc").unwrap(), 3).unwrap();
-    let _grpc: Vec<GrpcBackend> = (1..=2)
-        .map(|k| {
-            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], 9090));
-            GrpcBackend::start(topo.backend(k), &format!("web{k}"), addr).unwrap()
-        })
-        .collect();
-    let _h2web = HttpBackend::start(
-        topo.backend(3),
-        "web3",
-        SocketAddr::from((topo.backend_addrs()[2], 8080)),
-    )
-    .unwrap();
+    let _grpc = start_servers(&topo, 1..=2, 9090, GrpcBackend::start).unwrap();
+    let _h2web = start_servers(&topo, [3], 8080, HttpBackend::start).unwrap();
     let dir = TempDir::new("l7grpc").unwrap();
     let text = format!(
-        r#"[global]
-api_socket = "{sock}"
-bpf_pin_path = "/sys/fs/bpf/xlb-l7grpc"
-
-[[xdp]]
-interface = "eth0"
-
-[[backend]]
+        r#"{head}[[backend]]
 name = "grpc"
 balance = "roundrobin"
 proto = "h2"
 health = {{ check = "tcp", interval_ms = 500 }}
 
-  [[backend.server]]
-  name = "web1"
-  address = "198.18.1.11:9090"
-
-  [[backend.server]]
-  name = "web2"
-  address = "198.18.1.12:9090"
-
-[[backend]]
+{web1}{web2}[[backend]]
 name = "h2web"
 proto = "h2"
 health = {{ check = "none" }}
 
-  [[backend.server]]
-  name = "web3"
-  address = "198.18.1.13:8080"
-
-[[frontend]]
-name = "grpc"
-bind = "{VIP}:8080"
-default_backend = "grpc"
-h2c = true
-
-[[frontend]]
-name = "h1-to-h2"
-bind = "{VIP}:8081"
-default_backend = "h2web"
-"#,
-        sock = dir.path().join("xlb.sock").display()
+{web3}{grpc}{h1_to_h2}"#,
+        head = head_toml(&dir, "l7grpc"),
+        web1 = server_toml("web1", "198.18.1.11:9090"),
+        web2 = server_toml("web2", "198.18.1.12:9090"),
+        web3 = server_toml("web3", "198.18.1.13:8080"),
+        grpc = frontend_toml("grpc", 8080, "grpc", "h2c = true\n"),
+        h1_to_h2 = frontend_toml("h1-to-h2", 8081, "h2web", ""),
     );
     let cfg = dir.write("xlb.toml", text).unwrap();
     let daemon = topo
@@ -83,28 +47,19 @@ default_backend = "h2web"
         .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:#}"));
 
-    let result = topo
-        .client()
-        .with(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(20), async {
-                    let mut c = EchoClient::connect(&format!("http://{VIP}:8080")).await?;
-                    let mut unary = Vec::new();
-                    for i in 0..4 {
-                        unary.push(c.unary(&format!("hi{i}")).await?);
-                    }
-                    let stream = c.server_stream(3).await?;
-                    let bidi = c.bidi(&["a", "b", "c"]).await?;
-                    Ok::<_, anyhow::Error>((unary, stream, bidi))
-                })
-                .await
-            })
+    let result = block_on_in(topo.client(), || {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let mut c = EchoClient::connect(&format!("http://{VIP}:8080")).await?;
+            let mut unary = Vec::new();
+            for i in 0..4 {
+                unary.push(c.unary(&format!("hi{i}")).await?);
+            }
+            let stream = c.server_stream(3).await?;
+            let bidi = c.bidi(&["a", "b", "c"]).await?;
+            Ok::<_, anyhow::Error>((unary, stream, bidi))
         })
-        .unwrap();
+    })
+    .unwrap();
     let (unary, (streamed, status), bidi) = result
         .unwrap_or_else(|_| panic!("gRPC calls timed out; xlb:\n{}", daemon.stderr()))
         .unwrap_or_else(|e| panic!("gRPC call failed: {e:#}\nxlb:\n{}", daemon.stderr()));

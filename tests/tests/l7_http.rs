@@ -12,18 +12,19 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
     thread,
     time::{Duration, Instant},
 };
 
 use xlb_lab::{
-    L4Topology, Lab, Process, XlbDaemon,
-    l7::{TempDir, access_lines, curl_ok},
+    L4Topology, Lab, Namespace, Process, XlbDaemon,
+    l7::{
+        CurlMany, TempDir, VIP, access_lines, curl_many, curl_ok, frontend_toml, head_toml,
+        start_servers,
+    },
     xlb_daemon::XLB_READY_TIMEOUT,
 };
 
-const VIP: &str = "198.18.0.100";
 const BACKEND_PORT: u16 = 8080;
 const INTERVAL_MS: u64 = 300;
 /// Long rise: a restarted server stays DOWN for RISE * INTERVAL_MS while it
@@ -44,15 +45,17 @@ fn servers(weights: [u32; 3]) -> String {
 }
 
 fn config(dir: &TempDir, tag: &str) -> std::path::PathBuf {
+    let frontends: String = [
+        ("rr", 8080, "web"),
+        ("weighted", 8081, "weighted"),
+        ("src", 8082, "src"),
+        ("uri", 8083, "path"),
+    ]
+    .iter()
+    .map(|&(name, port, backend)| frontend_toml(name, port, backend, ""))
+    .collect();
     let text = format!(
-        r#"[global]
-api_socket = "{sock}"
-bpf_pin_path = "/sys/fs/bpf/xlb-{tag}"
-
-[[xdp]]
-interface = "eth0"
-
-[[backend]]
+        r#"{head}[[backend]]
 name = "web"
 balance = "roundrobin"
 health = {{ check = "http", path = "/healthz", interval_ms = {INTERVAL_MS}, timeout_ms = 200, rise = {RISE}, fall = {FALL} }}
@@ -78,27 +81,8 @@ vip = "{VIP}:80"
 backend = "web"
 forward = "nat"
 
-[[frontend]]
-name = "rr"
-bind = "{VIP}:8080"
-default_backend = "web"
-
-[[frontend]]
-name = "weighted"
-bind = "{VIP}:8081"
-default_backend = "weighted"
-
-[[frontend]]
-name = "src"
-bind = "{VIP}:8082"
-default_backend = "src"
-
-[[frontend]]
-name = "uri"
-bind = "{VIP}:8083"
-default_backend = "path"
-"#,
-        sock = dir.path().join("xlb.sock").display(),
+{frontends}"#,
+        head = head_toml(dir, tag),
         web = servers([100, 100, 100]),
         weighted = servers([300, 100, 100]),
         plain = servers([100, 100, 100]),
@@ -106,11 +90,9 @@ default_backend = "path"
     dir.write("xlb.toml", text).unwrap()
 }
 
-fn spawn_web(topo: &L4Topology, k: usize) -> Process {
-    let addr = SocketAddr::from((topo.backend_addrs()[k - 1], BACKEND_PORT));
-    topo.backend(k)
-        .spawn_backend(&format!("web{k}"), addr)
-        .unwrap()
+/// `lab-backend` servers `webK` for each `K` in `ks`.
+fn spawn_web(topo: &L4Topology, ks: impl IntoIterator<Item = usize>) -> Vec<Process> {
+    start_servers(topo, ks, BACKEND_PORT, Namespace::spawn_backend).unwrap()
 }
 
 fn start(topo: &L4Topology, dir: &TempDir, tag: &str) -> XlbDaemon {
@@ -153,7 +135,7 @@ fn assert_in_turn(names: &[String]) {
 #[test]
 fn balancing_by_algorithm() {
     let topo = L4Topology::build(Lab::new("l7bal").unwrap(), 3).unwrap();
-    let _web: Vec<Process> = (1..=3).map(|k| spawn_web(&topo, k)).collect();
+    let _web = spawn_web(&topo, 1..=3);
     let dir = TempDir::new("l7bal").unwrap();
     let daemon = start(&topo, &dir, "l7bal");
     let mark = daemon.stderr_lines().len();
@@ -166,27 +148,13 @@ fn balancing_by_algorithm() {
     // roundrobin on one keep-alive client connection: still in turn, per request.
     let url = format!("http://{VIP}:8080/");
     let urls: Vec<&str> = (0..9).map(|_| url.as_str()).collect();
-    let mut args = vec![
-        "curl",
-        "-sS",
-        "--noproxy",
-        "*",
-        "-w",
-        "connects=%{num_connects}\\n",
-    ];
+    let mut args = vec!["-w", "connects=%{num_connects}\\n"];
     args.extend(&urls);
-    let out = topo.client().run(&args).unwrap();
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
-    let ka: Vec<String> = out
-        .lines()
-        .filter(|l| l.starts_with("web"))
-        .map(str::to_string)
-        .collect();
-    let connects: usize = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("connects="))
-        .map(|n| n.parse::<usize>().unwrap())
-        .sum();
+    let CurlMany {
+        out,
+        names: ka,
+        connects,
+    } = curl_many(topo.client(), &args).unwrap();
     eprintln!("keep-alive: {ka:?}, client connections opened: {connects}");
     assert_eq!(ka.len(), 9, "{out}");
     assert_in_turn(&ka);
@@ -268,7 +236,7 @@ fn balancing_by_algorithm() {
 #[test]
 fn health_down_agrees_in_both_tiers() {
     let topo = L4Topology::build(Lab::new("l7health").unwrap(), 3).unwrap();
-    let mut web: Vec<Option<Process>> = (1..=3).map(|k| Some(spawn_web(&topo, k))).collect();
+    let mut web: Vec<Option<Process>> = spawn_web(&topo, 1..=3).into_iter().map(Some).collect();
     let dir = TempDir::new("l7health").unwrap();
     let mut daemon = start(&topo, &dir, "l7health");
     let l7_url = format!("http://{VIP}:8080/");
@@ -288,7 +256,7 @@ fn health_down_agrees_in_both_tiers() {
     thread::sleep(Duration::from_millis(100));
 
     // web2 answers again at once but stays DOWN until RISE good checks.
-    web[1] = Some(spawn_web(&topo, 2));
+    web[1] = spawn_web(&topo, [2]).pop();
     let restarted = Instant::now();
     let l7 = names(&topo, &l7_url, 30, &[]);
     let l4 = names(&topo, &l4_url, 30, &[]);

@@ -9,44 +9,27 @@
 //! - `bad_or_mismatched_key_fails_check`: `xlb check` exits 1 with
 //!   `FILE:LINE:COL: ...` naming the problem (no lab needed).
 
-use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use xlb_lab::{
-    L4Topology, Lab,
-    http_backend::HttpBackend,
-    l7::{TempDir, TestCa, curl},
+    l7::{
+        CurlMany, TempDir, TestCa, VIP, curl, curl_many, frontend_toml, head_toml, http_lab,
+        server_toml,
+    },
     xlb_daemon::{XLB_READY_TIMEOUT, xlb_path},
 };
-
-const VIP: &str = "198.18.0.100";
-
-fn backends(topo: &L4Topology) -> Vec<HttpBackend> {
-    (1..=3)
-        .map(|k| {
-            let addr = SocketAddr::from((topo.backend_addrs()[k - 1], 8080));
-            HttpBackend::start(topo.backend(k), &format!("web{k}"), addr).unwrap()
-        })
-        .collect()
-}
 
 fn pool(name: &str, balance: &str) -> String {
     let mut s = format!(
         "[[backend]]\nname = \"{name}\"\nbalance = \"{balance}\"\nhealth = {{ check = \"none\" }}\n\n"
     );
     for k in 1..=3 {
-        s.push_str(&format!(
-            "  [[backend.server]]\n  name = \"web{k}\"\n  address = \"198.18.1.{}:8080\"\n\n",
-            10 + k
+        s.push_str(&server_toml(
+            &format!("web{k}"),
+            &format!("198.18.1.{}:8080", 10 + k),
         ));
     }
     s
-}
-
-fn header_block(tag: &str, dir: &TempDir) -> String {
-    format!(
-        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n",
-        dir.path().join("xlb.sock").display()
-    )
 }
 
 /// Test CA plus certificates for a.xlb.test (default) and b.xlb.test (SNI).
@@ -62,6 +45,12 @@ fn certs(dir: &TempDir) -> TestCa {
     ca
 }
 
+/// curl options that reach the VIP's TLS frontend by name (`resolve` is
+/// `HOST:8443:VIP`) and verify it against the test CA (`ca`, a path).
+fn tls_opts<'a>(ca: &'a str, resolve: &'a str) -> [&'a str; 4] {
+    ["--cacert", ca, "--resolve", resolve]
+}
+
 fn version_and_body(out: &xlb_lab::l7::CurlResult) -> (String, String) {
     let version = out
         .stdout
@@ -72,16 +61,16 @@ fn version_and_body(out: &xlb_lab::l7::CurlResult) -> (String, String) {
 
 #[test]
 fn tls_sni_alpn_and_h2() {
-    let topo = L4Topology::build(Lab::new("l7tls").unwrap(), 3).unwrap();
-    let _web = backends(&topo);
-    let dir = TempDir::new("l7tls").unwrap();
+    let (topo, _web, dir) = http_lab("l7tls", 3).unwrap();
+    // a.xlb.test by default, b.xlb.test by SNI.
+    let sni = "tls = { cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"b.key\" }] }\n";
     let _ca = certs(&dir);
     let text = format!(
-        "{}{}[[frontend]]\nname = \"tls\"\nbind = \"{VIP}:8443\"\ndefault_backend = \"web\"\n\
-         tls = {{ cert = \"a.pem\", key = \"a.key\", sni = [{{ cert = \"b.pem\", key = \"b.key\" }}] }}\n\n\
-         [[frontend]]\nname = \"h2c\"\nbind = \"{VIP}:8080\"\ndefault_backend = \"web\"\nh2c = true\n",
-        header_block("l7tls", &dir),
+        "{}{}{}{}",
+        head_toml(&dir, "l7tls"),
         pool("web", "roundrobin"),
+        frontend_toml("tls", 8443, "web", sni),
+        frontend_toml("h2c", 8080, "web", "h2c = true\n"),
     );
     let cfg = dir.write("xlb.toml", text).unwrap();
     let check = Command::new(xlb_path().unwrap())
@@ -98,27 +87,17 @@ fn tls_sni_alpn_and_h2() {
     let ca = ca.to_str().unwrap();
     let t = Duration::from_secs(5);
     let w = "\nversion=%{http_version}";
+    let tls_curl = |resolve: &str, rest: &[&str]| {
+        let args = [&tls_opts(ca, resolve)[..], rest].concat();
+        curl(topo.client(), &args, t).unwrap()
+    };
 
     // SNI a.xlb.test (the default cert) and b.xlb.test (the sni entry), each
     // verified by curl against the test CA; HTTP/2 via ALPN.
     for host in ["a.xlb.test", "b.xlb.test", "x.b.xlb.test"] {
         let resolve = format!("{host}:8443:{VIP}");
         let url = format!("https://{host}:8443/headers");
-        let out = curl(
-            topo.client(),
-            &[
-                "--cacert",
-                ca,
-                "--resolve",
-                &resolve,
-                "--http2",
-                "-w",
-                w,
-                &url,
-            ],
-            t,
-        )
-        .unwrap();
+        let out = tls_curl(&resolve, &["--http2", "-w", w, &url]);
         assert_eq!(
             (out.exit, out.status),
             (0, 200),
@@ -144,40 +123,20 @@ fn tls_sni_alpn_and_h2() {
     }
 
     // Without the right certificate curl refuses: the SNI choice is real.
-    let out = curl(
-        topo.client(),
-        &[
-            "--cacert",
-            ca,
-            "--resolve",
-            &format!("c.xlb.test:8443:{VIP}"),
-            "https://c.xlb.test:8443/",
-        ],
-        t,
-    )
-    .unwrap();
+    let out = tls_curl(
+        &format!("c.xlb.test:8443:{VIP}"),
+        &["https://c.xlb.test:8443/"],
+    );
     assert_eq!(out.exit, 60, "c.xlb.test got a verified cert? {out:?}");
 
     // TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+    let resolve = format!("a.xlb.test:8443:{VIP}");
     for (min, max) in [("--tlsv1.2", "1.2"), ("--tlsv1.3", "1.3")] {
-        let out = curl(
-            topo.client(),
-            &[
-                "--cacert",
-                ca,
-                "--resolve",
-                &format!("a.xlb.test:8443:{VIP}"),
-                min,
-                "--tls-max",
-                max,
-                "--http1.1",
-                "-w",
-                "\nversion=%{http_version}",
-                "https://a.xlb.test:8443/",
-            ],
-            t,
-        )
-        .unwrap();
+        let versions = [min, "--tls-max", max, "--http1.1", "-w", w];
+        let out = tls_curl(
+            &resolve,
+            &[&versions[..], &["https://a.xlb.test:8443/"]].concat(),
+        );
         assert_eq!(
             (out.exit, out.status),
             (0, 200),
@@ -191,33 +150,18 @@ fn tls_sni_alpn_and_h2() {
 
     // Roundrobin in turn over one HTTP/2 connection (TLS).
     let url = "https://a.xlb.test:8443/";
-    let resolve = format!("a.xlb.test:8443:{VIP}");
-    let mut args = vec![
-        "curl",
-        "-sS",
-        "--noproxy",
-        "*",
-        "--cacert",
-        ca,
-        "--resolve",
-        &resolve,
-        "--http2",
-        "-w",
-        "connects=%{num_connects} version=%{http_version}\\n",
-    ];
-    args.extend([url; 6]);
-    let out = topo.client().run(&args).unwrap();
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
-    let names: Vec<String> = out
-        .lines()
-        .filter(|l| l.starts_with("web"))
-        .map(str::to_string)
-        .collect();
-    let connects: usize = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("connects="))
-        .map(|l| l.split(' ').next().unwrap().parse::<usize>().unwrap())
-        .sum();
+    let w_connects = "connects=%{num_connects} version=%{http_version}\\n";
+    let args = [
+        &tls_opts(ca, &resolve)[..],
+        &["--http2", "-w", w_connects],
+        &[url; 6],
+    ]
+    .concat();
+    let CurlMany {
+        out,
+        names,
+        connects,
+    } = curl_many(topo.client(), &args).unwrap();
     eprintln!("h2 roundrobin: {names:?}, {connects} connection(s)");
     assert_eq!(names.len(), 6, "{out}");
     assert_eq!(connects, 1, "{out}");
@@ -268,10 +212,16 @@ fn bad_or_mismatched_key_fails_check() {
     let (ok, err) = check(&good);
     assert!(ok, "{err}");
 
+    // A rejected config: `xlb check`'s stderr.
+    let rejected = |label: &str, cfg: &Path| {
+        let (ok, err) = check(cfg);
+        eprintln!("{label}: {err}");
+        assert!(!ok);
+        err
+    };
+
     let cfg = cfg_with("mismatch.toml", "{ cert = \"a.pem\", key = \"b.key\" }");
-    let (ok, err) = check(&cfg);
-    eprintln!("mismatch: {err}");
-    assert!(!ok);
+    let err = rejected("mismatch", &cfg);
     let prefix = format!("{}:8:", cfg.display());
     assert!(err.starts_with(&prefix), "{err}");
     assert!(err.contains("does not match the certificate"), "{err}");
@@ -281,18 +231,14 @@ fn bad_or_mismatched_key_fails_check() {
         "garbage.toml",
         "{ cert = \"a.pem\", key = \"garbage.key\" }",
     );
-    let (ok, err) = check(&cfg);
-    eprintln!("garbage: {err}");
-    assert!(!ok);
+    let err = rejected("garbage", &cfg);
     assert!(err.contains("no PEM private key found"), "{err}");
 
     let cfg = cfg_with(
         "sni-mismatch.toml",
         "{ cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"a.key\" }] }",
     );
-    let (ok, err) = check(&cfg);
-    eprintln!("sni mismatch: {err}");
-    assert!(!ok);
+    let err = rejected("sni mismatch", &cfg);
     assert!(
         err.contains("does not match the certificate") && err.contains("b.pem"),
         "{err}"

@@ -35,21 +35,7 @@ fn xdp() -> Result<()> {
 /// (`tests/benches/l4.rs`), which builds the lab twice (xlb, then
 /// nftables) and prints the table. It runs the release `xlb`.
 fn l4() -> Result<()> {
-    if !cmd::is_root() {
-        bail!("bench l4 builds network namespaces and attaches XDP: run it as root");
-    }
-    setup::setup()?;
-    let mut build = cmd::cargo()?;
-    build.args(["build", "--release", "-p", "xlb", "-p", "xlb-lab", "--bins"]);
-    println!("bench: {}", cmd::describe(&build));
-    cmd::run(&mut build)?;
-
-    let mut bench = cmd::cargo()?;
-    bench
-        .args(["bench", "-p", "xlb-lab", "--bench", "l4"])
-        .env("XLB_BIN", cmd::target_dir().join("release").join("xlb"));
-    println!("bench: {}", cmd::describe(&bench));
-    cmd::run(&mut bench)
+    lab_bench("l4", &[])
 }
 
 /// Debian packages the HTTP bench compares against or drives the load with.
@@ -59,11 +45,20 @@ const HTTP_BENCH_PACKAGES: &[&str] = &["haproxy", "nginx", "wrk", "nghttp2-clien
 /// starting their services), release build of xlb and the lab, then the
 /// `http` bench (`tests/benches/http.rs`), which prints the table.
 fn http() -> Result<()> {
+    lab_bench("http", HTTP_BENCH_PACKAGES)
+}
+
+/// A bench in the namespace lab (root only): setup, the Debian `packages`
+/// it needs, release build of xlb and the lab binaries, then
+/// `tests/benches/{name}.rs` with `XLB_BIN` naming the release `xlb`.
+fn lab_bench(name: &str, packages: &[&str]) -> Result<()> {
     if !cmd::is_root() {
-        bail!("bench http builds network namespaces and attaches XDP: run it as root");
+        bail!("bench {name} builds network namespaces and attaches XDP: run it as root");
     }
     setup::setup()?;
-    install_quietly(HTTP_BENCH_PACKAGES)?;
+    if !packages.is_empty() {
+        install_quietly(packages)?;
+    }
     let mut build = cmd::cargo()?;
     build.args(["build", "--release", "-p", "xlb", "-p", "xlb-lab", "--bins"]);
     println!("bench: {}", cmd::describe(&build));
@@ -71,7 +66,7 @@ fn http() -> Result<()> {
 
     let mut bench = cmd::cargo()?;
     bench
-        .args(["bench", "-p", "xlb-lab", "--bench", "http"])
+        .args(["bench", "-p", "xlb-lab", "--bench", name])
         .env("XLB_BIN", cmd::target_dir().join("release").join("xlb"));
     println!("bench: {}", cmd::describe(&bench));
     cmd::run(&mut bench)
@@ -106,20 +101,7 @@ fn install_quietly(packages: &[&str]) -> Result<()> {
         )?;
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
     }
-    let result = cmd::run(
-        cmd::command("apt-get")?
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .and_then(|()| {
-        cmd::run(
-            cmd::command("apt-get")?
-                .args(["install", "-y", "-q", "-o", "Dpkg::Use-Pty=0"])
-                .arg("--no-install-recommends")
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    });
+    let result = cmd::apt_install(&missing);
     if ours {
         let _ = std::fs::remove_file(policy);
     }

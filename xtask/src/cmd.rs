@@ -108,6 +108,19 @@ pub fn try_output(cmd: &mut Command) -> Option<String> {
     String::from_utf8(out.stdout).ok()
 }
 
+/// `apt-get update`, then `apt-get install` of `packages` (no
+/// recommends, non-interactive); an error unless both exit 0.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    run(command("apt-get")?
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(command("apt-get")?
+        .args(["install", "-y", "-q", "-o", "Dpkg::Use-Pty=0"])
+        .arg("--no-install-recommends")
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 /// Whether xtask runs with effective uid 0.
 pub fn is_root() -> bool {
     let Ok(status) = fs::read_to_string("/proc/self/status") else {

@@ -64,19 +64,7 @@ fn debian_packages() -> Result<()> {
         );
     }
     println!("setup: debian packages ({missing_list}) ... installing");
-    cmd::run(
-        cmd::command("apt-get")?
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    cmd::run(
-        cmd::command("apt-get")?
-            .args(["install", "-y", "-q", "-o", "Dpkg::Use-Pty=0"])
-            .arg("--no-install-recommends")
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    Ok(())
+    cmd::apt_install(&missing)
 }
 
 /// `dpkg -s PACKAGE` reports `Status: install ok installed`.

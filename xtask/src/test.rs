@@ -3,7 +3,7 @@
 //! Exits non-zero when any step fails or a test leaves a namespace behind.
 
 use std::env;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -101,9 +101,20 @@ pub fn test() -> Result<()> {
 
 /// Runs one step with progress lines; whether it passed.
 fn step(number: u32, name: &str, command: &mut Command) -> Result<bool> {
+    timed_step(number, name, command, |command| Ok(command.status()?))
+}
+
+/// Prints the step's command, runs it with `run` and prints the outcome
+/// with the time it took; whether it passed.
+fn timed_step(
+    number: u32,
+    name: &str,
+    command: &mut Command,
+    run: impl FnOnce(&mut Command) -> Result<ExitStatus>,
+) -> Result<bool> {
     println!("test: [{number}/3] {name}: {}", cmd::describe(command));
     let started = Instant::now();
-    let status = command.status()?;
+    let status = run(command)?;
     let seconds = started.elapsed().as_secs_f32();
     if status.success() {
         println!("test: [{number}/3] {name} ... ok ({seconds:.1}s)");
@@ -151,24 +162,17 @@ fn step_counting(
     tally: &mut Tally,
 ) -> Result<bool> {
     use std::io::{BufRead, BufReader};
-    println!("test: [{number}/3] {name}: {}", cmd::describe(command));
-    let started = Instant::now();
-    let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let line = line?;
-            println!("{line}");
-            tally.add_line(&line);
+    timed_step(number, name, command, |command| {
+        let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                let line = line?;
+                println!("{line}");
+                tally.add_line(&line);
+            }
         }
-    }
-    let status = child.wait()?;
-    let seconds = started.elapsed().as_secs_f32();
-    if status.success() {
-        println!("test: [{number}/3] {name} ... ok ({seconds:.1}s)");
-    } else {
-        println!("test: [{number}/3] {name} ... FAILED ({status}, {seconds:.1}s)");
-    }
-    Ok(status.success())
+        Ok(child.wait()?)
+    })
 }
 
 /// `XLB_TEST_THREADS`, if set: the libtest `--test-threads` value.

@@ -51,11 +51,8 @@ async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared:
         let h1 = !fe.h2c;
         let state = ConnState::new(h1);
         let io = Tracked::new(stream, state.clone());
-        if fe.h2c {
-            serve_auto(io, client, fe, shared, state).await;
-        } else {
-            serve_h1(io, client, fe, shared, state, "http").await;
-        }
+        let proto = if fe.h2c { Proto::Auto } else { Proto::H1 };
+        serve_http(io, client, fe, shared, state, proto).await;
         return;
     };
     let tls_stream = match tokio::time::timeout(fe.header_timeout, tls.accept(stream)).await {
@@ -72,11 +69,8 @@ async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared:
     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
     let state = ConnState::new(!h2);
     let io = Tracked::new(tls_stream, state.clone());
-    if h2 {
-        serve_h2(io, client, fe, shared, state).await;
-    } else {
-        serve_h1(io, client, fe, shared, state, "https").await;
-    }
+    let proto = if h2 { Proto::H2 } else { Proto::H1 };
+    serve_http(io, client, fe, shared, state, proto).await;
 }
 
 fn ctx(
@@ -103,86 +97,68 @@ macro_rules! service {
     }};
 }
 
-async fn serve_h1<IO>(
-    io: IO,
-    client: SocketAddr,
-    fe: Arc<Frontend>,
-    shared: Arc<Shared>,
-    state: Arc<ConnState>,
-    _scheme: &str,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let cx = ctx(&fe, &shared, client, &state);
-    let conn = http1::Builder::new()
-        .max_buf_size(fe.max_header_bytes)
-        .max_headers(fe.max_headers)
-        .serve_connection(TokioIo::new(io), service!(cx))
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    watch(conn.as_mut(), &fe, client, &state, |c| {
-        c.graceful_shutdown()
-    })
-    .await;
+/// How a connection speaks HTTP.
+#[derive(Clone, Copy)]
+enum Proto {
+    H1,
+    H2,
+    /// Cleartext with `h2c`: HTTP/1.1, or HTTP/2 when the client opens
+    /// with the HTTP/2 preface (prior knowledge).
+    Auto,
 }
 
-async fn serve_h2<IO>(
+/// Serves HTTP on `io` as `proto` says, under the connection's watchdog.
+async fn serve_http<IO>(
     io: IO,
     client: SocketAddr,
     fe: Arc<Frontend>,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
+    proto: Proto,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cx = ctx(&fe, &shared, client, &state);
-    let conn = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .max_header_list_size(fe.max_header_bytes as u32)
-        .max_concurrent_streams(256)
-        .serve_connection(TokioIo::new(io), service!(cx));
-    let mut conn = std::pin::pin!(conn);
-    watch(conn.as_mut(), &fe, client, &state, |c| {
-        c.graceful_shutdown()
-    })
-    .await;
-}
-
-/// Cleartext with `h2c`: HTTP/1.1, or HTTP/2 when the client opens with
-/// the HTTP/2 preface (prior knowledge).
-async fn serve_auto<IO>(
-    io: IO,
-    client: SocketAddr,
-    fe: Arc<Frontend>,
-    shared: Arc<Shared>,
-    state: Arc<ConnState>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let cx = ctx(&fe, &shared, client, &state);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(fe.max_header_bytes)
-        .max_headers(fe.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(fe.max_header_bytes as u32)
-        .max_concurrent_streams(256);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service!(cx));
-    let mut conn = std::pin::pin!(conn);
-    watch(conn.as_mut(), &fe, client, &state, |c| {
-        c.graceful_shutdown()
-    })
-    .await;
+    let io = TokioIo::new(io);
+    match proto {
+        Proto::H1 => {
+            let conn = http1::Builder::new()
+                .max_buf_size(fe.max_header_bytes)
+                .max_headers(fe.max_headers)
+                .serve_connection(io, service!(cx))
+                .with_upgrades();
+            watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
+        }
+        Proto::H2 => {
+            let conn = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(fe.max_header_bytes as u32)
+                .max_concurrent_streams(256)
+                .serve_connection(io, service!(cx));
+            watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
+        }
+        Proto::Auto => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .max_buf_size(fe.max_header_bytes)
+                .max_headers(fe.max_headers);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(fe.max_header_bytes as u32)
+                .max_concurrent_streams(256);
+            let conn = builder.serve_connection_with_upgrades(io, service!(cx));
+            watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
+        }
+    }
 }
 
 /// Drives `conn` until it ends or the watchdog cuts it: a header timeout
 /// drops the connection at once, an idle one shuts it down gracefully
 /// (bounded by one more header timeout).
 async fn watch<C, E>(
-    mut conn: Pin<&mut C>,
+    conn: C,
     fe: &Frontend,
     client: SocketAddr,
     state: &ConnState,
@@ -191,6 +167,7 @@ async fn watch<C, E>(
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    let mut conn = std::pin::pin!(conn);
     let cut = loop {
         let wait = match state.check(fe.header_timeout, fe.idle_timeout) {
             Ok(wait) => wait,
