@@ -133,6 +133,30 @@ const BAD: &[(&str, usize, usize, &str)] = &[
         "unknown compression \"zstd\"",
     ),
     ("bad-server-name.toml", 10, 10, "contains '/'"),
+    (
+        "dsr-source-prefix.toml",
+        2,
+        17,
+        "must be an IPv4 prefix A.B.C.D/N with N in 8..=24",
+    ),
+    (
+        "dsr-source-v6.toml",
+        2,
+        17,
+        "must be an IPv6 prefix ADDR/112",
+    ),
+    (
+        "quic-sid-len.toml",
+        17,
+        16,
+        "quic_sid_len must be between 1 and 4",
+    ),
+    (
+        "dsr-v6-vip-v4-server.toml",
+        10,
+        1,
+        "an IPv6 VIP needs IPv6 servers for DSR",
+    ),
 ];
 
 #[test]
