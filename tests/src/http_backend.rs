@@ -15,8 +15,24 @@
 //!   line each (names lower-case), `text/plain`.
 //! - `/ws`: WebSocket echo (text and binary messages).
 //! - anything else: `NAME\n`, `text/plain`.
+//!
+//! [`HttpBackend::start_tls`] serves the same over TLS (ALPN h2 and
+//! http/1.1): every response then also has `x-tls: ALPN` (the negotiated
+//! protocol, `none` without ALPN), and [`HttpBackend::tls_handshakes`]
+//! counts the completed handshakes.
 
-use std::{convert::Infallible, io::Write, net::SocketAddr, sync::Arc, thread, time::Duration};
+use std::{
+    convert::Infallible,
+    io::Write,
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -69,11 +85,45 @@ pub struct HttpBackend {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
+    handshakes: Arc<AtomicU64>,
 }
 
 impl HttpBackend {
     /// Binds `addr` inside `ns` and serves until dropped.
     pub fn start(ns: &Namespace, name: &str, addr: SocketAddr) -> Result<HttpBackend> {
+        Self::start_with(ns, name, addr, None)
+    }
+
+    /// [`HttpBackend::start`] over TLS with the certificate chain `cert`
+    /// and its key `key` (PEM files).
+    pub fn start_tls(
+        ns: &Namespace,
+        name: &str,
+        addr: SocketAddr,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<HttpBackend> {
+        let acceptor = xlb::l7::tls::acceptor(&xlb::config::Tls {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            sni: Vec::new(),
+        })?;
+        Self::start_with(ns, name, addr, Some(acceptor))
+    }
+
+    /// TLS handshakes completed so far (0 for a cleartext server).
+    pub fn tls_handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::Relaxed)
+    }
+
+    fn start_with(
+        ns: &Namespace,
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<xlb::l7::tls::Acceptor>,
+    ) -> Result<HttpBackend> {
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let counter = handshakes.clone();
         let listener = ns
             .with(|| std::net::TcpListener::bind(addr))?
             .with_context(|| format!("binding {addr} in {}", ns.name()))?;
@@ -88,7 +138,7 @@ impl HttpBackend {
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
-                rt.block_on(serve(listener, name_owned, stopped));
+                rt.block_on(serve(listener, name_owned, stopped, tls, counter));
                 rt.shutdown_timeout(Duration::from_millis(100));
             })?;
         Ok(HttpBackend {
@@ -96,6 +146,7 @@ impl HttpBackend {
             addr,
             stop: Some(stop),
             thread: Some(thread),
+            handshakes,
         })
     }
 
@@ -123,6 +174,8 @@ async fn serve(
     listener: std::net::TcpListener,
     name: Arc<str>,
     mut stopped: oneshot::Receiver<()>,
+    tls: Option<xlb::l7::tls::Acceptor>,
+    handshakes: Arc<AtomicU64>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
     loop {
@@ -134,16 +187,45 @@ async fn serve(
             },
         };
         let name = name.clone();
+        let Some(acceptor) = tls.clone() else {
+            tokio::spawn(serve_conn(stream, name, None));
+            continue;
+        };
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let name = name.clone();
-                async move { Ok::<_, Infallible>(route(&name, req).await) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            handshakes.fetch_add(1, Ordering::Relaxed);
+            let alpn = stream.get_ref().1.alpn_protocol().map_or_else(
+                || "none".to_string(),
+                |p| String::from_utf8_lossy(p).into_owned(),
+            );
+            serve_conn(stream, name, Some(alpn)).await;
         });
     }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection; `tls` (the ALPN
+/// protocol) goes into every response as `x-tls`.
+async fn serve_conn<IO>(io: IO, name: Arc<str>, tls: Option<String>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let name = name.clone();
+        let tls = tls.clone();
+        async move {
+            let mut r = route(&name, req).await;
+            if let Some(p) = tls.and_then(|t| t.parse().ok()) {
+                r.headers_mut().insert("x-tls", p);
+            }
+            Ok::<_, Infallible>(r)
+        }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .await;
 }
 
 fn full(b: impl Into<Bytes>) -> Body {

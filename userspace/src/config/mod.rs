@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 mod parse;
-pub use parse::{Checks, ConfigError, TlsCheck, load, load_with, parse, parse_with};
+pub use parse::{CaCheck, Checks, ConfigError, TlsCheck, load, load_with, parse, parse_with};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -116,6 +116,22 @@ pub struct BackendL7 {
     /// From the request sent to the response headers (`response_timeout_ms`),
     /// default 30000; past it the client gets 504.
     pub response_timeout_ms: u64,
+    /// TLS towards the servers (`tls = true` and the `tls_*` keys); None:
+    /// cleartext.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the L7 tier verifies a backend's servers over TLS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    /// `tls_ca = "PATH"`: PEM CA certificates to verify the servers with
+    /// (resolved against the config's directory); None: the system roots.
+    pub ca: Option<PathBuf>,
+    /// `tls_server_name`: the SNI and verification name; None: each
+    /// server address's IP.
+    pub server_name: Option<String>,
+    /// `tls_verify = false`: accept any certificate (insecure). Default true.
+    pub verify: bool,
 }
 
 impl Default for BackendL7 {
@@ -125,6 +141,7 @@ impl Default for BackendL7 {
             retries: 2,
             connect_timeout_ms: 3000,
             response_timeout_ms: 30_000,
+            tls: None,
         }
     }
 }
@@ -216,6 +233,9 @@ pub struct Frontend {
     pub max_headers: usize,
     /// `access_log = "stderr" | "off" | "/path/file"`, default stderr.
     pub access_log: AccessLog,
+    /// Tunnel HTTP/1.1 `CONNECT` requests to the backend's servers
+    /// (`connect = true`); default false (405).
+    pub connect: bool,
 }
 
 impl Config {

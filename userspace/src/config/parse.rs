@@ -28,8 +28,8 @@ use toml::Spanned;
 
 use super::{
     AccessLog, BackendL7, BackendPool, Balance, CertKey, CheckKind, Config, Forward, Frontend,
-    Global, HealthCheck, L4Vip, Protocol, Server, Steering, Tls, UpstreamProto, XdpInterface,
-    XdpMode,
+    Global, HealthCheck, L4Vip, Protocol, Server, Steering, Tls, UpstreamProto, UpstreamTls,
+    XdpInterface, XdpMode,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,10 +62,16 @@ pub struct Checks {
     /// an `Err` (e.g. the key does not match the certificate) is reported
     /// at the `key` value.
     pub tls: Option<TlsCheck>,
+    /// Called with an existing `tls_ca` file of a backend; an `Err` (no
+    /// usable PEM certificate) is reported at the `tls_ca` value.
+    pub ca: Option<CaCheck>,
 }
 
 /// Judges a certificate file and its key file; `Err` is the message.
 pub type TlsCheck = fn(cert: &Path, key: &Path) -> Result<(), String>;
+
+/// Judges a CA certificate file; `Err` is the message.
+pub type CaCheck = fn(ca: &Path) -> Result<(), String>;
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with(path, &Checks::default())
@@ -191,6 +197,10 @@ struct RawBackend {
     retries: Option<S<i64>>,
     connect_timeout_ms: Option<S<i64>>,
     response_timeout_ms: Option<S<i64>>,
+    tls: Option<S<bool>>,
+    tls_ca: Option<S<String>>,
+    tls_server_name: Option<S<String>>,
+    tls_verify: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +253,7 @@ struct RawFrontend {
     max_header_bytes: Option<S<i64>>,
     max_headers: Option<S<i64>>,
     access_log: Option<S<String>>,
+    connect: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -699,6 +710,10 @@ fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
 }
 
 fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
+    let base = Path::new(cx.file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut names = HashMap::new();
     let mut out = Vec::new();
     for table in raw {
@@ -766,7 +781,7 @@ fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
                 });
             }
         }
-        let l7 = convert_backend_l7(cx, b);
+        let l7 = convert_backend_l7(cx, b, &base);
         out.push(BackendPool {
             name,
             balance,
@@ -778,7 +793,7 @@ fn convert_backends(cx: &mut Cx, raw: &[S<RawBackend>]) -> Vec<BackendPool> {
     out
 }
 
-fn convert_backend_l7(cx: &mut Cx, b: &RawBackend) -> BackendL7 {
+fn convert_backend_l7(cx: &mut Cx, b: &RawBackend, base: &Path) -> BackendL7 {
     let d = BackendL7::default();
     let proto = enum_value(
         cx,
@@ -817,7 +832,62 @@ fn convert_backend_l7(cx: &mut Cx, b: &RawBackend) -> BackendL7 {
         retries: retries as u32,
         connect_timeout_ms: connect as u64,
         response_timeout_ms: response as u64,
+        tls: convert_upstream_tls(cx, b, base),
     }
+}
+
+/// `tls = true` and its `tls_ca`, `tls_server_name`, `tls_verify` keys
+/// (which need it).
+fn convert_upstream_tls(cx: &mut Cx, b: &RawBackend, base: &Path) -> Option<UpstreamTls> {
+    let on = b.tls.as_ref().is_some_and(|t| *t.get_ref());
+    if !on {
+        let spans = [
+            ("tls_ca", b.tls_ca.as_ref().map(|v| v.span())),
+            (
+                "tls_server_name",
+                b.tls_server_name.as_ref().map(|v| v.span()),
+            ),
+            ("tls_verify", b.tls_verify.as_ref().map(|v| v.span())),
+        ];
+        for (key, span) in spans {
+            if let Some(span) = span {
+                cx.push(span, format!("{key} needs tls = true in the [[backend]]"));
+            }
+        }
+        return None;
+    }
+    let ca = b.tls_ca.as_ref().map(|v| {
+        let errors = cx.errors.len();
+        let path = tls_file(cx, v, base, "ca");
+        if cx.errors.len() == errors {
+            if let Some(check) = cx.checks.ca {
+                if let Err(e) = check(&path) {
+                    cx.push(v.span(), e);
+                }
+            }
+        }
+        path
+    });
+    let server_name = b.tls_server_name.as_ref().map(|v| {
+        let n = v.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 253
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+        if !ok {
+            cx.push(
+                v.span(),
+                format!("tls_server_name \"{n}\" is not a DNS name or IP address"),
+            );
+        }
+        n.clone()
+    });
+    let verify = b.tls_verify.as_ref().is_none_or(|v| *v.get_ref());
+    Some(UpstreamTls {
+        ca,
+        server_name,
+        verify,
+    })
 }
 
 fn convert_l4(cx: &mut Cx, raw: &RawConfig, backends: &[BackendPool]) -> Vec<L4Vip> {
@@ -1211,6 +1281,7 @@ fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend
                 max_header_bytes,
                 max_headers,
                 access_log,
+                connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
             });
         }
     }
@@ -1296,6 +1367,79 @@ mod tests {
         assert_eq!(f.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
         assert_eq!(f.max_headers, DEFAULT_MAX_HEADERS);
         assert_eq!(f.access_log, AccessLog::Stderr);
+    }
+
+    #[test]
+    fn upstream_tls_and_connect_keys() {
+        let c = parse(L7, "/etc/xlb/l7.toml").unwrap();
+        assert_eq!(c.backend[0].l7.tls, None);
+        assert!(!c.frontend[0].connect);
+        let text = L7
+            .replace(
+                "name = \"web\"\n",
+                "name = \"web\"\ntls = true\ntls_ca = \"ca.pem\"\ntls_server_name = \"web.example\"\n",
+            )
+            .replace(
+                "default_backend = \"web\"\n",
+                "default_backend = \"web\"\nconnect = true\n",
+            );
+        let dir = std::env::temp_dir().join(format!("xlb-parse-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), "x").unwrap();
+        let file = dir.join("xlb.toml");
+        let c = parse(&text, file.to_str().unwrap()).unwrap();
+        assert!(c.frontend[0].connect);
+        assert_eq!(
+            c.backend[0].l7.tls,
+            Some(UpstreamTls {
+                ca: Some(dir.join("ca.pem")),
+                server_name: Some("web.example".into()),
+                verify: true,
+            })
+        );
+        fn refuse(_ca: &Path) -> Result<(), String> {
+            Err("no CERTIFICATE block found".into())
+        }
+        let checks = Checks {
+            tls: None,
+            ca: Some(refuse),
+        };
+        let e = parse_with(&text, file.to_str().unwrap(), &checks).unwrap_err();
+        assert_eq!((e.line, e.col), (4, 10), "{e}");
+        assert!(e.message.contains("no CERTIFICATE"), "{e}");
+        let e = parse(&text.replace("ca.pem", "gone.pem"), file.to_str().unwrap()).unwrap_err();
+        assert_eq!((e.line, e.col), (4, 10), "{e}");
+        assert!(
+            e.message.contains("tls ca") && e.message.contains("gone.pem"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let insecure = L7.replace(
+            "name = \"web\"\n",
+            "name = \"web\"\ntls = true\ntls_verify = false\n",
+        );
+        let tls = parse(&insecure, "f").unwrap().backend[0]
+            .l7
+            .tls
+            .clone()
+            .unwrap();
+        assert!(!tls.verify && tls.ca.is_none() && tls.server_name.is_none());
+        let e = parse(
+            &L7.replace("name = \"web\"\n", "name = \"web\"\ntls_verify = false\n"),
+            "f",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("tls_verify needs tls = true"), "{e}");
+        let e = parse(
+            &L7.replace(
+                "name = \"web\"\n",
+                "name = \"web\"\ntls = true\ntls_server_name = \"a b\"\n",
+            ),
+            "f",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not a DNS name"), "{e}");
     }
 
     #[test]
@@ -1387,7 +1531,10 @@ mod tests {
                 Err(format!("{} is bad", key.display()))
             }
         }
-        let checks = Checks { tls: Some(only_a) };
+        let checks = Checks {
+            tls: Some(only_a),
+            ca: None,
+        };
         let e = parse_with(&text, file.to_str().unwrap(), &checks).unwrap_err();
         assert_eq!((e.line, e.col), (8, 71), "{e}");
         assert!(e.message.ends_with("b.key is bad"), "{e}");

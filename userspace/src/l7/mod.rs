@@ -36,10 +36,12 @@ use crate::{
 };
 
 /// The config checks `xlb check` and `xlb run` add: TLS certificates and
-/// keys must load and belong together.
+/// keys must load and belong together; backend `tls_ca` files must hold
+/// CA certificates.
 pub fn config_checks() -> Checks {
     Checks {
         tls: Some(tls::check),
+        ca: Some(tls::check_ca),
     }
 }
 
@@ -81,20 +83,24 @@ impl L7 {
     /// changing nothing that runs; an error leaves the running tier as it
     /// was. [`L7::commit`] then switches over.
     pub async fn prepare(&mut self, config: &Config) -> anyhow::Result<Staged> {
-        let backends: HashMap<&str, Arc<proxy::Backend>> = config
-            .backend
-            .iter()
-            .map(|b| {
-                (
-                    b.name.as_str(),
-                    Arc::new(proxy::Backend {
-                        name: b.name.clone(),
-                        settings: b.l7.clone(),
-                        balancer: balance::Balancer::new(&b.name, b.balance, self.maglev_size),
-                    }),
-                )
-            })
-            .collect();
+        let mut backends: HashMap<&str, Arc<proxy::Backend>> = HashMap::new();
+        for b in &config.backend {
+            let tls =
+                b.l7.tls
+                    .as_ref()
+                    .map(|t| tls::Upstream::new(&b.name, t, b.l7.proto))
+                    .transpose()
+                    .with_context(|| format!("backend {}: TLS towards the servers", b.name))?;
+            backends.insert(
+                b.name.as_str(),
+                Arc::new(proxy::Backend {
+                    name: b.name.clone(),
+                    settings: b.l7.clone(),
+                    balancer: balance::Balancer::new(&b.name, b.balance, self.maglev_size),
+                    tls,
+                }),
+            );
+        }
         let mut frontends = Vec::new();
         let mut listeners = HashMap::new();
         for f in &config.frontend {
@@ -137,6 +143,7 @@ impl L7 {
                 idle_timeout: Duration::from_millis(f.idle_timeout_ms),
                 max_header_bytes: f.max_header_bytes,
                 max_headers: f.max_headers,
+                connect: f.connect,
             });
             let listener = match self.listeners.get(&f.bind) {
                 Some(l) => l.clone(),

@@ -27,7 +27,7 @@ use super::{
     body::{self, Body, BoxError},
     compress,
     conn::{ConnState, RequestGuard},
-    headers,
+    headers, tls,
     upstream::{self, Conn, Pool},
 };
 use crate::{
@@ -40,6 +40,8 @@ pub struct Backend {
     pub name: String,
     pub settings: BackendL7,
     pub balancer: Balancer,
+    /// TLS towards the servers (`tls = true`).
+    pub tls: Option<tls::Upstream>,
 }
 
 /// One `[[frontend]]`, ready to serve.
@@ -54,6 +56,8 @@ pub struct Frontend {
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    /// Tunnel `CONNECT` to the backend's servers (else 405).
+    pub connect: bool,
 }
 
 impl Frontend {
@@ -139,6 +143,9 @@ pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
 pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
     let (guard, accept) = cx.state.request_started();
     let received = Instant::now();
+    if req.method() == Method::CONNECT {
+        return connect(cx, req, guard, accept, received).await;
+    }
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
@@ -211,12 +218,16 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         let in_flight = cx.shared.load.start(pick.id);
         let started = Instant::now();
         let conn = if upgrade {
-            upstream::connect_upgradable(pick.address, ms(settings.connect_timeout_ms))
-                .await
-                .map(|sender| Conn::H1 {
-                    sender,
-                    reused: false,
-                })
+            upstream::connect_upgradable(
+                pick.address,
+                ms(settings.connect_timeout_ms),
+                be.tls.as_ref(),
+            )
+            .await
+            .map(|sender| Conn::H1 {
+                sender,
+                reused: false,
+            })
         } else {
             cx.shared
                 .pool
@@ -224,6 +235,7 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
                     pick.address,
                     settings.proto,
                     ms(settings.connect_timeout_ms),
+                    be.tls.as_ref(),
                 )
                 .await
         };
@@ -253,7 +265,13 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         let sent = Instant::now();
         let result = tokio::time::timeout(
             ms(settings.response_timeout_ms),
-            upstream::send(&cx.shared.pool, pick.address, conn, upstream_req),
+            upstream::send(
+                &cx.shared.pool,
+                pick.address,
+                be.tls.as_ref(),
+                conn,
+                upstream_req,
+            ),
         )
         .await;
         match result {
@@ -339,6 +357,101 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         resp = cx.fe.compression.apply(enc, resp);
     }
     finish(&cx, resp, entry, Some(in_flight), guard)
+}
+
+/// `CONNECT host:port` (HTTP/1.1, `connect = true` on the frontend): the
+/// target must be one of the backend's servers (403 otherwise) and up
+/// (503); xlb connects to it, answers 200, then copies bytes both ways
+/// until either side closes. Disabled, or over HTTP/2: 405.
+async fn connect(
+    cx: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+    guard: RequestGuard,
+    accept: Duration,
+    received: Instant,
+) -> Response<Body> {
+    let target = req.uri().authority().map(|a| a.as_str().to_string());
+    let mut entry = Entry {
+        wall: SystemTime::now(),
+        received,
+        client: cx.client,
+        frontend: cx.fe.name.clone(),
+        backend: cx.fe.backend.name.clone(),
+        server: None,
+        request_line: format!(
+            "CONNECT {} {:?}",
+            access_log::sanitize(target.as_deref().unwrap_or("-")),
+            req.version()
+        ),
+        status: 0,
+        accept,
+        connect: None,
+        response: None,
+        retries: 0,
+        error: None,
+    };
+    let be = &cx.fe.backend;
+    let refuse = |mut entry: Entry, guard, status: StatusCode, why: String| {
+        warn!(
+            frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
+            "{} {}: {why}", status.as_u16(), entry.request_line
+        );
+        entry.status = status.as_u16();
+        let resp = body::error_response(status, &why);
+        entry.error = Some(why);
+        finish(&cx, resp, entry, None, guard)
+    };
+    if !cx.fe.connect {
+        let why = "CONNECT is not enabled on this frontend".to_string();
+        return refuse(entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
+    }
+    if req.version() != Version::HTTP_11 {
+        let why = "CONNECT is only tunnelled over HTTP/1.1".to_string();
+        return refuse(entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
+    }
+    let snap = cx.shared.view.borrow().clone();
+    let addr: Option<SocketAddr> = target.as_deref().and_then(|t| t.parse().ok());
+    let Some(server) = addr.and_then(|a| {
+        snap.servers
+            .iter()
+            .find(|s| s.backend == be.name && s.address == a)
+    }) else {
+        let why = format!(
+            "CONNECT target {} is not a server of backend {}",
+            target.as_deref().unwrap_or("-"),
+            be.name
+        );
+        return refuse(entry, guard, StatusCode::FORBIDDEN, why);
+    };
+    entry.server = Some(server.name.clone());
+    if !server.is_live() {
+        let why = format!("server {} is not up", server.key);
+        return refuse(entry, guard, StatusCode::SERVICE_UNAVAILABLE, why);
+    }
+    let in_flight = cx.shared.load.start(server.id);
+    let started = Instant::now();
+    let limit = ms(be.settings.connect_timeout_ms);
+    let mut stream = match upstream::connect_tcp(server.address, limit).await {
+        Ok(s) => s,
+        Err(e) => return refuse(entry, guard, StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    entry.connect = Some(started.elapsed());
+    entry.status = StatusCode::OK.as_u16();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let label = server.key.clone();
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        match on_upgrade.await {
+            Ok(up) => {
+                let mut up = TokioIo::new(up);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut up, &mut stream).await {
+                    debug!(server = %label, "CONNECT tunnel closed: {e}");
+                }
+            }
+            Err(e) => debug!(server = %label, "CONNECT upgrade failed: {e}"),
+        }
+    });
+    finish(&cx, Response::new(body::empty()), entry, None, guard)
 }
 
 /// Wraps the body so the log line is written when it ends.

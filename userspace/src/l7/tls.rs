@@ -1,19 +1,32 @@
 //! TLS offload with rustls (ring provider): certificate chains and keys
 //! from PEM files, several certificates chosen by SNI (each by the names
-//! it carries), TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`.
+//! it carries), TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. Also the
+//! client side towards backends (`tls = true` on a `[[backend]]`).
 
-use std::{path::Path, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use rustls::{
-    ServerConfig,
-    crypto::ring,
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, ring},
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use tokio_rustls::TlsAcceptor;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::warn;
 
-use crate::config::Tls;
+use crate::config::{Tls, UpstreamProto};
+
+/// The frontend's acceptor type (also the test servers' TLS).
+pub type Acceptor = TlsAcceptor;
 
 pub const ALPN_H2: &[u8] = b"h2";
 pub const ALPN_H1: &[u8] = b"http/1.1";
@@ -118,6 +131,194 @@ fn valid_for(ck: &CertifiedKey, name: &ServerName<'_>) -> bool {
         .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok())
 }
 
+/// Where Linux distributions keep the system CA bundle (as
+/// `rustls-native-certs` and OpenSSL look for it); `SSL_CERT_FILE` first.
+const SYSTEM_CA_FILES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The PEM certificates of a CA file. The error is a complete sentence.
+fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "tls_ca \"{}\": not a PEM certificate file: {e}",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls_ca \"{}\": no CERTIFICATE block found",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The [`crate::config::Checks::ca`] hook: the file holds at least one
+/// usable CA certificate.
+pub fn check_ca(path: &Path) -> Result<(), String> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(load_ca(path)?);
+    if added == 0 {
+        return Err(format!(
+            "tls_ca \"{}\": no usable CA certificate",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn system_roots() -> anyhow::Result<RootCertStore> {
+    let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    let file = env
+        .into_iter()
+        .chain(SYSTEM_CA_FILES.iter().map(std::path::PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no system CA bundle found (set tls_ca, or SSL_CERT_FILE)")
+        })?;
+    let mut roots = RootCertStore::empty();
+    let certs = load_ca(&file).map_err(anyhow::Error::msg)?;
+    roots.add_parsable_certificates(certs);
+    Ok(roots)
+}
+
+/// Tells connections made with different settings apart in the pool.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// TLS towards one backend's servers.
+pub struct Upstream {
+    /// ALPN per the backend's `proto`.
+    connector: TlsConnector,
+    /// ALPN `http/1.1` only: for upgrades (WebSocket).
+    h1: TlsConnector,
+    name: Option<ServerName<'static>>,
+    /// Unique per instance (never 0, which stands for cleartext).
+    pub id: u64,
+}
+
+impl Upstream {
+    /// Builds the client side for backend `backend`.
+    pub fn new(
+        backend: &str,
+        cfg: &crate::config::UpstreamTls,
+        proto: UpstreamProto,
+    ) -> anyhow::Result<Upstream> {
+        let provider = Arc::new(ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let mut config = if cfg.verify {
+            let roots = match &cfg.ca {
+                Some(ca) => {
+                    let mut roots = RootCertStore::empty();
+                    roots.add_parsable_certificates(load_ca(ca).map_err(anyhow::Error::msg)?);
+                    roots
+                }
+                None => system_roots()?,
+            };
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            warn!(
+                backend,
+                "tls_verify = false: the servers' certificates are not verified (insecure)"
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+                .with_no_client_auth()
+        };
+        let mut h1 = config.clone();
+        h1.alpn_protocols = vec![ALPN_H1.to_vec()];
+        config.alpn_protocols = match proto {
+            UpstreamProto::H1 => vec![ALPN_H1.to_vec()],
+            UpstreamProto::H2 => vec![ALPN_H2.to_vec()],
+        };
+        let name = cfg
+            .server_name
+            .as_deref()
+            .map(|n| ServerName::try_from(n.to_string()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("tls_server_name: {e}"))?;
+        Ok(Upstream {
+            connector: TlsConnector::from(Arc::new(config)),
+            h1: TlsConnector::from(Arc::new(h1)),
+            name,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// The connector (`upgrade`: HTTP/1.1 only) and the name to verify
+    /// server `addr` by: `tls_server_name`, else its IP address.
+    pub fn for_server(
+        &self,
+        addr: SocketAddr,
+        upgrade: bool,
+    ) -> (&TlsConnector, ServerName<'static>) {
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+        (if upgrade { &self.h1 } else { &self.connector }, name)
+    }
+}
+
+/// `tls_verify = false`: any certificate is accepted; the handshake
+/// signatures are still checked (the peer holds the key it presents).
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +349,9 @@ mod tests {
         assert!(e.contains("no PEM private key"), "{e}");
         let e = check(&ka, &ka).unwrap_err();
         assert!(e.contains("no CERTIFICATE"), "{e}");
+        let e = check_ca(&ka).unwrap_err();
+        assert!(e.contains("no CERTIFICATE"), "{e}");
+        assert!(check_ca(&ca).is_ok());
         let pair = load_pair(&ca, &ka).unwrap();
         assert!(valid_for(
             &pair,

@@ -2,7 +2,9 @@
 //! address and reused (keep-alive), or one multiplexed HTTP/2 connection
 //! per server (`proto = "h2"`). Connecting is bounded by the backend's
 //! connect timeout; a failed connect has sent nothing, so the caller may
-//! try another server with the same request.
+//! try another server with the same request. With `tls = true` on the
+//! backend every connection is TLS (verified as [`super::tls::Upstream`]
+//! says; the TLS handshake is part of connecting).
 
 use std::{
     collections::HashMap,
@@ -18,9 +20,14 @@ use hyper::{
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 use tracing::debug;
 
-use super::body::{Body, BoxError};
+use super::{
+    body::{Body, BoxError},
+    tls,
+};
 use crate::config::UpstreamProto;
 
 /// An idle HTTP/1.1 connection older than this is not reused (servers
@@ -35,9 +42,18 @@ pub enum ConnectError {
     Timeout(SocketAddr, u128),
     #[error("connect to {0}: {1}")]
     Io(SocketAddr, std::io::Error),
-    #[error("HTTP/2 handshake with {0}: {1}")]
+    #[error("HTTP handshake with {0}: {1}")]
     Handshake(SocketAddr, hyper::Error),
+    #[error("TLS handshake with {0}: {1}")]
+    Tls(SocketAddr, std::io::Error),
 }
+
+/// A server connection: cleartext or TLS.
+type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// Pooled connections are per server address and TLS settings
+/// ([`tls::Upstream::id`], 0 for cleartext).
+type PoolKey = (SocketAddr, u64);
 
 /// A connection checked out for one request.
 pub enum Conn {
@@ -64,27 +80,30 @@ type Idle = (http1::SendRequest<Body>, Instant);
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
-    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    h2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>>>,
 }
 
 impl Pool {
-    /// A connection to `addr`: a pooled one if any, else a new one.
+    /// A connection to `addr` (over TLS when `tls` is set): a pooled one
+    /// if any, else a new one.
     pub async fn checkout(
         &self,
         addr: SocketAddr,
         proto: UpstreamProto,
         connect_timeout: Duration,
+        tls: Option<&tls::Upstream>,
     ) -> Result<Conn, ConnectError> {
+        let key = (addr, tls.map_or(0, |t| t.id));
         match proto {
             UpstreamProto::H1 => {
-                if let Some(sender) = self.take_idle(addr) {
+                if let Some(sender) = self.take_idle(key) {
                     return Ok(Conn::H1 {
                         sender,
                         reused: true,
                     });
                 }
-                let stream = connect(addr, connect_timeout).await?;
+                let stream = connect(addr, connect_timeout, tls, false).await?;
                 let (sender, conn) = http1::Builder::new()
                     .handshake(TokioIo::new(stream))
                     .await
@@ -100,10 +119,10 @@ impl Pool {
                 })
             }
             UpstreamProto::H2 => {
-                if let Some(s) = self.h2_live(addr) {
+                if let Some(s) = self.h2_live(key) {
                     return Ok(Conn::H2(s));
                 }
-                let stream = connect(addr, connect_timeout).await?;
+                let stream = connect(addr, connect_timeout, tls, false).await?;
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Duration::from_secs(20))
@@ -118,15 +137,15 @@ impl Pool {
                 self.h2
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(addr, sender.clone());
+                    .insert(key, sender.clone());
                 Ok(Conn::H2(sender))
             }
         }
     }
 
-    fn take_idle(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
+    fn take_idle(&self, key: PoolKey) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&key)?;
         while let Some((sender, since)) = list.pop() {
             if since.elapsed() < IDLE_REUSE && sender.is_ready() && !sender.is_closed() {
                 return Some(sender);
@@ -135,12 +154,12 @@ impl Pool {
         None
     }
 
-    fn h2_live(&self, addr: SocketAddr) -> Option<http2::SendRequest<Body>> {
+    fn h2_live(&self, key: PoolKey) -> Option<http2::SendRequest<Body>> {
         let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
-        match h2.get(&addr) {
+        match h2.get(&key) {
             Some(s) if !s.is_closed() => Some(s.clone()),
             Some(_) => {
-                h2.remove(&addr);
+                h2.remove(&key);
                 None
             }
             None => None,
@@ -148,10 +167,10 @@ impl Pool {
     }
 
     /// Returns an HTTP/1.1 connection once its response is fully read.
-    fn put_idle(&self, addr: SocketAddr, sender: http1::SendRequest<Body>) {
+    fn put_idle(&self, key: PoolKey, sender: http1::SendRequest<Body>) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(key).or_default();
         // Connections are taken from the end (the most recently used, the
         // least likely closed by the server); when the list is full the
         // oldest goes. Stale ones are skipped when taken.
@@ -168,6 +187,7 @@ impl Pool {
 pub async fn send(
     pool: &Arc<Pool>,
     addr: SocketAddr,
+    tls: Option<&tls::Upstream>,
     conn: Conn,
     req: Request<Body>,
 ) -> Result<Response<Body>, (hyper::Error, Option<Request<Body>>)> {
@@ -177,7 +197,7 @@ pub async fn send(
             let (parts, body) = resp.into_parts();
             let body = ReturnToPool {
                 inner: body,
-                back: Some((sender, pool.clone(), addr)),
+                back: Some((sender, pool.clone(), (addr, tls.map_or(0, |t| t.id)))),
             };
             Ok(Response::from_parts(parts, Body::new(body)))
         }
@@ -195,7 +215,7 @@ pub async fn send(
 /// client went away), the connection is closed.
 struct ReturnToPool {
     inner: Incoming,
-    back: Option<(http1::SendRequest<Body>, Arc<Pool>, SocketAddr)>,
+    back: Option<(http1::SendRequest<Body>, Arc<Pool>, PoolKey)>,
 }
 
 impl ReturnToPool {
@@ -262,14 +282,47 @@ fn split(mut e: TrySendError<Request<Body>>) -> (hyper::Error, Option<Request<Bo
     (e.into_error(), req)
 }
 
-async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
-    let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ConnectError::Timeout(addr, limit.as_millis())),
-        Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
-        Ok(Ok(s)) => s,
+/// A TCP connection to `addr`, then the TLS handshake when `tls` is set
+/// (`upgrade`: ALPN HTTP/1.1), all within `limit`.
+async fn connect(
+    addr: SocketAddr,
+    limit: Duration,
+    tls: Option<&tls::Upstream>,
+    upgrade: bool,
+) -> Result<Stream, ConnectError> {
+    let open = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ConnectError::Io(addr, e))?;
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => Ok(Either::Left(stream)),
+            Some(t) => {
+                let (connector, name) = t.for_server(addr, upgrade);
+                connector
+                    .connect(name, stream)
+                    .await
+                    .map(Either::Right)
+                    .map_err(|e| ConnectError::Tls(addr, e))
+            }
+        }
     };
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    match tokio::time::timeout(limit, open).await {
+        Err(_) => Err(ConnectError::Timeout(addr, limit.as_millis())),
+        Ok(r) => r,
+    }
+}
+
+/// A plain TCP connection to `addr` within `limit` (`CONNECT` tunnels).
+pub async fn connect_tcp(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Err(_) => Err(ConnectError::Timeout(addr, limit.as_millis())),
+        Ok(Err(e)) => Err(ConnectError::Io(addr, e)),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
 }
 
 /// A fresh HTTP/1.1 connection that allows a protocol switch (WebSocket):
@@ -277,8 +330,9 @@ async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, Connect
 pub async fn connect_upgradable(
     addr: SocketAddr,
     limit: Duration,
+    tls: Option<&tls::Upstream>,
 ) -> Result<http1::SendRequest<Body>, ConnectError> {
-    let stream = connect(addr, limit).await?;
+    let stream = connect(addr, limit, tls, true).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
