@@ -9,26 +9,20 @@
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use xlb_common::{
-    AF_INET, BACKEND_DRAIN, BACKEND_UNUSED, BACKEND_UP, Backend, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
-    FORWARD_DSR, Flow, FlowKey, NO_BACKEND, NextHop, PROTO_UDP, STEER_QUIC, STEER_SYSLOG, Stat,
-    VipInfo, VipKey,
-    hash::{encap_source_bits, flow_hash},
+    BACKEND_DRAIN, BACKEND_UNUSED, BACKEND_UP, Backend, FLOW_TO_BACKEND, FLOW_TO_CLIENT,
+    FORWARD_DSR, Flow, FlowKey, NO_BACKEND, PROTO_UDP, STEER_QUIC, STEER_SYSLOG, Stat, VipInfo,
+    VipKey, hash::flow_hash,
 };
 
 use crate::{
-    encap::{encapsulate, overhead},
-    forward::{NoRoute, RouteQuery, route, send},
+    egress::{dsr_out, forward_to, nat_out, to_client},
+    flows::remember,
     guard::may_remember,
-    headers::{EthHdr, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6},
-    icmp::{error_about, rewrite_error, too_big},
-    maps::{
-        Scratch, XLB_BACKENDS, XLB_FLOWS, XLB_NEXTHOP, XLB_RING, XLB_SCRATCH, XLB_SETTINGS,
-        XLB_VIPS, ring_size,
-    },
-    nat::{End, rewrite},
-    packet::ptr_at,
+    headers::{PROTO_ICMP, PROTO_ICMPV6},
+    icmp::{error_about, rewrite_error},
+    maps::{Scratch, XLB_BACKENDS, XLB_FLOWS, XLB_RING, XLB_SCRATCH, XLB_VIPS, ring_size},
     parse::{Fragment, Parsed, Pkt, parse},
-    stats::{count, count_flow},
+    stats::{count, count_flow, drop},
     steer::{quic_server, syslog_next},
 };
 
@@ -295,143 +289,6 @@ fn icmp_error(ctx: &XdpContext, s: &mut Scratch) -> Option<u32> {
     None
 }
 
-// The two ways out are not inlined: one copy serves every caller, and
-// their stack frames do not add to the callers' (the BPF stack of a call
-// chain is 512 bytes).
-
-#[inline(never)]
-fn nat_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
-    let be = &chosen.be;
-    if rewrite(ctx, pkt, End::Destination, &be.addr, be.port).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
-    count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
-    forward_to(ctx, pkt, &pkt.key.src, chosen, via)
-}
-
-#[inline(never)]
-fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
-    let be = &chosen.be;
-    let outer_src = dsr_source(&pkt.key, be.family);
-    let outer_len = pkt.l3_len + overhead(be.family);
-    let hop = match next_hop(ctx, chosen, &outer_src, outer_len, via.fresh_route) {
-        Ok(hop) => hop,
-        Err(NoRoute::TooBig(mtu)) => return client_too_big(ctx, pkt, mtu, be.family),
-        Err(NoRoute::Pass) => {
-            // No neighbour entry (or route) yet: hand the kernel the
-            // encapsulated packet, which it routes to the backend. The
-            // bare one would be delivered to the VIP on this host.
-            if encapsulate(ctx, pkt, be, &outer_src).is_none() {
-                return drop(Stat::DropEncap);
-            }
-            count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
-            return xdp_action::XDP_PASS;
-        }
-    };
-    if hop.mtu != 0 && outer_len > hop.mtu as u64 {
-        return client_too_big(ctx, pkt, hop.mtu, be.family);
-    }
-    if encapsulate(ctx, pkt, be, &outer_src).is_none() {
-        return drop(Stat::DropEncap);
-    }
-    count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
-    send(ctx, &hop, pkt.vlan)
-}
-
-#[inline(always)]
-fn client_too_big(ctx: &XdpContext, pkt: &Pkt, path_mtu: u16, backend_family: u8) -> u32 {
-    count(Stat::IcmpTooBig);
-    let room = (path_mtu as u64).saturating_sub(overhead(backend_family));
-    too_big(ctx, pkt, room as u16)
-}
-
-/// Send a NAT-rewritten packet towards its backend. A packet too big for
-/// the path goes to the kernel, which fragments it or answers.
-#[inline(always)]
-fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, via: &Via) -> u32 {
-    match next_hop(ctx, chosen, src, pkt.l3_len, via.fresh_route) {
-        Ok(hop) => send(ctx, &hop, pkt.vlan),
-        Err(_) => xdp_action::XDP_PASS,
-    }
-}
-
-/// The cached route to the chosen backend, or a fresh lookup (then cached).
-#[inline(always)]
-fn next_hop(
-    ctx: &XdpContext,
-    chosen: &Chosen,
-    src: &[u32; 4],
-    tot_len: u64,
-    fresh: bool,
-) -> Result<NextHop, NoRoute> {
-    if !fresh {
-        if let Some(hop) = XLB_NEXTHOP.get(chosen.id) {
-            if hop.ifindex != 0 {
-                return Ok(*hop);
-            }
-        }
-    }
-    lookup_and_cache(ctx, chosen, src, tot_len)
-}
-
-/// Not inlined: the route query gets a stack frame of its own.
-#[inline(never)]
-fn lookup_and_cache(
-    ctx: &XdpContext,
-    chosen: &Chosen,
-    src: &[u32; 4],
-    tot_len: u64,
-) -> Result<NextHop, NoRoute> {
-    let q = RouteQuery {
-        src: *src,
-        dst: chosen.be.addr,
-        tot_len,
-        family: chosen.be.family,
-        proto: if chosen.be.family == AF_INET {
-            PROTO_IPIP
-        } else {
-            PROTO_IPV6
-        },
-    };
-    let hop = route(ctx, &q)?;
-    if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(chosen.id) {
-        unsafe { *slot = hop };
-    }
-    Ok(hop)
-}
-
-/// Backend -> client reply of a NAT flow: put the VIP back as the source
-/// and send it the way the client's packets came in.
-#[inline(never)]
-fn to_client(ctx: &XdpContext, pkt: &Pkt, entry: &Flow) -> u32 {
-    let (vip_addr, vip_port, vip_id, id, hop) = (
-        entry.vip_addr,
-        entry.vip_port,
-        entry.vip_id,
-        entry.backend_id,
-        entry.to_client,
-    );
-    if rewrite(ctx, pkt, End::Source, &vip_addr, vip_port).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
-    count(Stat::NatReverse);
-    count_flow(vip_id, id, pkt.l3_off as u64 + pkt.l3_len);
-    if hop.ifindex != 0 {
-        return send(ctx, &hop, pkt.vlan);
-    }
-    let q = RouteQuery {
-        src: vip_addr,
-        dst: pkt.key.dst,
-        tot_len: pkt.l3_len,
-        family: pkt.key.family,
-        proto: pkt.key.proto,
-    };
-    match route(ctx, &q) {
-        Ok(hop) => send(ctx, &hop, pkt.vlan),
-        Err(_) => xdp_action::XDP_PASS,
-    }
-}
-
 /// The backend with this id if it may take packets. An established flow may
 /// stay on a draining backend; a new one only goes to an UP one (the ring
 /// holds only those, the check guards against a racing update).
@@ -460,107 +317,4 @@ fn maglev_pick(key: &FlowKey, vip_id: u32) -> u32 {
         Some(id) => *id,
         None => NO_BACKEND,
     }
-}
-
-/// The DSR outer source: the configured prefix with host bits from the
-/// flow hash, so the backend's receive hashing spreads flows.
-#[inline(always)]
-fn dsr_source(key: &FlowKey, family: u8) -> [u32; 4] {
-    let Some(s) = XLB_SETTINGS.get(0) else {
-        return [0; 4];
-    };
-    let h = encap_source_bits(&key.src, key.sport, key.dport);
-    if family == AF_INET {
-        let host = h & s.dsr_source_v4_host_mask;
-        [(u32::from_be(s.dsr_source_v4) | host).to_be(), 0, 0, 0]
-    } else {
-        let mut a = s.dsr_source_v6;
-        a[3] = ((u32::from_be(a[3]) & 0xffff_0000) | (h & 0xffff)).to_be();
-        a
-    }
-}
-
-/// Insert the flow: the client -> VIP entry (if `forward`) and, for NAT,
-/// the backend -> client entry replies need. Not inlined: the two 64-byte
-/// values get a stack frame of their own. Returns 0 or the insert error.
-#[inline(never)]
-fn remember(ctx: &XdpContext, pkt: &Pkt, info: &VipInfo, chosen: &Chosen, forward: bool) -> i32 {
-    match insert_flow(ctx, pkt, info, chosen, forward) {
-        Ok(()) => 0,
-        Err(e) => e,
-    }
-}
-
-#[inline(always)]
-fn insert_flow(
-    ctx: &XdpContext,
-    pkt: &Pkt,
-    info: &VipInfo,
-    chosen: &Chosen,
-    forward: bool,
-) -> Result<(), i32> {
-    let (id, be) = (chosen.id, &chosen.be);
-    let now = if pkt.key.proto == PROTO_UDP && info.udp_idle_timeout_ms != 0 {
-        unsafe { bpf_ktime_get_ns() }
-    } else {
-        0
-    };
-    if forward {
-        let entry = Flow {
-            kind: FLOW_TO_BACKEND,
-            forward: info.forward,
-            backend_id: id,
-            vip_id: info.vip_id,
-            idle_timeout_ms: if pkt.key.proto == PROTO_UDP {
-                info.udp_idle_timeout_ms
-            } else {
-                0
-            },
-            steering: info.steering,
-            last_seen_ns: now,
-            ..Flow::default()
-        };
-        XLB_FLOWS.insert(pkt.key, &entry, 0)?;
-    }
-    if info.forward == FORWARD_DSR {
-        return Ok(());
-    }
-    // The way back to the client: the interface and MACs this packet came
-    // with (read before any rewrite).
-    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(-1)?;
-    let to_client = unsafe {
-        NextHop {
-            ifindex: ctx.ingress_ifindex() as u32,
-            dmac: (*eth).src,
-            smac: (*eth).dst,
-            mtu: 0,
-            pad: 0,
-        }
-    };
-    let reply = FlowKey {
-        src: be.addr,
-        dst: pkt.key.src,
-        sport: be.port,
-        dport: pkt.key.sport,
-        proto: pkt.key.proto,
-        family: pkt.key.family,
-        pad: [0; 2],
-    };
-    let back = Flow {
-        kind: FLOW_TO_CLIENT,
-        forward: info.forward,
-        vip_port: pkt.key.dport,
-        backend_id: id,
-        vip_id: info.vip_id,
-        vip_addr: pkt.key.dst,
-        to_client,
-        ..Flow::default()
-    };
-    XLB_FLOWS.insert(&reply, &back, 0)
-}
-
-#[inline(always)]
-fn drop(stat: Stat) -> u32 {
-    count(stat);
-    xdp_action::XDP_DROP
 }

@@ -8,7 +8,9 @@
 mod balance;
 mod bench;
 mod decap;
+mod egress;
 mod encap;
+mod flows;
 mod forward;
 mod guard;
 mod headers;

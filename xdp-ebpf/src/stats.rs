@@ -1,5 +1,6 @@
 //! Counter updates (per CPU, so plain adds are race-free).
 
+use aya_ebpf::bindings::xdp_action;
 use xlb_common::Stat;
 
 use crate::maps::{XLB_BE_STATS, XLB_STATS, XLB_VIP_STATS};
@@ -25,4 +26,11 @@ pub fn count_flow(vip_id: u32, backend_id: u32, bytes: u64) {
             (*c).bytes += bytes;
         }
     }
+}
+
+/// Count why a packet is dropped, and drop it.
+#[inline(always)]
+pub fn drop(stat: Stat) -> u32 {
+    count(stat);
+    xdp_action::XDP_DROP
 }
