@@ -1,11 +1,21 @@
 //! The configuration file: types (this file), parsing with positions and
-//! validation (`parse.rs`). Consumers use the plain types below; every
-//! error carries `FILE:LINE:COL`.
+//! validation (`parse.rs` and the modules it drives). Consumers use the
+//! plain types below; every error carries `FILE:LINE:COL`.
 
 use std::{net::SocketAddr, path::PathBuf};
 
+mod backends;
+mod defaults;
+mod errors;
+mod frontends;
+mod global;
+mod l4;
 mod parse;
-pub use parse::{CaCheck, Checks, ConfigError, TlsCheck, load, load_with, parse, parse_with};
+mod raw;
+mod values;
+mod xdp;
+pub use errors::ConfigError;
+pub use parse::{CaCheck, Checks, TlsCheck, load, load_with, parse, parse_with};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

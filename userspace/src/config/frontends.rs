@@ -1,0 +1,273 @@
+//! `[[frontend]]`: the L7 listeners, their TLS certificates and limits.
+
+use std::{collections::HashMap, path::Path};
+
+use super::{
+    AccessLog, CertKey, Frontend, L4Vip, Protocol, Tls,
+    defaults::*,
+    errors::Cx,
+    raw::{RawConfig, S},
+    values::{address, int, required, tls_file, unique, valid_name},
+};
+
+pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend> {
+    let base = Path::new(cx.file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let backend_names: Vec<&str> = raw
+        .backend
+        .iter()
+        .filter_map(|b| b.get_ref().name.as_ref().map(|n| n.get_ref().as_str()))
+        .collect();
+    let mut names = HashMap::new();
+    let mut binds = HashMap::new();
+    let mut out = Vec::new();
+    for table in &raw.frontend {
+        let f = table.get_ref();
+        let section = "[[frontend]]";
+        let name = match required(cx, f.name.as_ref(), "name", section, &table.span()) {
+            Some(n) if valid_name(cx, n, "frontend") => {
+                let s = n.get_ref().clone();
+                unique(cx, &mut names, s.clone(), n.span(), || {
+                    format!("[[frontend]] name \"{s}\"")
+                });
+                s
+            }
+            _ => String::new(),
+        };
+        let http3 = f.http3.as_ref().is_some_and(|h| *h.get_ref());
+        let bind_raw = required(cx, f.bind.as_ref(), "bind", section, &table.span());
+        let bind = bind_raw.and_then(|a| address(cx, a, "frontend bind"));
+        if let (Some(addr), Some(b)) = (bind, bind_raw) {
+            unique(cx, &mut binds, addr, b.span(), || {
+                format!("frontend bind {addr}")
+            });
+            for v in l4.iter().filter(|v| v.vip == addr) {
+                if v.protocol == Protocol::Tcp || http3 {
+                    let p = if v.protocol == Protocol::Tcp {
+                        "tcp"
+                    } else {
+                        "udp (http3)"
+                    };
+                    cx.push(
+                        b.span(),
+                        format!(
+                            "frontend bind {addr} is also [[l4]] \"{}\" VIP ({p}); the XDP tier \
+                             would forward its packets before the L7 listener sees them",
+                            v.name
+                        ),
+                    );
+                }
+            }
+        }
+        let default_backend = match required(
+            cx,
+            f.default_backend.as_ref(),
+            "default_backend",
+            section,
+            &table.span(),
+        ) {
+            Some(b) => {
+                if !backend_names.contains(&b.get_ref().as_str()) {
+                    cx.push(
+                        b.span(),
+                        format!(
+                            "unknown backend \"{}\" in [[frontend]] \"{name}\" default_backend",
+                            b.get_ref()
+                        ),
+                    );
+                }
+                b.get_ref().clone()
+            }
+            None => String::new(),
+        };
+        let tls = f.tls.as_ref().and_then(|t| {
+            let section = "frontend tls";
+            let tr = t.get_ref();
+            let cert = required(cx, tr.cert.as_ref(), "cert", section, &t.span());
+            let key = required(cx, tr.key.as_ref(), "key", section, &t.span());
+            let mut sni = Vec::new();
+            for e in tr.sni.iter().flatten() {
+                let section = "frontend tls sni entry";
+                let c = required(cx, e.get_ref().cert.as_ref(), "cert", section, &e.span());
+                let k = required(cx, e.get_ref().key.as_ref(), "key", section, &e.span());
+                if let (Some(c), Some(k)) = (c, k) {
+                    if let Some(pair) = cert_key(cx, c, k, &base) {
+                        sni.push(pair);
+                    }
+                }
+            }
+            let pair = cert_key(cx, cert?, key?, &base)?;
+            Some(Tls {
+                cert: pair.cert,
+                key: pair.key,
+                sni,
+            })
+        });
+        let h2c = f.h2c.as_ref().is_some_and(|h| *h.get_ref());
+        if let (Some(h), true) = (&f.h2c, h2c && f.tls.is_some()) {
+            cx.push(
+                h.span(),
+                format!(
+                    "h2c = true is for cleartext listeners; [[frontend]] \"{name}\" has tls, \
+                     where HTTP/2 is negotiated by ALPN"
+                ),
+            );
+        }
+        let max_ms = MAX_DURATION_MS as i64;
+        let compression_min_bytes = int(
+            cx,
+            f.compression_min_bytes.as_ref(),
+            "compression_min_bytes",
+            0,
+            i64::MAX,
+            DEFAULT_COMPRESSION_MIN_BYTES as i64,
+        ) as u64;
+        let header_timeout_ms = int(
+            cx,
+            f.header_timeout_ms.as_ref(),
+            "header_timeout_ms",
+            1,
+            max_ms,
+            DEFAULT_HEADER_TIMEOUT_MS as i64,
+        ) as u64;
+        let idle_timeout_ms = int(
+            cx,
+            f.idle_timeout_ms.as_ref(),
+            "idle_timeout_ms",
+            1,
+            max_ms,
+            DEFAULT_IDLE_TIMEOUT_MS as i64,
+        ) as u64;
+        let max_header_bytes = int(
+            cx,
+            f.max_header_bytes.as_ref(),
+            "max_header_bytes",
+            MIN_MAX_HEADER_BYTES as i64,
+            MAX_MAX_HEADER_BYTES as i64,
+            DEFAULT_MAX_HEADER_BYTES as i64,
+        ) as usize;
+        let max_headers = int(
+            cx,
+            f.max_headers.as_ref(),
+            "max_headers",
+            1,
+            10_000,
+            DEFAULT_MAX_HEADERS as i64,
+        ) as usize;
+        let access_log = match f.access_log.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("stderr") => AccessLog::Stderr,
+            Some("off") => AccessLog::Off,
+            Some("") => {
+                let a = f.access_log.as_ref().expect("matched Some");
+                cx.push(
+                    a.span(),
+                    "access_log must be \"stderr\", \"off\" or a file path",
+                );
+                AccessLog::Off
+            }
+            Some(p) => {
+                let p = Path::new(p);
+                AccessLog::File(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                })
+            }
+        };
+        if let Some(h) = &f.http3 {
+            if *h.get_ref() && f.tls.is_none() {
+                cx.push(
+                    h.span(),
+                    format!("http3 = true needs tls in [[frontend]] \"{name}\" (QUIC is always encrypted)"),
+                );
+            }
+        }
+        let mut compression = Vec::new();
+        if let Some(list) = &f.compression {
+            for c in list.get_ref() {
+                let s = c.get_ref();
+                if !COMPRESSION.contains(&s.as_str()) {
+                    cx.push(
+                        c.span(),
+                        format!(
+                            "unknown compression \"{s}\": expected \"gzip\", \"br\" or \"brotli\""
+                        ),
+                    );
+                } else if compression.contains(s) {
+                    cx.push(c.span(), format!("duplicate compression \"{s}\""));
+                } else {
+                    compression.push(s.clone());
+                }
+            }
+        }
+        if let Some(bind) = bind {
+            out.push(Frontend {
+                name,
+                bind,
+                default_backend,
+                tls,
+                compression,
+                http3,
+                h2c,
+                compression_min_bytes,
+                header_timeout_ms,
+                idle_timeout_ms,
+                max_header_bytes,
+                max_headers,
+                access_log,
+                connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
+            });
+        }
+    }
+    out
+}
+
+/// Both files of a certificate and its key, resolved; when both exist the
+/// [`Checks::tls`] hook judges them (the error points at the key).
+fn cert_key(cx: &mut Cx, cert: &S<String>, key: &S<String>, base: &Path) -> Option<CertKey> {
+    let errors = cx.errors.len();
+    let cert_path = tls_file(cx, cert, base, "cert");
+    let key_path = tls_file(cx, key, base, "key");
+    if cx.errors.len() == errors {
+        if let Some(check) = cx.checks.tls {
+            if let Err(e) = check(&cert_path, &key_path) {
+                cx.push(key.span(), e);
+                return None;
+            }
+        }
+    }
+    Some(CertKey {
+        cert: cert_path,
+        key: key_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+
+    #[test]
+    fn tls_files_resolve_against_the_config_dir() {
+        let dir = std::env::temp_dir().join(format!("xlb-parse-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), "x").unwrap();
+        std::fs::write(dir.join("key.pem"), "x").unwrap();
+        let file = dir.join("xlb.toml");
+        let text = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
+                    bind = \"127.0.0.1:8443\"\ndefault_backend = \"web\"\n\
+                    tls = { cert = \"cert.pem\", key = \"key.pem\" }\nhttp3 = true\n";
+        let c = parse(text, file.to_str().unwrap()).unwrap();
+        let tls = c.frontend[0].tls.as_ref().unwrap();
+        assert_eq!(tls.cert, dir.join("cert.pem"));
+        assert_eq!(tls.key, dir.join("key.pem"));
+        assert!(c.frontend[0].http3);
+
+        std::fs::remove_file(dir.join("key.pem")).unwrap();
+        let e = parse(text, file.to_str().unwrap()).unwrap_err();
+        assert_eq!((e.line, e.col), (8, 34), "{e}");
+        assert!(e.message.contains("tls key"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
