@@ -32,27 +32,11 @@ fn connect_tunnels_to_pool_servers_only() {
     let t = Duration::from_secs(5);
     let proxy = format!("http://{VIP}:8080");
     let w = "\nconnect=%{http_connect}";
-    // (The curl helpers pass `--noproxy *`; `--noproxy ""` after it turns
-    // the proxy back on.)
 
     // Tunnelled to each server: the answer comes from the one named.
     for k in 1..=2 {
         let url = format!("http://{}:8080/headers", addrs[k - 1]);
-        let out = curl(
-            topo.client(),
-            &[
-                "--noproxy",
-                "",
-                "--proxytunnel",
-                "-x",
-                &proxy,
-                "-w",
-                w,
-                &url,
-            ],
-            t,
-        )
-        .unwrap();
+        let out = curl(topo.client(), &tunnel_args(&proxy, w, &url), t).unwrap();
         assert_eq!(
             (out.exit, out.status),
             (0, 200),
@@ -90,21 +74,7 @@ fn connect_tunnels_to_pool_servers_only() {
     // A target outside the pool: 403.
     for target in [format!("{}:9999", addrs[0]), "198.18.0.2:22".to_string()] {
         let url = format!("http://{target}/");
-        let out = curl(
-            topo.client(),
-            &[
-                "--noproxy",
-                "",
-                "--proxytunnel",
-                "-x",
-                &proxy,
-                "-w",
-                w,
-                &url,
-            ],
-            t,
-        )
-        .unwrap();
+        let out = curl(topo.client(), &tunnel_args(&proxy, w, &url), t).unwrap();
         assert_ne!(out.exit, 0, "{out:?}");
         assert!(out.stdout.contains("connect=403"), "{target}: {out:?}");
     }
@@ -116,24 +86,28 @@ fn connect_tunnels_to_pool_servers_only() {
     );
 
     // A frontend without `connect = true`: 405.
-    let out = curl(
-        topo.client(),
-        &[
-            "--noproxy",
-            "",
-            "--proxytunnel",
-            "-x",
-            &format!("http://{VIP}:8081"),
-            "-w",
-            w,
-            &url,
-        ],
-        t,
-    )
-    .unwrap();
+    let plain = format!("http://{VIP}:8081");
+    let url = format!("http://{}:8080/", addrs[0]);
+    let out = curl(topo.client(), &tunnel_args(&plain, w, &url), t).unwrap();
     assert_ne!(out.exit, 0, "{out:?}");
     assert!(out.stdout.contains("connect=405"), "{out:?}");
     // Ordinary requests there still work.
     let out = curl(topo.client(), &[&format!("http://{VIP}:8081/")], t).unwrap();
     assert_eq!((out.exit, out.status), (0, 200), "{out:?}");
+}
+
+/// curl arguments for a request through a CONNECT tunnel. (The curl
+/// helpers pass `--noproxy *`; `--noproxy ""` after it turns the proxy
+/// back on.)
+fn tunnel_args<'a>(proxy: &'a str, write_out: &'a str, url: &'a str) -> [&'a str; 8] {
+    [
+        "--noproxy",
+        "",
+        "--proxytunnel",
+        "-x",
+        proxy,
+        "-w",
+        write_out,
+        url,
+    ]
 }

@@ -107,6 +107,25 @@ struct Entry {
 }
 
 impl Entry {
+    /// An entry for a request just received on this connection.
+    fn new(cx: &ConnCtx, received: Instant, accept: Duration, request_line: String) -> Self {
+        Entry {
+            wall: SystemTime::now(),
+            received,
+            client: cx.client,
+            frontend: cx.fe.name.clone(),
+            backend: cx.fe.backend.name.clone(),
+            server: None,
+            request_line,
+            status: 0,
+            accept,
+            connect: None,
+            response: None,
+            retries: 0,
+            error: None,
+        }
+    }
+
     fn line(&self, bytes: u64) -> String {
         let mut line = format!(
             "{} {} {} {}/{} \"{}\" {} {bytes} accept={} connect={} response={} total={} retries={}",
@@ -149,26 +168,13 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    let mut entry = Entry {
-        wall: SystemTime::now(),
-        received,
-        client: cx.client,
-        frontend: cx.fe.name.clone(),
-        backend: cx.fe.backend.name.clone(),
-        server: None,
-        request_line: format!(
-            "{} {} {:?}",
-            parts.method,
-            access_log::sanitize(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
-            parts.version
-        ),
-        status: 0,
-        accept,
-        connect: None,
-        response: None,
-        retries: 0,
-        error: None,
-    };
+    let request_line = format!(
+        "{} {} {:?}",
+        parts.method,
+        access_log::sanitize(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
+        parts.version
+    );
+    let mut entry = Entry::new(&cx, received, accept, request_line);
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
     let host = parts
         .headers
@@ -371,25 +377,12 @@ async fn connect(
     received: Instant,
 ) -> Response<Body> {
     let target = req.uri().authority().map(|a| a.as_str().to_string());
-    let mut entry = Entry {
-        wall: SystemTime::now(),
-        received,
-        client: cx.client,
-        frontend: cx.fe.name.clone(),
-        backend: cx.fe.backend.name.clone(),
-        server: None,
-        request_line: format!(
-            "CONNECT {} {:?}",
-            access_log::sanitize(target.as_deref().unwrap_or("-")),
-            req.version()
-        ),
-        status: 0,
-        accept,
-        connect: None,
-        response: None,
-        retries: 0,
-        error: None,
-    };
+    let request_line = format!(
+        "CONNECT {} {:?}",
+        access_log::sanitize(target.as_deref().unwrap_or("-")),
+        req.version()
+    );
+    let mut entry = Entry::new(&cx, received, accept, request_line);
     let be = &cx.fe.backend;
     let refuse = |mut entry: Entry, guard, status: StatusCode, why: String| {
         warn!(
