@@ -23,6 +23,14 @@ pub struct DecapVipKey {
     pub pad: [u8; 3],
 }
 
+/// The key that stands for every inner destination (`xlb decap` without
+/// `--vip`): family 0, address zero.
+pub const DECAP_ANY_VIP: DecapVipKey = DecapVipKey {
+    addr: [0; 4],
+    family: 0,
+    pad: [0; 3],
+};
+
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for DecapVipKey {}
 

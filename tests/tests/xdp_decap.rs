@@ -503,3 +503,18 @@ fn no_vips_no_decap() {
         assert_eq!(dut.decap.stat(s).unwrap(), 0, "{}", s.name());
     }
 }
+
+/// `xlb decap` without `--vip` (the contract's plain form): every
+/// well-formed tunnel is stripped, whatever its inner destination.
+#[test]
+fn any_vip_entry_decapsulates_every_tunnel() {
+    let mut dut = Dut::new("fixdecap4", &[]);
+    dut.decap.add_any_vip().expect("any-destination entry");
+    for case in decap_cases() {
+        let (action, out) = dut.run(&case.input);
+        assert_eq!(action, XDP_PASS, "{}", case.name);
+        let expected = case.output.unwrap_or_else(|| case.input.clone());
+        assert_eq!(hex(&out), hex(&expected), "{}", case.name);
+    }
+    assert_eq!(dut.decap.stat(DecapStat::PassNotVip).unwrap(), 0);
+}

@@ -21,7 +21,8 @@ use aya::{
 };
 use tracing::info;
 use xlb_common::{
-    AF_INET, AF_INET6, DecapStat, DecapVipKey, MAP_DECAP_STATS, MAP_DECAP_VIPS, MAX_DECAP_VIPS,
+    AF_INET, AF_INET6, DECAP_ANY_VIP, DecapStat, DecapVipKey, MAP_DECAP_STATS, MAP_DECAP_VIPS,
+    MAX_DECAP_VIPS,
 };
 
 use crate::dataplane::object::{PROG_DECAP, XDP_OBJECT};
@@ -59,9 +60,6 @@ pub const READY: &str = "xlb decap running";
 
 /// `xlb decap`: run until SIGINT/SIGTERM.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
-    if opts.vips.is_empty() {
-        bail!("no --vip given: nothing to decapsulate");
-    }
     if ifindex(&opts.interface).is_none() {
         bail!("interface {} does not exist", opts.interface);
     }
@@ -77,6 +75,12 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let mut decap = Decap::load()?;
         for vip in &opts.vips {
             decap.add_vip(*vip)?;
+        }
+        if opts.vips.is_empty() {
+            // The contract's plain `xlb decap --interface IFACE`: every
+            // tunnel; the stack drops inner packets not for this host.
+            decap.add_any_vip()?;
+            info!("no --vip: decapsulating tunnels to any inner destination");
         }
         decap.attach(&opts.interface, opts.mode)?;
         info!(
@@ -139,6 +143,13 @@ impl Decap {
         self.vips
             .insert(vip_key(vip), 1, 0)
             .with_context(|| format!("adding VIP {vip} (at most {MAX_DECAP_VIPS})"))
+    }
+
+    /// Decapsulate tunnels whatever their inner destination.
+    pub fn add_any_vip(&mut self) -> anyhow::Result<()> {
+        self.vips
+            .insert(DECAP_ANY_VIP, 1, 0)
+            .context("adding the any-destination entry")
     }
 
     /// The VIPs in the map.

@@ -37,8 +37,9 @@ enum Command {
         /// The interface the tunnelled packets arrive on.
         #[arg(long)]
         interface: String,
-        /// A VIP configured on this host (repeat for more).
-        #[arg(long = "vip", value_name = "ADDR", required = true)]
+        /// A VIP configured on this host (repeat for more). Without any,
+        /// every tunnel is stripped and the stack drops what is not local.
+        #[arg(long = "vip", value_name = "ADDR")]
         vips: Vec<IpAddr>,
         /// How to attach.
         #[arg(long, value_enum, default_value_t = xlb::decap::Mode::Auto)]

@@ -47,7 +47,9 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use xlb_common::{AF_INET, AF_INET6, DECAP_STAT_COUNT, DecapStat, DecapVipKey, MAX_DECAP_VIPS};
+use xlb_common::{
+    AF_INET, AF_INET6, DECAP_ANY_VIP, DECAP_STAT_COUNT, DecapStat, DecapVipKey, MAX_DECAP_VIPS,
+};
 
 use crate::{
     headers::{ETH_HLEN, ETH_P_IP, EthHdr, Ipv4Hdr},
@@ -250,7 +252,8 @@ fn inner_v6(ctx: &XdpContext, off: usize) -> Result<Inner, DecapStat> {
 
 #[inline(always)]
 fn is_vip(key: &DecapVipKey) -> Result<(), DecapStat> {
-    if unsafe { XLB_DECAP_VIPS.get(key) }.is_some() {
+    let listed = unsafe { XLB_DECAP_VIPS.get(key) }.is_some();
+    if listed || unsafe { XLB_DECAP_VIPS.get(&DECAP_ANY_VIP) }.is_some() {
         Ok(())
     } else {
         Err(DecapStat::PassNotVip)
