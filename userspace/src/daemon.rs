@@ -21,6 +21,10 @@ use crate::{
 };
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    // Handlers first: a signal right after start-up still detaches cleanly.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut config = config::load_with(config_path, &l7::config_checks())?;
     let mut registry = Registry::from_config(&config)?;
 
@@ -46,9 +50,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let (events_tx, mut events) = mpsc::channel(256);
     let mut checks = start_checks(&config, &registry, &events_tx);
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             Some(t) = events.recv() => {
