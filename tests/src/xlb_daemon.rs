@@ -285,3 +285,16 @@ fn peek_exit(pid: u32) -> Option<ExitStatus> {
     };
     Some(ExitStatus::from_raw(raw))
 }
+
+/// `xlb check --config CFG`: whether it passed, and its stderr.
+pub fn xlb_check(cfg: &Path) -> (bool, String) {
+    let out = std::process::Command::new(xlb_path().expect("xlb binary"))
+        .args(["check", "--config"])
+        .arg(cfg)
+        .output()
+        .expect("running xlb check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

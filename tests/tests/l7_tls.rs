@@ -16,7 +16,7 @@ use xlb_lab::{
         CurlMany, TempDir, TestCa, VIP, curl, curl_many, frontend_toml, head_toml, http_lab,
         server_toml,
     },
-    xlb_daemon::{XLB_READY_TIMEOUT, xlb_path},
+    xlb_daemon::{XLB_READY_TIMEOUT, xlb_check, xlb_path},
 };
 
 fn pool(name: &str, balance: &str) -> String {
@@ -184,18 +184,6 @@ fn tls_sni_alpn_and_h2() {
     drop(daemon);
 }
 
-fn check(cfg: &Path) -> (bool, String) {
-    let out = Command::new(xlb_path().unwrap())
-        .args(["check", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn bad_or_mismatched_key_fails_check() {
     let dir = TempDir::new("l7badkey").unwrap();
@@ -209,12 +197,12 @@ fn bad_or_mismatched_key_fails_check() {
         dir.write(name, text).unwrap()
     };
     let good = cfg_with("good.toml", "{ cert = \"a.pem\", key = \"a.key\" }");
-    let (ok, err) = check(&good);
+    let (ok, err) = xlb_check(&good);
     assert!(ok, "{err}");
 
     // A rejected config: `xlb check`'s stderr.
     let rejected = |label: &str, cfg: &Path| {
-        let (ok, err) = check(cfg);
+        let (ok, err) = xlb_check(cfg);
         eprintln!("{label}: {err}");
         assert!(!ok);
         err

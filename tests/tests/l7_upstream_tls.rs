@@ -13,14 +13,14 @@
 //! - `missing_or_bad_ca_fails_check`: `xlb check` exits 1 with
 //!   `FILE:LINE:COL: ...` (no lab needed).
 
-use std::{path::Path, process::Command, time::Duration};
+use std::time::Duration;
 
 use xlb_lab::{
     Lab,
     http_backend::HttpBackend,
     l7::{TempDir, TestCa, VIP, curl, frontend_toml, head_toml, server_toml, start_servers},
     topology::L4Topology,
-    xlb_daemon::{XLB_READY_TIMEOUT, xlb_path},
+    xlb_daemon::{XLB_READY_TIMEOUT, xlb_check},
 };
 
 /// A `[[backend]]` named `name` with the `extra` keys and the servers
@@ -156,18 +156,6 @@ fn upstream_tls_verified_refused_and_insecure() {
     drop(daemon);
 }
 
-fn check(cfg: &Path) -> (bool, String) {
-    let out = Command::new(xlb_path().unwrap())
-        .args(["check", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn missing_or_bad_ca_fails_check() {
     let dir = TempDir::new("l7upca").unwrap();
@@ -182,11 +170,11 @@ fn missing_or_bad_ca_fails_check() {
         dir.write(name, text).unwrap()
     };
     let good = cfg_with("good.toml", "tls_ca = \"ca.pem\"");
-    let (ok, err) = check(&good);
+    let (ok, err) = xlb_check(&good);
     assert!(ok, "{err}");
 
     let cfg = cfg_with("missing.toml", "tls_ca = \"nope.pem\"");
-    let (ok, err) = check(&cfg);
+    let (ok, err) = xlb_check(&cfg);
     eprintln!("missing: {err}");
     assert!(!ok);
     assert!(
@@ -196,7 +184,7 @@ fn missing_or_bad_ca_fails_check() {
     assert!(err.contains("nope.pem"), "{err}");
 
     let cfg = cfg_with("garbage.toml", "tls_ca = \"garbage.pem\"");
-    let (ok, err) = check(&cfg);
+    let (ok, err) = xlb_check(&cfg);
     eprintln!("garbage: {err}");
     assert!(!ok);
     assert!(err.starts_with(&format!("{}:4:", cfg.display())), "{err}");
@@ -208,7 +196,7 @@ fn missing_or_bad_ca_fails_check() {
             "[[backend]]\nname = \"web\"\ntls_verify = false\n",
         )
         .unwrap();
-    let (ok, err) = check(&cfg);
+    let (ok, err) = xlb_check(&cfg);
     assert!(!ok);
     assert!(err.contains("tls_verify needs tls = true"), "{err}");
 }
