@@ -8,10 +8,7 @@
 //! table alone preallocates on the order of 100 MB) are shrunk to one entry
 //! here: the decap program never touches them.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::{collections::HashSet, net::IpAddr};
 
 use anyhow::{Context as _, bail};
 use aya::{
@@ -21,11 +18,13 @@ use aya::{
 };
 use tracing::info;
 use xlb_common::{
-    AF_INET, AF_INET6, DECAP_ANY_VIP, DecapStat, DecapVipKey, MAP_DECAP_STATS, MAP_DECAP_VIPS,
-    MAX_DECAP_VIPS,
+    DECAP_ANY_VIP, DecapStat, DecapVipKey, MAP_DECAP_STATS, MAP_DECAP_VIPS, MAX_DECAP_VIPS,
 };
 
-use crate::dataplane::object::{PROG_DECAP, XDP_OBJECT};
+use crate::dataplane::{
+    addr::{ip_words, words_ip},
+    object::{PROG_DECAP, XDP_OBJECT},
+};
 
 /// `--mode`: how to attach.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -196,14 +195,7 @@ impl Decap {
 
 /// The map key of `ip`: the address as it sits in the packet.
 pub fn vip_key(ip: IpAddr) -> DecapVipKey {
-    let (addr, family) = match ip {
-        IpAddr::V4(v4) => ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], AF_INET),
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            ([w(0), w(4), w(8), w(12)], AF_INET6)
-        }
-    };
+    let (addr, family) = ip_words(ip);
     DecapVipKey {
         addr,
         family,
@@ -212,15 +204,7 @@ pub fn vip_key(ip: IpAddr) -> DecapVipKey {
 }
 
 fn key_ip(key: &DecapVipKey) -> IpAddr {
-    if key.family == AF_INET {
-        IpAddr::V4(Ipv4Addr::from(key.addr[0].to_ne_bytes()))
-    } else {
-        let mut o = [0u8; 16];
-        for (i, w) in key.addr.iter().enumerate() {
-            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(o))
-    }
+    words_ip(key.addr, key.family)
 }
 
 fn ifindex(name: &str) -> Option<u32> {
@@ -368,6 +352,6 @@ mod tests {
         }
         let k = vip_key("198.18.0.100".parse().unwrap());
         assert_eq!(k.addr[0].to_ne_bytes(), [198, 18, 0, 100]);
-        assert_eq!(k.family, AF_INET);
+        assert_eq!(k.family, xlb_common::AF_INET);
     }
 }

@@ -27,12 +27,8 @@ pub fn words_ip(words: [u32; 4], family: u8) -> IpAddr {
     }
 }
 
-/// Port as it sits in the packet.
-pub fn port_be(port: u16) -> u16 {
-    port.to_be()
-}
-
+/// Address words, port as it sits in the packet, family.
 pub fn socket_words(addr: SocketAddr) -> ([u32; 4], u16, u8) {
     let (words, family) = ip_words(addr.ip());
-    (words, port_be(addr.port()), family)
+    (words, addr.port().to_be(), family)
 }
