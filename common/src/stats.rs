@@ -60,7 +60,8 @@ stats! {
     /// "Fragmentation needed" / "packet too big" sent back to a client
     /// whose packet would not fit the DSR tunnel.
     IcmpTooBig = "icmp_too_big",
-    /// Packet for a VIP with VLAN tags (handled like untagged).
+    /// A VLAN-tagged packet that needed the VIP (new flow or table miss;
+    /// tagged table hits are not counted here).
     Vlan = "vlan",
     /// TCP/UDP packet for neither a VIP nor a known flow: passed to the
     /// kernel untouched.

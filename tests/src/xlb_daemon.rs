@@ -97,6 +97,13 @@ impl Namespace {
         Ok(daemon)
     }
 
+    /// [`Namespace::spawn_xlb`] with the default readiness timeout, for
+    /// tests: panics with the whole error chain (the daemon's stderr).
+    pub fn start_xlb(&self, config: &Path) -> XlbDaemon {
+        self.spawn_xlb(config, XLB_READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
     /// Starts `xlb run --config CONFIG` without waiting for anything (for a
     /// daemon that is expected to fail). Logs are uncoloured, level `info`.
     pub fn spawn_xlb_nowait(&self, config: &Path) -> Result<XlbDaemon> {

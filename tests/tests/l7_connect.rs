@@ -8,10 +8,7 @@
 
 use std::time::Duration;
 
-use xlb_lab::{
-    l7::{VIP, curl, curl_many, frontend_toml, head_toml, http_lab, server_toml},
-    xlb_daemon::XLB_READY_TIMEOUT,
-};
+use xlb_lab::l7::{VIP, curl, curl_many, frontend_toml, head_toml, http_lab, server_toml};
 
 #[test]
 fn connect_tunnels_to_pool_servers_only() {
@@ -25,10 +22,7 @@ fn connect_tunnels_to_pool_servers_only() {
     text += &frontend_toml("tunnel", 8080, "web", "connect = true\n");
     text += &frontend_toml("plain", 8081, "web", "");
     let cfg = dir.write("xlb.toml", text).unwrap();
-    let daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
     let proxy = format!("http://{VIP}:8080");
     let w = "\nconnect=%{http_connect}";

@@ -29,14 +29,11 @@ use xlb_lab::{
         TempDir, VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab, http1_get,
         server_toml, start_servers,
     },
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 fn start(topo: &L4Topology, dir: &TempDir, text: String) -> XlbDaemon {
     let cfg = dir.write("xlb.toml", text).unwrap();
-    topo.lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"))
+    topo.lb().start_xlb(&cfg)
 }
 
 /// A connection from the client namespace (the socket lives there).

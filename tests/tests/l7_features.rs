@@ -17,7 +17,6 @@ use xlb_lab::{
         AccessLine, TempDir, TestCa, VIP, block_on_in, curl, frontend_toml, head_toml, http_lab,
         server_toml,
     },
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 fn config(dir: &TempDir, tag: &str, frontend_extra: &str) -> std::path::PathBuf {
@@ -46,10 +45,7 @@ fn compression() {
         "l7gzip",
         "compression = [\"gzip\", \"br\"]\ncompression_min_bytes = 1000\n",
     );
-    let _daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let _daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(10);
     let get = |path: &str, ae: Option<&str>, extra: &[&str]| {
         let url = format!("http://{VIP}:8080{path}");
@@ -122,10 +118,7 @@ fn headers_websocket_and_access_log_file() {
         "l7hdr",
         &format!("access_log = \"{}\"\n", log.display()),
     );
-    let daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
 
     // Headers as the backend sees them.
@@ -245,10 +238,7 @@ fn reload_switches_frontends_without_dropping_connections() {
     };
     let fe = |backend: &str| frontend_toml("fe", 8080, backend, "");
     let cfg = write(&fe("a"), "");
-    let mut daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut daemon = topo.lb().start_xlb(&cfg);
     let url = format!("http://{VIP}:8080/");
     let get = |url: &str| xlb_lab::l7::curl_ok(topo.client(), &[url]).unwrap();
     assert_eq!(get(&url), "web1\n");

@@ -12,7 +12,6 @@ use xlb_lab::{
     grpc::{EchoClient, GrpcBackend},
     http_backend::HttpBackend,
     l7::{TempDir, VIP, block_on_in, curl, frontend_toml, head_toml, server_toml, start_servers},
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 #[test]
@@ -42,10 +41,7 @@ health = {{ check = "none" }}
         h1_to_h2 = frontend_toml("h1-to-h2", 8081, "h2web", ""),
     );
     let cfg = dir.write("xlb.toml", text).unwrap();
-    let daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let daemon = topo.lb().start_xlb(&cfg);
 
     let result = block_on_in(topo.client(), || {
         tokio::time::timeout(Duration::from_secs(20), async {

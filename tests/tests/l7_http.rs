@@ -22,7 +22,6 @@ use xlb_lab::{
         CurlMany, TempDir, VIP, access_lines, curl_many, curl_ok, frontend_toml, head_toml,
         start_servers,
     },
-    xlb_daemon::XLB_READY_TIMEOUT,
 };
 
 const BACKEND_PORT: u16 = 8080;
@@ -97,9 +96,7 @@ fn spawn_web(topo: &L4Topology, ks: impl IntoIterator<Item = usize>) -> Vec<Proc
 
 fn start(topo: &L4Topology, dir: &TempDir, tag: &str) -> XlbDaemon {
     let path = config(dir, tag);
-    topo.lb()
-        .spawn_xlb(&path, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"))
+    topo.lb().start_xlb(&path)
 }
 
 /// `n` requests, one curl (one connection) each; the answering names.

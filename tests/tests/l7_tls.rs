@@ -16,7 +16,7 @@ use xlb_lab::{
         CurlMany, TempDir, TestCa, VIP, curl, curl_many, frontend_toml, head_toml, http_lab,
         server_toml,
     },
-    xlb_daemon::{XLB_READY_TIMEOUT, xlb_check, xlb_path},
+    xlb_daemon::{xlb_check, xlb_path},
 };
 
 fn pool(name: &str, balance: &str) -> String {
@@ -79,10 +79,7 @@ fn tls_sni_alpn_and_h2() {
         .output()
         .unwrap();
     assert!(check.status.success(), "xlb check: {check:?}");
-    let daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let daemon = topo.lb().start_xlb(&cfg);
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap();
     let t = Duration::from_secs(5);

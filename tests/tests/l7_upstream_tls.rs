@@ -20,7 +20,7 @@ use xlb_lab::{
     http_backend::HttpBackend,
     l7::{TempDir, TestCa, VIP, curl, frontend_toml, head_toml, server_toml, start_servers},
     topology::L4Topology,
-    xlb_daemon::{XLB_READY_TIMEOUT, xlb_check},
+    xlb_daemon::xlb_check,
 };
 
 /// A `[[backend]]` named `name` with the `extra` keys and the servers
@@ -88,10 +88,7 @@ fn upstream_tls_verified_refused_and_insecure() {
         text += &frontend_toml(b, 8080 + i as u16, b, "");
     }
     let cfg = dir.write("xlb.toml", text).unwrap();
-    let daemon = topo
-        .lb()
-        .spawn_xlb(&cfg, XLB_READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
     let get = |port: u16, path: &str| {
         let url = format!("http://{VIP}:{port}{path}");
