@@ -8,8 +8,9 @@
 //!
 //! Measured from the client namespace, per peer:
 //! - HTTP/1.1 keep-alive: `wrk -t T -c 64 -d S --latency` (req/s, p50, p99)
-//!   and the peer's CPU time per request (user + system, from
-//!   `/proc/PID/stat`: steadier than req/s when the machine is shared);
+//!   and the peer's CPU time per request (user + system, and user alone,
+//!   from `/proc/PID/stat`: steadier than req/s when the machine is
+//!   shared);
 //! - HTTP/2: `h2load -c 16 -m 16 -D S --warm-up-time 1` over h2c (req/s;
 //!   Debian's h2load 1.52 has no per-request log, so for HTTP/2 the table
 //!   shows h2load's mean and max "time for request" instead of p50/p99);
@@ -62,18 +63,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// CPU time per request in µs: user + system, and user alone (the
+/// proxy's own code; the system part is mostly the kernel's TCP path,
+/// much the same for every peer).
+#[derive(Debug, Default, Clone, Copy)]
+struct Cpu {
+    total_us: f64,
+    user_us: f64,
+}
+
+impl Cpu {
+    const NONE: Cpu = Cpu {
+        total_us: f64::NAN,
+        user_us: f64::NAN,
+    };
+
+    /// The CPU the peer used while `requests` were served.
+    fn per_request(before: Ticks, after: Ticks, requests: f64) -> Cpu {
+        // Clock ticks are 10 ms.
+        let us = |t: u64| t as f64 * 10_000.0 / requests;
+        Cpu {
+            total_us: us((after.user + after.system).saturating_sub(before.user + before.system)),
+            user_us: us(after.user.saturating_sub(before.user)),
+        }
+    }
+
+    fn cell(&self) -> String {
+        if self.total_us.is_nan() {
+            "-".into()
+        } else {
+            format!("{:.1} ({:.1})", self.total_us, self.user_us)
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Row {
     name: String,
     h1_rps: f64,
     h1_p50: f64,
     h1_p99: f64,
-    /// The peer's CPU time (user + system) per HTTP/1.1 request, in µs:
-    /// less sensitive to other load on the machine than req/s.
-    h1_cpu_us: f64,
+    /// The peer's CPU time per HTTP/1.1 request, in µs: less sensitive
+    /// to other load on the machine than req/s.
+    h1_cpu: Cpu,
     h2_rps: f64,
     h2_mean: f64,
     h2_max: f64,
+    h2_cpu: Cpu,
     tls_cps: f64,
     /// Bytes of RSS per idle client connection (None for the direct row).
     rss_per_conn: Option<f64>,
@@ -122,7 +158,8 @@ fn run() -> Result<()> {
     let mut rows = Vec::new();
     let direct_h1 = format!("http://{BACKEND}{PATH}");
     let mut direct = measure(client, "direct", &direct_h1, &direct_h1, None, threads, &[])?;
-    direct.h1_cpu_us = f64::NAN;
+    direct.h1_cpu = Cpu::NONE;
+    direct.h2_cpu = Cpu::NONE;
     direct.tls_cps = f64::NAN;
     rows.push(direct);
 
@@ -374,12 +411,11 @@ fn measure(
     let took = started.elapsed().as_secs_f64();
     (row.h1_rps, row.h1_p50, row.h1_p99) =
         parse_wrk(&out).with_context(|| format!("{name} h1: {out}"))?;
-    if !pids.is_empty() {
-        // Clock ticks are 10 ms; wrk's own start-up is in `took`, a bias
-        // equal for every peer.
-        let ticks = cpu_ticks(pids).saturating_sub(cpu_before) as f64;
-        row.h1_cpu_us = ticks * 10_000.0 / (row.h1_rps * took);
-    }
+    // wrk's own start-up is in `took`, a bias equal for every peer.
+    row.h1_cpu = Cpu::per_request(cpu_before, cpu_ticks(pids), row.h1_rps * took);
+
+    let cpu_before = cpu_ticks(pids);
+    let started = Instant::now();
 
     let out = run_tool(
         client,
@@ -399,8 +435,11 @@ fn measure(
         ],
         s + 2,
     )?;
+    let took = started.elapsed().as_secs_f64();
     (row.h2_rps, row.h2_mean, row.h2_max) =
         parse_h2load(&out).with_context(|| format!("{name} h2: {out}"))?;
+    // h2load's warm-up second serves requests too but is not in its rate.
+    row.h2_cpu = Cpu::per_request(cpu_before, cpu_ticks(pids), row.h2_rps * took);
 
     if let Some(tls) = tls {
         let out = run_tool(
@@ -516,17 +555,27 @@ fn parse_h2load(out: &str) -> Result<(f64, f64, f64)> {
     Ok((rps, mean, max))
 }
 
-/// utime + stime of `pids` in clock ticks (1/100 s).
-fn cpu_ticks(pids: &[u32]) -> u64 {
+/// CPU time in clock ticks (1/100 s).
+#[derive(Debug, Default, Clone, Copy)]
+struct Ticks {
+    user: u64,
+    system: u64,
+}
+
+/// utime and stime of `pids`.
+fn cpu_ticks(pids: &[u32]) -> Ticks {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .filter_map(|s| {
             let rest = s.rsplit_once(") ")?.1.to_string();
             let f: Vec<&str> = rest.split_whitespace().collect();
             // Fields after the command: state is 0, utime 11, stime 12.
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            Some((f.get(11)?.parse::<u64>().ok()?, f.get(12)?.parse::<u64>().ok()?))
         })
-        .sum()
+        .fold(Ticks::default(), |t, (u, s)| Ticks {
+            user: t.user + u,
+            system: t.system + s,
+        })
 }
 
 fn rss_kb(pids: &[u32]) -> u64 {
@@ -575,15 +624,16 @@ fn print_table(rows: &[Row]) {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\n{:<8} {:>10} {:>8} {:>8} {:>10} | {:>10} {:>8} {:>8} | {:>9} | {:>12}",
+        "\n{:<8} {:>10} {:>8} {:>8} {:>12} | {:>10} {:>8} {:>8} {:>12} | {:>9} | {:>12}",
         "peer",
         "h1 req/s",
         "p50 ms",
         "p99 ms",
-        "CPU us/req",
+        "CPU us (usr)",
         "h2 req/s",
         "mean ms",
         "max ms",
+        "CPU us (usr)",
         "tls con/s",
         "RSS/idle con"
     );
@@ -598,15 +648,16 @@ fn print_table(rows: &[Row]) {
         };
         let _ = writeln!(
             t,
-            "{:<8} {:>10.0} {:>8.2} {:>8.2} {:>10.1} | {:>10.0} {:>8.2} {:>8.2} | {:>9} | {:>12}",
+            "{:<8} {:>10.0} {:>8.2} {:>8.2} {:>12} | {:>10.0} {:>8.2} {:>8.2} {:>12} | {:>9} | {:>12}",
             r.name,
             r.h1_rps,
             r.h1_p50,
             r.h1_p99,
-            r.h1_cpu_us,
+            r.h1_cpu.cell(),
             r.h2_rps,
             r.h2_mean,
             r.h2_max,
+            r.h2_cpu.cell(),
             tls,
             rss
         );
@@ -617,12 +668,13 @@ fn print_table(rows: &[Row]) {
             if let Some(o) = find(other) {
                 let _ = writeln!(
                     t,
-                    "xlb/{other:<8} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
+                    "xlb/{other:<8} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}, CPU/req x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
                     x.h1_rps / o.h1_rps,
                     x.h1_p99 / o.h1_p99,
-                    x.h1_cpu_us / o.h1_cpu_us,
+                    x.h1_cpu.total_us / o.h1_cpu.total_us,
                     x.h2_rps / o.h2_rps,
                     x.h2_mean / o.h2_mean,
+                    x.h2_cpu.total_us / o.h2_cpu.total_us,
                     x.tls_cps / o.tls_cps,
                     x.rss_per_conn.unwrap_or(f64::NAN) / o.rss_per_conn.unwrap_or(f64::NAN),
                 );

@@ -110,6 +110,7 @@ pub fn config(backends: usize) -> Config {
             dsr_source_v4: (Ipv4Addr::new(198, 19, 0, 0), 16),
             dsr_source_v6: "2001:db8:ffff::".parse().unwrap(),
             flood_new_flows_per_sec: 0,
+            l7_threads: 0,
         },
         xdp: vec![XdpInterface {
             interface: "eth0".into(),

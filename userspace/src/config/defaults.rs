@@ -16,6 +16,8 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub const MAX_DURATION_MS: u64 = 86_400_000;
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub(super) const MAX_SOCKET_PATH: usize = 107;
+/// More L7 threads than this is a typo, not a machine.
+pub(super) const MAX_L7_THREADS: i64 = 1024;
 /// IFNAMSIZ - 1.
 pub(super) const MAX_IFNAME: usize = 15;
 pub(super) const COMPRESSION: &[&str] = &["gzip", "br", "brotli"];

@@ -67,7 +67,16 @@ pub(super) fn convert_global(cx: &mut Cx, raw: Option<&S<RawGlobal>>) -> Global 
         i64::MAX,
         0,
     );
+    let l7_threads = int(
+        cx,
+        g.and_then(|g| g.l7_threads.as_ref()),
+        "l7_threads",
+        0,
+        MAX_L7_THREADS,
+        0,
+    );
     Global {
+        l7_threads: l7_threads as usize,
         api_socket: PathBuf::from(text_value(api_socket, DEFAULT_API_SOCKET)),
         metrics,
         bpf_pin_path: PathBuf::from(text_value(pin, DEFAULT_BPF_PIN_PATH)),

@@ -41,6 +41,9 @@ pub struct Global {
     /// New flows per second per CPU above which new flows bypass the
     /// connection table (SYN flood guard); 0 turns the guard off.
     pub flood_new_flows_per_sec: u64,
+    /// Threads serving the L7 tier, each with its own event loop; 0 (the
+    /// default) means one per CPU.
+    pub l7_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,7 @@ pub(super) struct RawGlobal {
     pub(super) dsr_source_v4: Option<S<String>>,
     pub(super) dsr_source_v6: Option<S<String>>,
     pub(super) flood_new_flows_per_sec: Option<S<i64>>,
+    pub(super) l7_threads: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]

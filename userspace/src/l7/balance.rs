@@ -17,13 +17,14 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
+use smallvec::SmallVec;
 use xlb_common::{MAX_BACKENDS, NO_BACKEND, hash::name_hash};
 
 use crate::{
@@ -32,26 +33,12 @@ use crate::{
     registry::{ServerEntry, Snapshot},
 };
 
-/// The server chosen for one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pick {
-    pub id: u32,
-    pub address: SocketAddr,
-    /// "backend/server".
-    pub key: String,
-    pub name: String,
-}
+/// The server chosen for one attempt: borrowed from the request's
+/// snapshot, so choosing allocates nothing.
+pub type Pick<'a> = &'a ServerEntry;
 
-impl Pick {
-    fn of(s: &ServerEntry) -> Pick {
-        Pick {
-            id: s.id,
-            address: s.address,
-            key: s.key.clone(),
-            name: s.name.clone(),
-        }
-    }
-}
+/// Live servers of one pool, kept on the stack for the usual pool sizes.
+type Live<'a> = SmallVec<[&'a ServerEntry; 16]>;
 
 /// What the hashing algorithms hash.
 #[derive(Debug, Clone, Copy)]
@@ -140,16 +127,17 @@ impl Balancer {
 
     /// Chooses a live server not in `exclude` (servers already tried for
     /// this request); `None` when there is none.
-    pub fn pick(
+    pub fn pick<'a>(
         &self,
-        snap: &Arc<Snapshot>,
+        snap: &'a Arc<Snapshot>,
         key: Key<'_>,
         exclude: &[u32],
         load: &Load,
-    ) -> Option<Pick> {
-        let live: Vec<&ServerEntry> = snap
-            .in_backend(&self.backend)
-            .filter(|s| s.is_live() && !exclude.contains(&s.id))
+    ) -> Option<Pick<'a>> {
+        let live: Live<'a> = snap
+            .servers
+            .iter()
+            .filter(|s| s.backend == self.backend && s.is_live() && !exclude.contains(&s.id))
             .collect();
         if live.is_empty() {
             return None;
@@ -167,7 +155,7 @@ impl Balancer {
                 // rendezvous over the rest.
                 .or_else(|| rendezvous(&live, &ip_bytes(key.client))),
         };
-        chosen.map(Pick::of)
+        chosen
     }
 
     /// `prune`: `live` is every live server (no retry exclusions), so the
@@ -282,10 +270,10 @@ impl Balancer {
     }
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+fn ip_bytes(ip: IpAddr) -> SmallVec<[u8; 16]> {
     match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => SmallVec::from_slice(&a.octets()),
+        IpAddr::V6(a) => SmallVec::from_slice(&a.octets()),
     }
 }
 
@@ -336,7 +324,7 @@ mod tests {
     fn names(b: &Balancer, s: &Arc<Snapshot>, n: usize) -> Vec<String> {
         let load = Load::default();
         (0..n)
-            .map(|_| b.pick(s, key("/"), &[], &load).unwrap().name)
+            .map(|_| b.pick(s, key("/"), &[], &load).unwrap().name.clone())
             .collect()
     }
 
@@ -401,9 +389,9 @@ mod tests {
             let p = format!("/item/{i}");
             let a = b.pick(&s, key(&p), &[], &load).unwrap();
             for _ in 0..3 {
-                assert_eq!(b.pick(&s, key(&p), &[], &load).unwrap(), a);
+                assert_eq!(b.pick(&s, key(&p), &[], &load).unwrap().id, a.id);
             }
-            seen.insert(a.name);
+            seen.insert(a.name.clone());
         }
         assert_eq!(seen.len(), 3);
     }

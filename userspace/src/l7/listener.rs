@@ -1,11 +1,9 @@
-//! Accepting and serving client connections: TCP accept, optional TLS
+//! Serving client connections: optional TLS
 //! handshake (bounded by the header timeout), the HTTP version by ALPN
 //! (or by the prior-knowledge preface with `h2c`), and the connection's
 //! watchdog (header and idle timeouts).
 
-use std::{
-    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
-};
+use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
 use hyper::{
     body::Incoming,
@@ -18,7 +16,7 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 use tracing::{debug, warn};
 
@@ -28,25 +26,8 @@ use super::{
     tls::ALPN_H2,
 };
 
-/// Accepts connections until the task is aborted; each connection gets a
-/// task of its own, which outlives this loop (a reload keeps them).
-pub async fn accept_loop(listener: Arc<TcpListener>, fe: Arc<Frontend>, shared: Arc<Shared>) {
-    loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(frontend = %fe.name, "accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve(stream, client, fe.clone(), shared.clone()));
-    }
-}
-
-async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared: Arc<Shared>) {
+/// Serves one accepted client connection until it ends.
+pub async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared: Arc<Shared>) {
     let Some(tls) = fe.tls.clone() else {
         let h1 = !fe.h2c;
         let state = ConnState::new(h1);

@@ -2,7 +2,9 @@
 //! listeners, on the same server view (health, admin state, weights) as
 //! the kernel tier.
 //!
-//! - [`listener`]: accept, TLS handshake, HTTP version, connection watchdog.
+//! - [`workers`]: one event loop per thread; accepting and spreading
+//!   connections over them.
+//! - [`listener`]: TLS handshake, HTTP version, connection watchdog.
 //! - [`conn`]: per-connection clock (header and idle timeouts).
 //! - [`tls`]: certificates, SNI, ALPN; the `xlb check` TLS hook.
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
@@ -23,11 +25,13 @@ mod listener;
 mod proxy;
 pub mod tls;
 pub mod upstream;
+mod workers;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::{
@@ -45,31 +49,38 @@ pub fn config_checks() -> Checks {
     }
 }
 
-/// The running L7 tier. Dropping it stops accepting (open connections
-/// finish on their own).
+/// Pending connections a listener queues before the kernel refuses more.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// The running L7 tier. Dropping it stops its threads.
 pub struct L7 {
-    listeners: HashMap<SocketAddr, Arc<TcpListener>>,
-    accept_tasks: Vec<JoinHandle<()>>,
-    shared: Arc<proxy::Shared>,
+    listeners: HashMap<SocketAddr, Arc<std::net::TcpListener>>,
+    workers: workers::Workers,
     maglev_size: u32,
     logs: HashMap<AccessLog, access_log::Logger>,
 }
 
 impl L7 {
-    /// Binds every frontend's listener and starts serving.
+    /// Starts the worker threads (`l7_threads`, default one per CPU),
+    /// binds every frontend's listener and starts serving.
     pub async fn start(
         config: &Config,
         view: watch::Receiver<Arc<Snapshot>>,
     ) -> anyhow::Result<L7> {
-        let shared = Arc::new(proxy::Shared {
-            view,
-            load: Arc::new(balance::Load::default()),
+        let threads = match config.global.l7_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let load = Arc::new(balance::Load::default());
+        let workers = workers::Workers::start(threads, || proxy::Shared {
+            view: view.clone(),
+            load: load.clone(),
             pool: Arc::new(upstream::Pool::default()),
-        });
+        })
+        .context("starting the L7 threads")?;
         let mut l7 = L7 {
             listeners: HashMap::new(),
-            accept_tasks: Vec::new(),
-            shared,
+            workers,
             maglev_size: config.global.maglev_size,
             logs: HashMap::new(),
         };
@@ -148,8 +159,7 @@ impl L7 {
             let listener = match self.listeners.get(&f.bind) {
                 Some(l) => l.clone(),
                 None => Arc::new(
-                    TcpListener::bind(f.bind)
-                        .await
+                    bind(f.bind)
                         .with_context(|| format!("frontend {}: binding {}", f.name, f.bind))?,
                 ),
             };
@@ -171,9 +181,7 @@ impl L7 {
             frontends,
             listeners,
         } = staged;
-        for task in self.accept_tasks.drain(..) {
-            task.abort();
-        }
+        let mut serving = Vec::with_capacity(frontends.len());
         for (fe, listener, bind) in frontends {
             info!(
                 frontend = %fe.name,
@@ -183,26 +191,26 @@ impl L7 {
                 backend = %fe.backend.name,
                 "L7 frontend listening"
             );
-            self.accept_tasks.push(tokio::spawn(listener::accept_loop(
-                listener,
-                fe,
-                self.shared.clone(),
-            )));
+            serving.push(workers::Serving { fe, listener });
         }
+        self.workers.serve(&serving);
         self.listeners = listeners;
     }
 }
 
 /// Frontends built and listeners bound by [`L7::prepare`], not serving yet.
 pub struct Staged {
-    frontends: Vec<(Arc<proxy::Frontend>, Arc<TcpListener>, SocketAddr)>,
-    listeners: HashMap<SocketAddr, Arc<TcpListener>>,
+    frontends: Vec<(Arc<proxy::Frontend>, Arc<std::net::TcpListener>, SocketAddr)>,
+    listeners: HashMap<SocketAddr, Arc<std::net::TcpListener>>,
 }
 
-impl Drop for L7 {
-    fn drop(&mut self) {
-        for task in &self.accept_tasks {
-            task.abort();
-        }
-    }
+/// A listening socket for `addr`, non-blocking, for every worker to
+/// accept on.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }

@@ -17,6 +17,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
@@ -89,15 +90,19 @@ fn idempotent(m: &Method) -> bool {
     )
 }
 
-/// The access log fields known before the response body ends.
+/// The access log fields known before the response body ends. Cheap to
+/// fill on every request: names and the request line are only looked up
+/// and formatted when a line is written.
 struct Entry {
     wall: SystemTime,
     received: Instant,
-    client: SocketAddr,
-    frontend: String,
-    backend: String,
-    server: Option<String>,
-    request_line: String,
+    cx: Arc<ConnCtx>,
+    method: Method,
+    /// The request target as received (`CONNECT`: the authority).
+    target: Uri,
+    version: Version,
+    /// The snapshot the server was chosen from, and the server's id.
+    server: Option<(Arc<Snapshot>, u32)>,
     status: u16,
     accept: Duration,
     connect: Option<Duration>,
@@ -108,15 +113,15 @@ struct Entry {
 
 impl Entry {
     /// An entry for a request just received on this connection.
-    fn new(cx: &ConnCtx, received: Instant, accept: Duration, request_line: String) -> Self {
+    fn new<B>(cx: &Arc<ConnCtx>, received: Instant, accept: Duration, req: &Request<B>) -> Self {
         Entry {
             wall: SystemTime::now(),
             received,
-            client: cx.client,
-            frontend: cx.fe.name.clone(),
-            backend: cx.fe.backend.name.clone(),
+            cx: cx.clone(),
+            method: req.method().clone(),
+            target: req.uri().clone(),
+            version: req.version(),
             server: None,
-            request_line,
             status: 0,
             accept,
             connect: None,
@@ -126,15 +131,37 @@ impl Entry {
         }
     }
 
+    /// `METHOD TARGET VERSION`, made safe for one log line.
+    fn request_line(&self) -> String {
+        let target = if self.method == Method::CONNECT {
+            self.target.authority().map_or("-", |a| a.as_str())
+        } else {
+            self.target.path_and_query().map_or("/", |p| p.as_str())
+        };
+        format!(
+            "{} {} {:?}",
+            self.method,
+            access_log::sanitize(target),
+            self.version
+        )
+    }
+
+    fn server_name(&self) -> &str {
+        self.server
+            .as_ref()
+            .and_then(|(snap, id)| snap.servers.iter().find(|s| s.id == *id))
+            .map_or("-", |s| s.name.as_str())
+    }
+
     fn line(&self, bytes: u64) -> String {
         let mut line = format!(
             "{} {} {} {}/{} \"{}\" {} {bytes} accept={} connect={} response={} total={} retries={}",
             access_log::timestamp(self.wall),
-            self.client,
-            self.frontend,
-            self.backend,
-            self.server.as_deref().unwrap_or("-"),
-            self.request_line,
+            self.cx.client,
+            self.cx.fe.name,
+            self.cx.fe.backend.name,
+            self.server_name(),
+            self.request_line(),
             self.status,
             access_log::ms(Some(self.accept)),
             access_log::ms(self.connect),
@@ -167,27 +194,21 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
     }
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let mut entry = Entry::new(&cx, received, accept, &req);
     let (mut parts, incoming) = req.into_parts();
-    let request_line = format!(
-        "{} {} {:?}",
-        parts.method,
-        access_log::sanitize(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
-        parts.version
-    );
-    let mut entry = Entry::new(&cx, received, accept, request_line);
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::add_forwarded(
         &mut parts.headers,
         cx.client,
         cx.fe.scheme(),
-        host.as_deref(),
+        host.as_ref().and_then(|h| h.to_str().ok()),
     );
 
     let no_body = incoming.is_end_stream();
@@ -197,12 +218,11 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
     let be = &cx.fe.backend;
     let settings = &be.settings;
     let snap = cx.shared.view.borrow().clone();
-    let path = parts.uri.path().to_string();
     let key = Key {
         client: cx.client.ip(),
-        path: &path,
+        path: parts.uri.path(),
     };
-    let mut tried: Vec<u32> = Vec::new();
+    let mut tried: SmallVec<[u32; 4]> = SmallVec::new();
     let mut free_retries = 2; // stale pooled connections, not counted
     let mut failure: Option<(StatusCode, String)> = None;
     let outcome = loop {
@@ -220,7 +240,7 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         };
         tried.push(pick.id);
         entry.retries = tried.len() as u32 - 1;
-        entry.server = Some(pick.name.clone());
+        entry.server = Some((snap.clone(), pick.id));
         let in_flight = cx.shared.load.start(pick.id);
         let started = Instant::now();
         let conn = if upgrade {
@@ -267,7 +287,7 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
                 None => break None, // consumed by a failed attempt
             }
         };
-        let upstream_req = build(&parts, req_body, settings.proto, &pick, host.as_deref());
+        let upstream_req = build(&parts, req_body, settings.proto, pick, host.as_ref());
         let sent = Instant::now();
         let result = tokio::time::timeout(
             ms(settings.response_timeout_ms),
@@ -329,7 +349,7 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
             failure.unwrap_or((StatusCode::BAD_GATEWAY, "all attempts failed".into()));
         warn!(
             frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
-            "{} {}: {why}", status.as_u16(), entry.request_line
+            "{} {}: {why}", status.as_u16(), entry.request_line()
         );
         entry.status = status.as_u16();
         entry.error = Some(why.clone());
@@ -377,17 +397,12 @@ async fn connect(
     received: Instant,
 ) -> Response<Body> {
     let target = req.uri().authority().map(|a| a.as_str().to_string());
-    let request_line = format!(
-        "CONNECT {} {:?}",
-        access_log::sanitize(target.as_deref().unwrap_or("-")),
-        req.version()
-    );
-    let mut entry = Entry::new(&cx, received, accept, request_line);
+    let mut entry = Entry::new(&cx, received, accept, &req);
     let be = &cx.fe.backend;
     let refuse = |mut entry: Entry, guard, status: StatusCode, why: String| {
         warn!(
             frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
-            "{} {}: {why}", status.as_u16(), entry.request_line
+            "{} {}: {why}", status.as_u16(), entry.request_line()
         );
         entry.status = status.as_u16();
         let resp = body::error_response(status, &why);
@@ -416,7 +431,7 @@ async fn connect(
         );
         return refuse(entry, guard, StatusCode::FORBIDDEN, why);
     };
-    entry.server = Some(server.name.clone());
+    entry.server = Some((snap.clone(), server.id));
     if !server.is_live() {
         let why = format!("server {} is not up", server.key);
         return refuse(entry, guard, StatusCode::SERVICE_UNAVAILABLE, why);
@@ -477,8 +492,8 @@ fn build(
     parts: &request::Parts,
     body: Body,
     proto: UpstreamProto,
-    pick: &Pick,
-    host: Option<&str>,
+    pick: Pick<'_>,
+    host: Option<&HeaderValue>,
 ) -> Request<Body> {
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::new(body);
@@ -489,15 +504,19 @@ fn build(
             *req.version_mut() = Version::HTTP_11;
             *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
             if !req.headers().contains_key(header::HOST) {
-                let h = host.map_or_else(|| pick.address.to_string(), str::to_string);
-                if let Ok(v) = HeaderValue::from_str(&h) {
+                let h = host
+                    .cloned()
+                    .or_else(|| HeaderValue::from_str(&pick.address.to_string()).ok());
+                if let Some(v) = h {
                     req.headers_mut().insert(header::HOST, v);
                 }
             }
         }
         UpstreamProto::H2 => {
             *req.version_mut() = Version::HTTP_2;
-            let authority = host.map_or_else(|| pick.address.to_string(), str::to_string);
+            let authority = host
+                .and_then(|h| h.to_str().ok())
+                .map_or_else(|| pick.address.to_string(), str::to_string);
             *req.uri_mut() = format!("http://{authority}{pq}")
                 .parse()
                 .or_else(|_| format!("http://{}{pq}", pick.address).parse())

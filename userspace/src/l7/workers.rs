@@ -1,0 +1,225 @@
+//! The L7 tier's threads: one single-threaded tokio runtime per worker
+//! (one worker per CPU by default), the way HAProxy and nginx run one
+//! event loop per thread. A client connection, its requests and the
+//! server connections they use all live on one thread: no work stealing,
+//! no cross-thread wake-ups, and each worker keeps its own pool of server
+//! connections.
+//!
+//! Every worker accepts on every listener (duplicated descriptors of one
+//! socket), so whichever is free takes the next connection. A worker that
+//! already holds more connections than the least loaded one hands the new
+//! connection over, so keep-alive connections opened in a burst still end
+//! up spread evenly.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::JoinHandle,
+};
+use tracing::{error, warn};
+
+use super::{
+    listener,
+    proxy::{Frontend, Shared},
+};
+
+/// A frontend and the socket it accepts on.
+#[derive(Clone)]
+pub struct Serving {
+    pub fe: Arc<Frontend>,
+    pub listener: Arc<std::net::TcpListener>,
+}
+
+enum Command {
+    /// Accept on these from now on (replaces what was accepted before;
+    /// open connections stay).
+    Serve(Vec<Serving>),
+    /// A connection another worker accepted for this one.
+    Adopt(Placed, std::net::TcpStream, SocketAddr, Arc<Frontend>),
+    Stop,
+}
+
+/// What every worker knows of the others: their open connections and
+/// their command queues.
+struct Peers {
+    open: Vec<AtomicUsize>,
+    queues: Vec<mpsc::UnboundedSender<Command>>,
+}
+
+impl Peers {
+    /// The worker a connection accepted by `me` should go to, counted as
+    /// open there from now on: `me` unless another holds at least two
+    /// fewer connections.
+    fn place(self: &Arc<Self>, me: usize) -> Placed {
+        let (least, n) = self
+            .open
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.load(Ordering::Relaxed)))
+            .min_by_key(|&(i, n)| (n, i != me))
+            .unwrap_or((me, 0));
+        let mine = self.open[me].load(Ordering::Relaxed);
+        let worker = if mine > n + 1 { least } else { me };
+        self.open[worker].fetch_add(1, Ordering::Relaxed);
+        Placed {
+            peers: self.clone(),
+            worker,
+        }
+    }
+}
+
+/// One open connection counted on a worker until it drops.
+pub struct Placed {
+    peers: Arc<Peers>,
+    worker: usize,
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.peers.open[self.worker].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The running workers.
+pub struct Workers {
+    peers: Arc<Peers>,
+}
+
+impl Workers {
+    /// Starts `count` worker threads; `shared` builds each worker's state
+    /// (its own connection pool).
+    pub fn start(count: usize, shared: impl Fn() -> Shared) -> std::io::Result<Workers> {
+        let count = count.max(1);
+        let mut queues = Vec::with_capacity(count);
+        let mut inboxes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (tx, rx) = mpsc::unbounded_channel();
+            queues.push(tx);
+            inboxes.push(rx);
+        }
+        let peers = Arc::new(Peers {
+            open: (0..count).map(|_| AtomicUsize::new(0)).collect(),
+            queues,
+        });
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let worker = Worker {
+                index,
+                shared: Arc::new(shared()),
+                peers: peers.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("xlb-l7-{index}"))
+                .spawn(move || runtime.block_on(worker.run(inbox)))?;
+        }
+        Ok(Workers { peers })
+    }
+
+    /// Every worker accepts on `serving` from now on.
+    pub fn serve(&self, serving: &[Serving]) {
+        for q in &self.peers.queues {
+            let _ = q.send(Command::Serve(serving.to_vec()));
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for q in &self.peers.queues {
+            let _ = q.send(Command::Stop);
+        }
+    }
+}
+
+struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    peers: Arc<Peers>,
+}
+
+impl Worker {
+    async fn run(self, mut inbox: mpsc::UnboundedReceiver<Command>) {
+        let me = Arc::new(self);
+        let mut accepting: Vec<JoinHandle<()>> = Vec::new();
+        while let Some(command) = inbox.recv().await {
+            match command {
+                Command::Serve(serving) => {
+                    for task in accepting.drain(..) {
+                        task.abort();
+                    }
+                    for s in serving {
+                        match s.listener.try_clone().and_then(TcpListener::from_std) {
+                            Ok(l) => accepting.push(tokio::spawn(me.clone().accept_loop(l, s.fe))),
+                            Err(e) => error!(
+                                frontend = %s.fe.name, worker = me.index,
+                                "cannot accept on the frontend's socket: {e}"
+                            ),
+                        }
+                    }
+                }
+                Command::Adopt(placed, stream, client, fe) => match TcpStream::from_std(stream) {
+                    Ok(stream) => me.spawn_serve(placed, stream, client, fe),
+                    Err(e) => warn!(%client, "taking over a connection: {e}"),
+                },
+                Command::Stop => break,
+            }
+        }
+        for task in accepting {
+            task.abort();
+        }
+    }
+
+    /// Accepts until the task is aborted; each connection gets a task of
+    /// its own, which outlives this loop (a reload keeps them).
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, fe: Arc<Frontend>) {
+        loop {
+            let (stream, client) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(frontend = %fe.name, "accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let placed = self.peers.place(self.index);
+            if placed.worker == self.index {
+                self.spawn_serve(placed, stream, client, fe.clone());
+                continue;
+            }
+            let queue = &self.peers.queues[placed.worker];
+            match stream.into_std() {
+                Ok(std_stream) => {
+                    let _ = queue.send(Command::Adopt(placed, std_stream, client, fe.clone()));
+                }
+                Err(e) => warn!(%client, "handing a connection over: {e}"),
+            }
+        }
+    }
+
+    fn spawn_serve(
+        &self,
+        placed: Placed,
+        stream: TcpStream,
+        client: SocketAddr,
+        fe: Arc<Frontend>,
+    ) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            listener::serve(stream, client, fe, shared).await;
+            drop(placed);
+        });
+    }
+}
