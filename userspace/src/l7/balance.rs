@@ -142,7 +142,7 @@ impl Balancer {
         if live.is_empty() {
             return None;
         }
-        let chosen = match self.algo {
+        match self.algo {
             Balance::RoundRobin => self.round_robin(&live, exclude.is_empty()),
             Balance::LeastConn => self.least_conn(&live, load),
             Balance::Random => self.two_choices(&live, load),
@@ -154,8 +154,7 @@ impl Balancer {
                 // A retry (the table's choice was excluded) falls back to
                 // rendezvous over the rest.
                 .or_else(|| rendezvous(&live, &ip_bytes(key.client))),
-        };
-        chosen
+        }
     }
 
     /// `prune`: `live` is every live server (no retry exclusions), so the
