@@ -60,9 +60,11 @@ impl L7 {
     pub async fn start(
         config: &Config,
         view: watch::Receiver<Arc<Snapshot>>,
+        metrics: crate::api::HttpMetrics,
     ) -> anyhow::Result<L7> {
         let shared = Arc::new(proxy::Shared {
             view,
+            metrics,
             load: Arc::new(balance::Load::default()),
             pool: Arc::new(upstream::Pool::default()),
         });

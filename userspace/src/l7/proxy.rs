@@ -71,6 +71,7 @@ pub struct Shared {
     pub view: watch::Receiver<Arc<Snapshot>>,
     pub load: Arc<Load>,
     pub pool: Arc<Pool>,
+    pub metrics: crate::api::HttpMetrics,
 }
 
 /// One client connection.
@@ -461,6 +462,7 @@ fn finish(
         bytes: 0,
         entry: Some(entry),
         log: cx.fe.log.clone(),
+        metrics: cx.shared.metrics.clone(),
         _in_flight: in_flight,
         _guard: guard,
     };
@@ -535,6 +537,7 @@ struct LoggedBody {
     bytes: u64,
     entry: Option<Entry>,
     log: Logger,
+    metrics: crate::api::HttpMetrics,
     _in_flight: Option<InFlight>,
     _guard: RequestGuard,
 }
@@ -542,6 +545,9 @@ struct LoggedBody {
 impl LoggedBody {
     fn done(&mut self) {
         if let Some(e) = self.entry.take() {
+            let elapsed = e.received.elapsed();
+            self.metrics
+                .observe(&e.frontend, &e.backend, e.status, elapsed);
             if self.log.enabled() {
                 self.log.write(e.line(self.bytes));
             }
