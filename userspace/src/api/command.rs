@@ -50,18 +50,8 @@ pub enum Command {
     Reload,
 }
 
-impl Command {
-    /// Commands that only read: answered without touching any state.
-    pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            Command::Help | Command::ShowInfo | Command::ShowStat | Command::ShowServersState
-        )
-    }
-}
-
-/// Parse one line (without its newline). Blank lines are `Err("")`'s
-/// caller's business: they are refused here like any other bad input.
+/// Parse one line (without its newline). The server skips blank lines;
+/// here they are refused like any other bad input.
 pub fn parse(line: &str) -> Result<Command, String> {
     if line.len() > MAX_LINE {
         return Err(format!("command longer than {MAX_LINE} bytes"));
