@@ -570,7 +570,10 @@ fn cpu_ticks(pids: &[u32]) -> Ticks {
             let rest = s.rsplit_once(") ")?.1.to_string();
             let f: Vec<&str> = rest.split_whitespace().collect();
             // Fields after the command: state is 0, utime 11, stime 12.
-            Some((f.get(11)?.parse::<u64>().ok()?, f.get(12)?.parse::<u64>().ok()?))
+            Some((
+                f.get(11)?.parse::<u64>().ok()?,
+                f.get(12)?.parse::<u64>().ok()?,
+            ))
         })
         .fold(Ticks::default(), |t, (u, s)| Ticks {
             user: t.user + u,

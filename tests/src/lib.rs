@@ -16,6 +16,7 @@
 //! - [`l4traffic`]: temp configs, TCP/HTTP from fixed source ports, counters.
 //! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
 
+pub mod api;
 pub mod backend;
 pub mod grpc;
 pub mod http_backend;

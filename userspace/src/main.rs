@@ -31,6 +31,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Send one command to a running xlb's runtime API and print the
+    /// answer (exit 1 when it is an `error:`); `xlb ctl help` lists them.
+    Ctl {
+        /// The API socket (`[global] api_socket` of the running config).
+        #[arg(long, default_value = xlb::config::DEFAULT_API_SOCKET)]
+        socket: PathBuf,
+        /// The command's words, e.g. `show stat` or
+        /// `set server web/web2 state maint`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// On a DSR backend: strip the IPIP / IP6IP6 header of packets for the
     /// local VIPs and pass the inner packet to the stack, until SIGINT/SIGTERM.
     Decap {
@@ -72,6 +83,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Stats { config } => xlb::cli_stats::print(&config),
+        Command::Ctl { socket, command } => match xlb::api::client::run(&socket, &command) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Decap {
             interface,
             vips,

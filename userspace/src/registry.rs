@@ -50,7 +50,7 @@ impl ServerEntry {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Registry {
     servers: BTreeMap<u32, ServerEntry>,
     next_id: u32,
@@ -138,6 +138,22 @@ impl Registry {
             }
             _ => false,
         }
+    }
+
+    /// Set a server's weight (0 drains); returns true when it changed.
+    pub fn set_weight(&mut self, id: u32, weight: u32) -> bool {
+        match self.servers.get_mut(&id) {
+            Some(s) if s.weight != weight => {
+                s.weight = weight;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forget a server; its id is not handed out again soon (see `add`).
+    pub fn remove(&mut self, id: u32) -> Option<ServerEntry> {
+        self.servers.remove(&id)
     }
 
     /// Maglev members of one backend pool.

@@ -14,6 +14,7 @@ mod parse;
 mod raw;
 mod values;
 mod xdp;
+pub use defaults::{DEFAULT_API_SOCKET, DEFAULT_WEIGHT, MAX_WEIGHT};
 pub use errors::ConfigError;
 pub use parse::{CaCheck, Checks, TlsCheck, load, load_with, parse, parse_with};
 

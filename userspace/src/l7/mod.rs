@@ -66,6 +66,7 @@ impl L7 {
     pub async fn start(
         config: &Config,
         view: watch::Receiver<Arc<Snapshot>>,
+        metrics: crate::api::HttpMetrics,
     ) -> anyhow::Result<L7> {
         let threads = match config.global.l7_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -74,6 +75,7 @@ impl L7 {
         let load = Arc::new(balance::Load::default());
         let workers = workers::Workers::start(threads, || proxy::Shared {
             view: view.clone(),
+            metrics: metrics.clone(),
             load: load.clone(),
             pool: Arc::new(upstream::Pool::default()),
         })

@@ -72,6 +72,7 @@ pub struct Shared {
     pub view: watch::Receiver<Arc<Snapshot>>,
     pub load: Arc<Load>,
     pub pool: Arc<Pool>,
+    pub metrics: crate::api::HttpMetrics,
 }
 
 /// One client connection.
@@ -561,6 +562,10 @@ struct LoggedBody {
 impl LoggedBody {
     fn done(&mut self) {
         if let Some(e) = self.entry.take() {
+            let (fe, elapsed) = (&e.cx.fe, e.received.elapsed());
+            e.cx.shared
+                .metrics
+                .observe(&fe.name, &fe.backend.name, e.status, elapsed);
             if self.log.enabled() {
                 self.log.write(e.line(self.bytes));
             }

@@ -1,0 +1,187 @@
+//! Prometheus metrics end to end: `[global] metrics` on 127.0.0.1:9100 in
+//! the lb namespace. After known traffic, `/metrics` must count the L7
+//! requests by frontend, backend and status code (200 from a live pool,
+//! 502 from a pool whose only server refuses connections), show the L4
+//! VIP's packets and bytes, the servers' state, and the XDP path
+//! counters; every line must be well-formed. `/stats` lists the servers.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use xlb_lab::{
+    L4Topology, Lab,
+    api::{check_exposition, sample},
+    l4traffic::{run_batch, server_names, socket_addrs, spawn_backends, stop_xlb},
+    l7::{TempDir, VIP, curl},
+};
+
+const TEST: &str = "apimetrics";
+const OK_REQUESTS: usize = 12;
+const BAD_REQUESTS: usize = 3;
+const FLOWS: u16 = 20;
+
+fn config_text(dir: &TempDir) -> String {
+    format!(
+        r#"[global]
+api_socket = "{socket}"
+bpf_pin_path = "/sys/fs/bpf/xlb-{TEST}"
+metrics = "127.0.0.1:9100"
+
+[[xdp]]
+interface = "eth0"
+
+[[backend]]
+name = "web"
+balance = "roundrobin"
+health = {{ check = "none" }}
+  [[backend.server]]
+  name = "web1"
+  address = "198.18.1.11:8080"
+  [[backend.server]]
+  name = "web2"
+  address = "198.18.1.12:8080"
+
+[[backend]]
+name = "dead"
+health = {{ check = "none" }}
+retries = 0
+  [[backend.server]]
+  name = "nobody"
+  address = "198.18.1.12:9999"
+
+[[l4]]
+name = "web-l4"
+vip = "{VIP}:80"
+backend = "web"
+forward = "nat"
+
+[[frontend]]
+name = "web-l7"
+bind = "{VIP}:8080"
+default_backend = "web"
+access_log = "off"
+
+[[frontend]]
+name = "broken"
+bind = "{VIP}:8081"
+default_backend = "dead"
+access_log = "off"
+"#,
+        socket = dir.path().join("xlb.sock").display()
+    )
+}
+
+#[test]
+fn metrics_count_requests_packets_and_states() {
+    let topo = L4Topology::build(Lab::new(TEST).unwrap(), 2).unwrap_or_else(|e| panic!("{e:#}"));
+    let names = server_names("web", 2);
+    let addrs = socket_addrs(topo.backend_addrs(), 8080);
+    let _servers = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = TempDir::new(TEST).unwrap();
+    let cfg = dir.write("xlb.toml", config_text(&dir)).unwrap();
+    let mut daemon = topo.lb().start_xlb(&cfg);
+
+    let timeout = Duration::from_secs(5);
+    for _ in 0..OK_REQUESTS {
+        let r = curl(topo.client(), &[&format!("http://{VIP}:8080/")], timeout).unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    for _ in 0..BAD_REQUESTS {
+        let r = curl(topo.client(), &[&format!("http://{VIP}:8081/")], timeout).unwrap();
+        assert_eq!(r.status, 502, "{r:?}");
+    }
+    let vip = SocketAddr::new(IpAddr::V4(topo.vip()), 80);
+    let src = IpAddr::V4(topo.client_addr());
+    run_batch(topo.client(), src, 20000..20000 + FLOWS, vip, &names)
+        .unwrap_or_else(|e| panic!("L4 batch: {e:#}\n{}", daemon.stderr()));
+
+    let scrape = curl(topo.lb(), &["http://127.0.0.1:9100/metrics"], timeout).unwrap();
+    assert_eq!(scrape.status, 200, "{scrape:?}");
+    let text = scrape.text();
+    eprintln!("{text}");
+    let samples = check_exposition(&text).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(samples > 10, "only {samples} samples");
+
+    let requests = |fe: &str, be: &str, code: &str| {
+        sample(
+            &text,
+            "xlb_http_requests_total",
+            &[("frontend", fe), ("backend", be), ("code", code)],
+        )
+    };
+    assert_eq!(requests("web-l7", "web", "200"), Some(OK_REQUESTS as f64));
+    assert_eq!(requests("broken", "dead", "502"), Some(BAD_REQUESTS as f64));
+    assert_eq!(
+        requests("web-l7", "web", "502"),
+        None,
+        "no 502 from the live pool"
+    );
+    let count = sample(
+        &text,
+        "xlb_http_request_duration_seconds_count",
+        &[("frontend", "web-l7"), ("backend", "web")],
+    );
+    assert_eq!(count, Some(OK_REQUESTS as f64));
+    let inf = sample(
+        &text,
+        "xlb_http_request_duration_seconds_bucket",
+        &[("frontend", "web-l7"), ("le", "+Inf")],
+    );
+    assert_eq!(inf, Some(OK_REQUESTS as f64));
+
+    let l4 = |name| sample(&text, name, &[("vip", "web-l4"), ("backend", "web")]);
+    let packets = l4("xlb_l4_packets_total").expect("xlb_l4_packets_total for web-l4");
+    let bytes = l4("xlb_l4_bytes_total").expect("xlb_l4_bytes_total for web-l4");
+    // Each connection is at least SYN, ACK, request, FIN from the client.
+    assert!(packets >= 4.0 * f64::from(FLOWS), "packets {packets}");
+    assert!(
+        bytes > packets * 40.0,
+        "bytes {bytes} for {packets} packets"
+    );
+    for s in ["web1", "web2"] {
+        let up = sample(
+            &text,
+            "xlb_backend_up",
+            &[("backend", "web"), ("server", s)],
+        );
+        assert_eq!(up, Some(1.0), "{s}");
+    }
+    let flow_miss = sample(&text, "xlb_xdp_packets_total", &[("reason", "flow_miss")]);
+    assert!(
+        flow_miss.unwrap_or(0.0) >= f64::from(FLOWS),
+        "flow_miss {flow_miss:?}"
+    );
+    assert!(
+        sample(
+            &text,
+            "xlb_xdp_packets_total",
+            &[("reason", "drop_malformed_ip")]
+        )
+        .is_some()
+    );
+
+    // A server in maint reads 0.
+    let sock = dir.path().join("xlb.sock");
+    xlb_lab::api::ctl_ok(&sock, "set server web/web2 state maint").unwrap();
+    let text = curl(topo.lb(), &["http://127.0.0.1:9100/metrics"], timeout)
+        .unwrap()
+        .text();
+    let up = sample(
+        &text,
+        "xlb_backend_up",
+        &[("backend", "web"), ("server", "web2")],
+    );
+    assert_eq!(up, Some(0.0));
+
+    let page = curl(topo.lb(), &["http://127.0.0.1:9100/stats"], timeout).unwrap();
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    eprintln!("{page}");
+    assert!(page.contains("web1") && page.contains("MAINT"), "{page}");
+    let missing = curl(topo.lb(), &["http://127.0.0.1:9100/nope"], timeout).unwrap();
+    assert_eq!(missing.status, 404);
+
+    stop_xlb(&mut daemon).unwrap_or_else(|e| panic!("{e:#}"));
+}

@@ -1,0 +1,125 @@
+//! Metrics read at scrape time: server states from the registry snapshot
+//! (the one the L7 tier follows) and the data path's per-CPU counters,
+//! summed over CPUs, from the same maps `xlb stats` reads.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+};
+use tokio::sync::watch;
+use xlb_common::Stat;
+
+use crate::{config::L4Vip, dataplane::stats::StatsReader, registry::Snapshot};
+
+/// Everything the scrape-time metrics and the `/stats` page read.
+#[derive(Clone)]
+pub struct Sources {
+    pub servers: watch::Receiver<Arc<Snapshot>>,
+    /// The running config's `[[l4]]` list: a VIP's id is its index.
+    pub vips: watch::Receiver<Arc<Vec<L4Vip>>>,
+    pub stats: Option<Arc<StatsReader>>,
+}
+
+#[derive(Clone)]
+pub struct DataPathCollector(pub Sources);
+
+impl std::fmt::Debug for DataPathCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataPathCollector")
+    }
+}
+
+type Labels<'a> = [(&'static str, &'a str); 2];
+
+impl Collector for DataPathCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let servers = self.0.servers.borrow().clone();
+        let vips = self.0.vips.borrow().clone();
+
+        let mut family = encoder.encode_descriptor(
+            "xlb_backend_up",
+            "1 when the server takes new flows and requests (UP), else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &servers.servers {
+            let labels: Labels = [("backend", &s.backend), ("server", &s.name)];
+            ConstGauge::new(i64::from(s.is_live())).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "xlb_backend_weight",
+            "The server's current weight (0 drains)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &servers.servers {
+            let labels: Labels = [("backend", &s.backend), ("server", &s.name)];
+            ConstGauge::new(i64::from(s.weight)).encode(family.encode_family(&labels)?)?;
+        }
+
+        let Some(stats) = &self.0.stats else {
+            return Ok(());
+        };
+        // Read every counter first: a failed read leaves the sample out.
+        let vip_counters: Vec<_> = (0..vips.len()).map(|i| stats.vip(i as u32).ok()).collect();
+        for (name, help, pick) in [
+            (
+                "xlb_l4_packets",
+                "Packets the XDP program forwarded for the VIP",
+                (|c: xlb_common::Counters| c.packets) as fn(_) -> u64,
+            ),
+            (
+                "xlb_l4_bytes",
+                "Bytes the XDP program forwarded for the VIP",
+                |c: xlb_common::Counters| c.bytes,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (l4, c) in vips.iter().zip(&vip_counters) {
+                let Some(c) = c else { continue };
+                let labels: Labels = [("vip", &l4.name), ("backend", &l4.backend)];
+                ConstCounter::new(pick(*c)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let server_counters: Vec<_> = servers
+            .servers
+            .iter()
+            .map(|s| stats.backend(s.id).ok())
+            .collect();
+        for (name, help, pick) in [
+            (
+                "xlb_l4_server_packets",
+                "Packets the XDP program forwarded to the server",
+                (|c: xlb_common::Counters| c.packets) as fn(_) -> u64,
+            ),
+            (
+                "xlb_l4_server_bytes",
+                "Bytes the XDP program forwarded to the server",
+                |c: xlb_common::Counters| c.bytes,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (s, c) in servers.servers.iter().zip(&server_counters) {
+                let Some(c) = c else { continue };
+                let labels: Labels = [("backend", &s.backend), ("server", &s.name)];
+                ConstCounter::new(pick(*c)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "xlb_xdp_packets",
+            "Packets by the XDP program's path and drop reason (see README, Packet handling rules)",
+            None,
+            MetricType::Counter,
+        )?;
+        for &stat in Stat::ALL {
+            if let Ok(n) = stats.stat(stat) {
+                let labels = [("reason", stat.name())];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

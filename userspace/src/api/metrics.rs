@@ -1,0 +1,188 @@
+//! The L7 tier's request metrics: `xlb_http_requests_total{frontend,
+//! backend,code}` and `xlb_http_request_duration_seconds{frontend,backend}`.
+//!
+//! [`HttpMetrics::observe`] runs once per request on every worker thread,
+//! so the prometheus families (which hash an owned label set per lookup)
+//! are only touched the first time a frontend/backend/code is seen; after
+//! that a request costs a shared read lock, two `&str` map lookups and
+//! two atomic updates, with no allocation.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, RwLock},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    frontend: String,
+    backend: String,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    frontend: String,
+    backend: String,
+}
+
+type Durations = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// 0.5 ms to ~16 s, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// HTTP status codes are three digits (hyper allows 100..=999).
+const CODES: usize = 1000;
+
+/// The metrics of one frontend -> backend route, created on first use.
+struct Route {
+    frontend: String,
+    backend: String,
+    duration: Histogram,
+    codes: Box<[OnceLock<Counter>]>,
+}
+
+struct Inner {
+    requests: Family<RequestLabels, Counter>,
+    durations: Durations,
+    /// frontend -> backend -> route: looked up by `&str`, no allocation.
+    routes: RwLock<HashMap<String, HashMap<String, Arc<Route>>>>,
+}
+
+/// A cheap-to-clone handle the L7 tier records every answered request on.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    inner: Arc<Inner>,
+}
+
+impl Default for HttpMetrics {
+    /// Unregistered metrics (for tests, or when nothing is scraped).
+    fn default() -> Self {
+        HttpMetrics {
+            inner: Arc::new(Inner {
+                requests: Family::default(),
+                durations: Family::new_with_constructor(duration_histogram),
+                routes: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpMetrics")
+    }
+}
+
+impl HttpMetrics {
+    /// New metrics, registered in `registry`.
+    pub fn register(registry: &mut Registry) -> HttpMetrics {
+        let metrics = HttpMetrics::default();
+        registry.register(
+            "xlb_http_requests",
+            "HTTP requests answered by the L7 tier, by status code",
+            metrics.inner.requests.clone(),
+        );
+        registry.register(
+            "xlb_http_request_duration_seconds",
+            "From the complete request head to the last response byte",
+            metrics.inner.durations.clone(),
+        );
+        metrics
+    }
+
+    /// Record one answered request.
+    pub fn observe(&self, frontend: &str, backend: &str, code: u16, elapsed: Duration) {
+        let routes = self.inner.routes.read().unwrap_or_else(|e| e.into_inner());
+        match routes.get(frontend).and_then(|b| b.get(backend)) {
+            Some(route) => self.record(route, code, elapsed),
+            None => {
+                drop(routes);
+                let route = self.new_route(frontend, backend);
+                self.record(&route, code, elapsed);
+            }
+        }
+    }
+
+    fn record(&self, route: &Route, code: u16, elapsed: Duration) {
+        route.duration.observe(elapsed.as_secs_f64());
+        let slot = usize::from(code).min(CODES - 1);
+        route.codes[slot]
+            .get_or_init(|| {
+                self.inner.requests.get_or_create_owned(&RequestLabels {
+                    frontend: route.frontend.clone(),
+                    backend: route.backend.clone(),
+                    code,
+                })
+            })
+            .inc();
+    }
+
+    /// The slow path, once per frontend/backend pair.
+    fn new_route(&self, frontend: &str, backend: &str) -> Arc<Route> {
+        let mut routes = self.inner.routes.write().unwrap_or_else(|e| e.into_inner());
+        let by_backend = routes.entry(frontend.to_string()).or_default();
+        by_backend
+            .entry(backend.to_string())
+            .or_insert_with(|| {
+                let labels = RouteLabels {
+                    frontend: frontend.to_string(),
+                    backend: backend.to_string(),
+                };
+                Arc::new(Route {
+                    frontend: labels.frontend.clone(),
+                    backend: labels.backend.clone(),
+                    duration: self.inner.durations.get_or_create_owned(&labels),
+                    codes: (0..CODES).map(|_| OnceLock::new()).collect(),
+                })
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_code_and_observes_durations() {
+        let mut registry = Registry::default();
+        let m = HttpMetrics::register(&mut registry);
+        for _ in 0..3 {
+            m.observe("fe", "web", 200, Duration::from_millis(2));
+        }
+        m.clone()
+            .observe("fe", "web", 503, Duration::from_millis(1));
+        m.observe("fe2", "web", 200, Duration::from_secs(1));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"xlb_http_requests_total{frontend="fe",backend="web",code="200"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"xlb_http_requests_total{frontend="fe",backend="web",code="503"} 1"#)
+        );
+        assert!(
+            text.contains(r#"xlb_http_requests_total{frontend="fe2",backend="web",code="200"} 1"#)
+        );
+        assert!(
+            text.contains(
+                r#"xlb_http_request_duration_seconds_count{frontend="fe",backend="web"} 4"#
+            ),
+            "{text}"
+        );
+    }
+}
