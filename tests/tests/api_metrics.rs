@@ -98,7 +98,7 @@ fn metrics_count_requests_packets_and_states() {
         .unwrap_or_else(|e| panic!("L4 batch: {e:#}\n{}", daemon.stderr()));
 
     let scrape = curl(topo.lb(), &["http://127.0.0.1:9100/metrics"], timeout).unwrap();
-    assert_eq!(scrape.status, 200, "{scrape:?}");
+    assert_eq!(scrape.status, 200, "{scrape:?}\n{}", daemon.stderr());
     let text = scrape.text();
     eprintln!("{text}");
     let samples = check_exposition(&text).unwrap_or_else(|e| panic!("{e:#}"));
