@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -18,6 +19,28 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|e| match e {})
         .boxed_unsync()
+}
+
+/// Server response bodies of a known length up to this many bytes are read
+/// whole before the response head is passed on (HAProxy's buffer size).
+pub const SMALL_BODY: u64 = 16 * 1024;
+
+/// Reads a response body of known length up to [`SMALL_BODY`] to its end,
+/// so the head and the body reach the client in one write instead of a
+/// write each (and one packet instead of two). Longer, unknown-length or
+/// empty bodies stay streamed.
+pub async fn read_small(resp: Response<Body>) -> Result<Response<Body>, BoxError> {
+    let small = resp
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > 0 && n <= SMALL_BODY);
+    if !small {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, full(bytes)))
 }
 
 /// A hyper body (client request or backend response), boxed.

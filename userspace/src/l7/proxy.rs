@@ -290,21 +290,27 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
         };
         let upstream_req = build(&parts, req_body, settings.proto, pick, host.as_ref());
         let sent = Instant::now();
-        let result = tokio::time::timeout(
-            ms(settings.response_timeout_ms),
-            upstream::send(
+        let exchange = async {
+            let resp = upstream::send(
                 &cx.shared.pool,
                 pick.address,
                 be.tls.as_ref(),
                 conn,
                 upstream_req,
-            ),
-        )
-        .await;
+            )
+            .await?;
+            Ok(body::read_small(resp).await)
+        };
+        let result = tokio::time::timeout(ms(settings.response_timeout_ms), exchange).await;
         match result {
-            Ok(Ok(resp)) => {
+            Ok(Ok(Ok(resp))) => {
                 entry.response = Some(sent.elapsed());
                 break Some((resp, pick, in_flight));
+            }
+            Ok(Ok(Err(e))) => {
+                warn!(frontend = %cx.fe.name, server = %pick.key, "reading the response body: {e}");
+                failure = Some((StatusCode::BAD_GATEWAY, format!("server response body: {e}")));
+                break None;
             }
             Err(_) => {
                 warn!(
