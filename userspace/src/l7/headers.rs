@@ -21,18 +21,21 @@ const HOP_BY_HOP: &[HeaderName] = &[
 /// With `keep_upgrade` (a WebSocket handshake) `Upgrade` and
 /// `Connection: upgrade` are kept.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
+    // Most requests and responses have no `Connection` header at all.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if keep_upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(&name);
         }
-        headers.remove(&name);
     }
     let te_trailers = headers
         .get_all(header::TE)
@@ -40,7 +43,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    let upgrade = headers.get(header::UPGRADE).cloned();
+    let upgrade = keep_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     for h in HOP_BY_HOP {
         headers.remove(h);
     }
