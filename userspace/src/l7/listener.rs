@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use super::{
     conn::{ConnState, Cut, Tracked},
+    cork::Corked,
     proxy::{self, ConnCtx, Frontend, Shared},
     tls::ALPN_H2,
 };
@@ -100,9 +101,9 @@ async fn serve_http<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cx = ctx(&fe, &shared, client, &state);
-    let io = TokioIo::new(io);
     match proto {
         Proto::H1 => {
+            let io = TokioIo::new(io);
             let conn = http1::Builder::new()
                 .max_buf_size(fe.max_header_bytes)
                 .max_headers(fe.max_headers)
@@ -111,6 +112,7 @@ async fn serve_http<IO>(
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }
         Proto::H2 => {
+            let io = TokioIo::new(Corked::new(io));
             let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_header_list_size(fe.max_header_bytes as u32)
@@ -119,6 +121,7 @@ async fn serve_http<IO>(
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }
         Proto::Auto => {
+            let io = TokioIo::new(Corked::new(io));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()

@@ -6,6 +6,7 @@
 //!   connections over them.
 //! - [`listener`]: TLS handshake, HTTP version, connection watchdog.
 //! - [`conn`]: per-connection clock (header and idle timeouts).
+//! - [`cork`]: write coalescing for HTTP/2 client connections.
 //! - [`tls`]: certificates, SNI, ALPN; the `xlb check` TLS hook.
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
 //! - [`balance`]: the balancing algorithms over the server snapshot.
@@ -20,6 +21,7 @@ pub mod balance;
 pub mod body;
 pub mod compress;
 mod conn;
+mod cork;
 pub mod headers;
 mod listener;
 mod proxy;
