@@ -13,6 +13,7 @@
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`.
 //! - [`compress`]: gzip/brotli by `Accept-Encoding`, streamed.
 //! - [`access_log`]: the per-request log line and its writer thread.
+//! - [`syslog`]: the access log as RFC 5424 datagrams.
 //! - [`body`]: the common body type and xlb's own short answers.
 
 pub mod access_log;
@@ -23,6 +24,7 @@ mod conn;
 pub mod headers;
 mod listener;
 mod proxy;
+pub mod syslog;
 pub mod tls;
 pub mod upstream;
 mod workers;

@@ -309,7 +309,10 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
             }
             Ok(Ok(Err(e))) => {
                 warn!(frontend = %cx.fe.name, server = %pick.key, "reading the response body: {e}");
-                failure = Some((StatusCode::BAD_GATEWAY, format!("server response body: {e}")));
+                failure = Some((
+                    StatusCode::BAD_GATEWAY,
+                    format!("server response body: {e}"),
+                ));
                 break None;
             }
             Err(_) => {
