@@ -10,6 +10,7 @@
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
+//! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`.
 //! - [`compress`]: gzip/brotli by `Accept-Encoding`, streamed.
 //! - [`access_log`]: the per-request log line and its writer thread.
@@ -27,6 +28,7 @@ mod proxy;
 pub mod syslog;
 pub mod tls;
 pub mod upstream;
+mod websocket;
 mod workers;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
