@@ -1,9 +1,9 @@
 //! `[[frontend]]`: the L7 listeners, their TLS certificates and limits.
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, net::SocketAddr, path::Path};
 
 use super::{
-    AccessLog, CertKey, Frontend, L4Vip, Protocol, Tls,
+    AccessLog, CertKey, Frontend, L4Vip, Protocol, SyslogTarget, Tls,
     defaults::*,
     errors::Cx,
     raw::{RawConfig, S},
@@ -156,25 +156,9 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
             10_000,
             DEFAULT_MAX_HEADERS as i64,
         ) as usize;
-        let access_log = match f.access_log.as_ref().map(|a| a.get_ref().as_str()) {
-            None | Some("stderr") => AccessLog::Stderr,
-            Some("off") => AccessLog::Off,
-            Some("") => {
-                let a = f.access_log.as_ref().expect("matched Some");
-                cx.push(
-                    a.span(),
-                    "access_log must be \"stderr\", \"off\" or a file path",
-                );
-                AccessLog::Off
-            }
-            Some(p) => {
-                let p = Path::new(p);
-                AccessLog::File(if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    base.join(p)
-                })
-            }
+        let access_log = match &f.access_log {
+            None => AccessLog::Stderr,
+            Some(a) => access_log(cx, a, &base),
         };
         if let Some(h) = &f.http3 {
             if *h.get_ref() && f.tls.is_none() {
@@ -222,6 +206,53 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
         }
     }
     out
+}
+
+/// `access_log`: `stderr`, `off`, `syslog` (`/dev/log`), `syslog:IP:PORT`
+/// (UDP), or a file path (relative to the config file's directory).
+fn access_log(cx: &mut Cx, a: &S<String>, base: &Path) -> AccessLog {
+    match a.get_ref().as_str() {
+        "stderr" => AccessLog::Stderr,
+        "off" => AccessLog::Off,
+        "syslog" => AccessLog::Syslog(SyslogTarget::Local),
+        "" => {
+            cx.push(
+                a.span(),
+                "access_log must be \"stderr\", \"off\", \"syslog\", \"syslog:IP:PORT\" or a file path",
+            );
+            AccessLog::Off
+        }
+        s => match s.strip_prefix("syslog:") {
+            Some(dest) => match dest.parse::<SocketAddr>() {
+                Ok(addr) if addr.port() != 0 => AccessLog::Syslog(SyslogTarget::Udp(addr)),
+                Ok(_) => {
+                    cx.push(
+                        a.span(),
+                        format!("access_log \"{s}\": port 0 is not a syslog server"),
+                    );
+                    AccessLog::Off
+                }
+                Err(_) => {
+                    cx.push(
+                        a.span(),
+                        format!(
+                            "access_log \"{s}\": expected syslog:IP:PORT or syslog:[IPv6]:PORT \
+                             (an address, not a host name)"
+                        ),
+                    );
+                    AccessLog::Off
+                }
+            },
+            None => {
+                let p = Path::new(s);
+                AccessLog::File(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                })
+            }
+        },
+    }
 }
 
 /// Both files of a certificate and its key, resolved; when both exist the

@@ -218,6 +218,17 @@ pub enum AccessLog {
     Off,
     Stderr,
     File(PathBuf),
+    /// RFC 5424 datagrams (`syslog` or `syslog:IP:PORT`).
+    Syslog(SyslogTarget),
+}
+
+/// Where syslog datagrams go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyslogTarget {
+    /// The local syslog daemon's unix datagram socket, `/dev/log`.
+    Local,
+    /// A syslog server over UDP.
+    Udp(SocketAddr),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +256,8 @@ pub struct Frontend {
     pub max_header_bytes: usize,
     /// Request header count limit (`max_headers`), default 100 (431 above).
     pub max_headers: usize,
-    /// `access_log = "stderr" | "off" | "/path/file"`, default stderr.
+    /// `access_log = "stderr" | "off" | "syslog" | "syslog:IP:PORT" |
+    /// "/path/file"`, default stderr.
     pub access_log: AccessLog,
     /// Tunnel HTTP/1.1 `CONNECT` requests to the backend's servers
     /// (`connect = true`); default false (405).

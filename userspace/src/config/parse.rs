@@ -123,7 +123,9 @@ fn convert(cx: &mut Cx, raw: RawConfig) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AccessLog, BackendL7, UpstreamProto, UpstreamTls, defaults::*};
+    use crate::config::{
+        AccessLog, BackendL7, SyslogTarget, UpstreamProto, UpstreamTls, defaults::*,
+    };
 
     const L7: &str = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
                       bind = \"127.0.0.1:8080\"\ndefault_backend = \"web\"\n";
@@ -285,6 +287,41 @@ mod tests {
             let e = parse(&text, "f").unwrap_err();
             assert_eq!(e.line, 8, "{e}");
             assert!(e.message.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn access_log_syslog() {
+        let log = |v: &str| parse(&format!("{L7}access_log = \"{v}\"\n"), "/etc/xlb/l7.toml");
+        assert_eq!(
+            log("syslog").unwrap().frontend[0].access_log,
+            AccessLog::Syslog(SyslogTarget::Local)
+        );
+        assert_eq!(
+            log("syslog:198.18.1.11:5514").unwrap().frontend[0].access_log,
+            AccessLog::Syslog(SyslogTarget::Udp("198.18.1.11:5514".parse().unwrap()))
+        );
+        assert_eq!(
+            log("syslog:[2001:db8::1]:514").unwrap().frontend[0].access_log,
+            AccessLog::Syslog(SyslogTarget::Udp("[2001:db8::1]:514".parse().unwrap()))
+        );
+        // Not a syslog target: a file named like one.
+        assert_eq!(
+            log("./syslog").unwrap().frontend[0].access_log,
+            AccessLog::File("/etc/xlb/./syslog".into())
+        );
+        for (bad, want) in [
+            ("syslog:", "expected syslog:IP:PORT or syslog:[IPv6]:PORT"),
+            ("syslog:logs.example:514", "not a host name"),
+            ("syslog:198.18.1.11", "expected syslog:IP:PORT"),
+            ("syslog:2001:db8::1:514", "syslog:[IPv6]:PORT"),
+            ("syslog:198.18.1.11:0", "port 0"),
+            ("syslog:198.18.1.11:70000", "expected syslog:IP:PORT"),
+        ] {
+            let e = log(bad).unwrap_err();
+            assert_eq!((e.line, e.col), (8, 14), "{bad}: {e}");
+            assert!(e.message.contains(want), "{bad}: {e}");
+            assert!(e.to_string().starts_with("/etc/xlb/l7.toml:8:14: "), "{e}");
         }
     }
 

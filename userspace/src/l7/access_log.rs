@@ -15,6 +15,9 @@
 //! none), `total` from the request head to the last body byte sent;
 //! `retries` = attempts beyond the first. A request xlb ends itself adds
 //! `error="..."` at the end.
+//!
+//! Destinations: stderr, a file (appended), or syslog (one RFC 5424
+//! datagram per line, see [`super::syslog`]).
 
 use std::{
     fs::OpenOptions,
@@ -24,6 +27,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use super::syslog::Syslog;
 use crate::config::AccessLog;
 
 /// A handle to one log destination (cheap to clone).
@@ -37,12 +41,15 @@ impl Logger {
         Logger { tx: None }
     }
 
-    /// Opens `dest` and starts its writer thread.
+    /// Opens `dest` and starts its writer thread. Fails when the file
+    /// cannot be opened or the syslog socket not connected (no daemon on
+    /// `/dev/log`).
     pub fn open(dest: &AccessLog) -> std::io::Result<Logger> {
-        let out: Box<dyn Write + Send> = match dest {
+        let out = match dest {
             AccessLog::Off => return Ok(Logger::off()),
-            AccessLog::Stderr => Box::new(std::io::stderr()),
-            AccessLog::File(p) => Box::new(open_file(p)?),
+            AccessLog::Stderr => Output::stream(std::io::stderr()),
+            AccessLog::File(p) => Output::stream(open_file(p)?),
+            AccessLog::Syslog(target) => Output::Syslog(Syslog::open(*target)?),
         };
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
@@ -66,15 +73,43 @@ fn open_file(p: &Path) -> std::io::Result<std::fs::File> {
     OpenOptions::new().create(true).append(true).open(p)
 }
 
-fn write_loop(rx: mpsc::Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::new(out);
+/// What the writer thread writes to.
+enum Output {
+    /// Lines, buffered and flushed per batch.
+    Stream(BufWriter<Box<dyn Write + Send>>),
+    /// One datagram per line.
+    Syslog(Syslog),
+}
+
+impl Output {
+    fn stream(w: impl Write + Send + 'static) -> Output {
+        Output::Stream(BufWriter::new(Box::new(w)))
+    }
+
+    fn line(&mut self, line: &str) {
+        match self {
+            Output::Stream(out) => {
+                let _ = writeln!(out, "{line}");
+            }
+            Output::Syslog(s) => s.send(line),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Output::Stream(out) = self {
+            let _ = out.flush();
+        }
+    }
+}
+
+fn write_loop(rx: mpsc::Receiver<String>, mut out: Output) {
     while let Ok(line) = rx.recv() {
-        let _ = writeln!(out, "{line}");
+        out.line(&line);
         // Batch what is queued, then flush.
         while let Ok(line) = rx.try_recv() {
-            let _ = writeln!(out, "{line}");
+            out.line(&line);
         }
-        let _ = out.flush();
+        out.flush();
     }
 }
 

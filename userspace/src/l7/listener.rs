@@ -117,6 +117,8 @@ async fn serve_http<IO>(
                 .timer(TokioTimer::new())
                 .max_header_list_size(fe.max_header_bytes as u32)
                 .max_concurrent_streams(256)
+                // WebSocket over HTTP/2 (RFC 8441), see `websocket`.
+                .enable_connect_protocol()
                 .serve_connection(io, service!(cx));
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }
@@ -131,7 +133,8 @@ async fn serve_http<IO>(
                 .http2()
                 .timer(TokioTimer::new())
                 .max_header_list_size(fe.max_header_bytes as u32)
-                .max_concurrent_streams(256);
+                .max_concurrent_streams(256)
+                .enable_connect_protocol();
             let conn = builder.serve_connection_with_upgrades(io, service!(cx));
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }

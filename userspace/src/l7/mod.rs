@@ -11,9 +11,11 @@
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
+//! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`.
 //! - [`compress`]: gzip/brotli by `Accept-Encoding`, streamed.
 //! - [`access_log`]: the per-request log line and its writer thread.
+//! - [`syslog`]: the access log as RFC 5424 datagrams.
 //! - [`body`]: the common body type and xlb's own short answers.
 
 pub mod access_log;
@@ -25,8 +27,10 @@ mod cork;
 pub mod headers;
 mod listener;
 mod proxy;
+pub mod syslog;
 pub mod tls;
 pub mod upstream;
+mod websocket;
 mod workers;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};

@@ -30,6 +30,7 @@ use super::{
     conn::{ConnState, RequestGuard},
     headers, tls,
     upstream::{self, Conn, Pool},
+    websocket,
 };
 use crate::{
     config::{BackendL7, UpstreamProto},
@@ -94,7 +95,7 @@ fn idempotent(m: &Method) -> bool {
 /// The access log fields known before the response body ends. Cheap to
 /// fill on every request: names and the request line are only looked up
 /// and formatted when a line is written.
-struct Entry {
+pub(super) struct Entry {
     wall: SystemTime,
     received: Instant,
     cx: Arc<ConnCtx>,
@@ -103,18 +104,23 @@ struct Entry {
     target: Uri,
     version: Version,
     /// The snapshot the server was chosen from, and the server's id.
-    server: Option<(Arc<Snapshot>, u32)>,
-    status: u16,
+    pub(super) server: Option<(Arc<Snapshot>, u32)>,
+    pub(super) status: u16,
     accept: Duration,
-    connect: Option<Duration>,
-    response: Option<Duration>,
-    retries: u32,
-    error: Option<String>,
+    pub(super) connect: Option<Duration>,
+    pub(super) response: Option<Duration>,
+    pub(super) retries: u32,
+    pub(super) error: Option<String>,
 }
 
 impl Entry {
     /// An entry for a request just received on this connection.
-    fn new<B>(cx: &Arc<ConnCtx>, received: Instant, accept: Duration, req: &Request<B>) -> Self {
+    pub(super) fn new<B>(
+        cx: &Arc<ConnCtx>,
+        received: Instant,
+        accept: Duration,
+        req: &Request<B>,
+    ) -> Self {
         Entry {
             wall: SystemTime::now(),
             received,
@@ -133,8 +139,9 @@ impl Entry {
     }
 
     /// `METHOD TARGET VERSION`, made safe for one log line.
-    fn request_line(&self) -> String {
-        let target = if self.method == Method::CONNECT {
+    pub(super) fn request_line(&self) -> String {
+        // CONNECT names an authority, extended CONNECT (RFC 8441) a path.
+        let target = if self.method == Method::CONNECT && self.target.path_and_query().is_none() {
             self.target.authority().map_or("-", |a| a.as_str())
         } else {
             self.target.path_and_query().map_or("/", |p| p.as_str())
@@ -190,6 +197,9 @@ pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
 pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
     let (guard, accept) = cx.state.request_started();
     let received = Instant::now();
+    if websocket::is_extended_connect(&req) {
+        return websocket::handle(cx, req, guard, accept, received).await;
+    }
     if req.method() == Method::CONNECT {
         return connect(cx, req, guard, accept, received).await;
     }
@@ -473,7 +483,7 @@ async fn connect(
 }
 
 /// Wraps the body so the log line is written when it ends.
-fn finish(
+pub(super) fn finish(
     cx: &ConnCtx,
     resp: Response<Body>,
     entry: Entry,

@@ -1,0 +1,317 @@
+//! WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
+//!
+//! An HTTP/2 client opens a WebSocket with `CONNECT` and the `:protocol`
+//! pseudo-header `websocket` on one stream. Servers speak the HTTP/1.1
+//! handshake (RFC 6455), so xlb translates: it picks a server as for any
+//! request, opens a fresh HTTP/1.1 connection to it, sends `GET path`
+//! with `Upgrade: websocket` and a key of its own, and on `101` answers
+//! the client `200` and copies bytes both ways between the HTTP/2 stream
+//! and the upgraded server connection. Any other answer is passed back
+//! (a `2xx` that is not a switch becomes `502`: the client would take it
+//! for an open WebSocket).
+
+use std::{
+    hash::{BuildHasher, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::{body::Incoming, ext::Protocol, upgrade::OnUpgrade};
+use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
+use tracing::{debug, warn};
+
+use super::{
+    balance::{InFlight, Key},
+    body::{self, Body},
+    conn::RequestGuard,
+    headers,
+    proxy::{ConnCtx, Entry, finish},
+    upstream,
+};
+
+/// Whether `req` is an extended CONNECT (it carries `:protocol`); only
+/// HTTP/2 requests can, and only when the listener enabled it.
+pub fn is_extended_connect<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT && req.extensions().get::<Protocol>().is_some()
+}
+
+/// Handles an extended CONNECT: a refusal (`4xx`), the server's
+/// non-`101` answer, or `200` and a tunnel to the server.
+pub async fn handle(
+    cx: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+    guard: RequestGuard,
+    accept: Duration,
+    received: Instant,
+) -> Response<Body> {
+    let mut entry = Entry::new(&cx, received, accept, &req);
+    let be = &cx.fe.backend;
+    let fail = |mut entry: Entry, guard, status: StatusCode, why: String| {
+        warn!(
+            frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
+            "{} {}: {why}", status.as_u16(), entry.request_line()
+        );
+        entry.status = status.as_u16();
+        let resp = body::error_response(status, &why);
+        entry.error = Some(why);
+        finish(&cx, resp, entry, None, guard)
+    };
+    let upstream_req = match server_request(&cx, &req) {
+        Ok(r) => r,
+        Err(why) => return fail(entry, guard, StatusCode::BAD_REQUEST, why),
+    };
+    let client_upgrade = hyper::upgrade::on(&mut req);
+
+    // A server and a connection to it: like any request, a failed connect
+    // tries another server (up to `retries`).
+    let settings = &be.settings;
+    let snap = cx.shared.view.borrow().clone();
+    let key = Key {
+        client: cx.client.ip(),
+        path: req.uri().path(),
+    };
+    let mut tried: SmallVec<[u32; 4]> = SmallVec::new();
+    let mut failure = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no server available".to_string(),
+    );
+    let connected = loop {
+        if tried.len() as u32 > settings.retries {
+            break None;
+        }
+        let Some(pick) = be.balancer.pick(&snap, key, &tried, &cx.shared.load) else {
+            break None;
+        };
+        tried.push(pick.id);
+        entry.retries = tried.len() as u32 - 1;
+        entry.server = Some((snap.clone(), pick.id));
+        let in_flight = cx.shared.load.start(pick.id);
+        let started = Instant::now();
+        let limit = Duration::from_millis(settings.connect_timeout_ms);
+        match upstream::connect_upgradable(pick.address, limit, be.tls.as_ref()).await {
+            Ok(sender) => {
+                entry.connect = Some(started.elapsed());
+                break Some((sender, pick, in_flight));
+            }
+            Err(e) => {
+                warn!(frontend = %cx.fe.name, server = %pick.key, "{e}; trying another server");
+                failure = (StatusCode::BAD_GATEWAY, e.to_string());
+            }
+        }
+    };
+    let Some((mut sender, pick, in_flight)) = connected else {
+        return fail(entry, guard, failure.0, failure.1);
+    };
+
+    let sent = Instant::now();
+    let limit = Duration::from_millis(settings.response_timeout_ms);
+    let mut resp = match tokio::time::timeout(limit, sender.send_request(upstream_req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let why = format!("server error: {e}");
+            return fail(entry, guard, StatusCode::BAD_GATEWAY, why);
+        }
+        Err(_) => {
+            let why = format!("server response timeout ({} ms)", limit.as_millis());
+            return fail(entry, guard, StatusCode::GATEWAY_TIMEOUT, why);
+        }
+    };
+    entry.response = Some(sent.elapsed());
+
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS && upgrades_to_websocket(resp.headers()) {
+        let server_upgrade = hyper::upgrade::on(&mut resp);
+        let mut answer = Response::new(body::empty());
+        for h in ["sec-websocket-protocol", "sec-websocket-extensions"] {
+            if let Some(v) = resp.headers().get(h) {
+                answer.headers_mut().insert(h, v.clone());
+            }
+        }
+        entry.status = StatusCode::OK.as_u16();
+        // The open tunnel keeps the client connection busy (no idle
+        // timeout) and counts as in flight to its server (`leastconn`).
+        let (busy, _) = cx.state.request_started();
+        tokio::spawn(tunnel(
+            client_upgrade,
+            server_upgrade,
+            (in_flight, busy),
+            pick.key.clone(),
+        ));
+        return finish(&cx, answer, entry, None, guard);
+    }
+    if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+        let why = format!(
+            "server answered {} instead of switching to WebSocket",
+            status.as_u16()
+        );
+        return fail(entry, guard, StatusCode::BAD_GATEWAY, why);
+    }
+    entry.status = status.as_u16();
+    let (mut parts, incoming) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    let resp = Response::from_parts(parts, body::boxed(incoming));
+    finish(&cx, resp, entry, Some(in_flight), guard)
+}
+
+/// The RFC 6455 handshake the server gets for the client's extended
+/// CONNECT: `GET path HTTP/1.1` with the client's end-to-end headers
+/// (`Sec-WebSocket-Protocol`/`-Extensions`, `Origin`, cookies, ...),
+/// `X-Forwarded-*`, `Upgrade: websocket` and a fresh key. `Err` says why
+/// the request is malformed.
+fn server_request(cx: &ConnCtx, req: &Request<Incoming>) -> Result<Request<Body>, String> {
+    let protocol = req
+        .extensions()
+        .get::<Protocol>()
+        .map_or("", |p| p.as_str());
+    if !protocol.eq_ignore_ascii_case("websocket") {
+        return Err(format!(
+            "unsupported :protocol {} (only websocket)",
+            super::access_log::sanitize(protocol)
+        ));
+    }
+    if req.version() != Version::HTTP_2 {
+        return Err("extended CONNECT is only for HTTP/2".into());
+    }
+    let path = match req.uri().path_and_query() {
+        Some(p) if p.as_str().starts_with('/') => p.as_str(),
+        _ => return Err("extended CONNECT without a :path".into()),
+    };
+    if !req.headers().contains_key(header::SEC_WEBSOCKET_VERSION) {
+        return Err("WebSocket CONNECT without Sec-WebSocket-Version".into());
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| req.headers().get(header::HOST).cloned())
+        .ok_or("extended CONNECT without an :authority")?;
+
+    let mut out = Request::new(body::empty());
+    *out.method_mut() = Method::GET;
+    *out.version_mut() = Version::HTTP_11;
+    *out.uri_mut() = path.parse::<Uri>().map_err(|e| format!("bad :path: {e}"))?;
+    let h = out.headers_mut();
+    *h = req.headers().clone();
+    headers::strip_hop_by_hop(h, false);
+    h.remove(header::SEC_WEBSOCKET_KEY);
+    h.remove(header::SEC_WEBSOCKET_ACCEPT);
+    let scheme = if cx.fe.tls.is_some() { "https" } else { "http" };
+    headers::add_forwarded(h, cx.client, scheme, host.to_str().ok());
+    h.insert(header::HOST, host);
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_KEY, new_key());
+    Ok(out)
+}
+
+/// Whether a `101` switches to WebSocket (not to some other protocol).
+fn upgrades_to_websocket(h: &http::HeaderMap) -> bool {
+    h.get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// A `Sec-WebSocket-Key`: 16 random bytes, base64. It only has to be
+/// unpredictable enough that no cache answers it (RFC 6455 §10.3), so the
+/// standard library's randomly keyed hasher is enough.
+fn new_key() -> HeaderValue {
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    HeaderValue::from_str(&base64(&bytes)).expect("base64 is a valid header value")
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Copies bytes both ways between the client's HTTP/2 stream and the
+/// upgraded server connection until either side closes; `held` lives
+/// as long as the tunnel.
+async fn tunnel(
+    client: OnUpgrade,
+    server: OnUpgrade,
+    held: (InFlight, RequestGuard),
+    label: String,
+) {
+    let _held = held;
+    let (c, s) = match tokio::try_join!(client, server) {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(server = %label, "WebSocket over HTTP/2: upgrade failed: {e}");
+            return;
+        }
+    };
+    let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+        debug!(server = %label, "WebSocket over HTTP/2 tunnel closed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+        // RFC 6455's sample key is the base64 of "the sample nonce".
+        assert_eq!(base64(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+    }
+
+    #[test]
+    fn keys_are_16_bytes_and_differ() {
+        let (a, b) = (new_key(), new_key());
+        assert_eq!(a.len(), 24);
+        assert!(a.to_str().unwrap().ends_with("=="));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_connect_with_protocol_is_extended() {
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .uri("198.18.1.11:8080")
+            .body(())
+            .unwrap();
+        assert!(!is_extended_connect(&req));
+        req.extensions_mut()
+            .insert(Protocol::from_static("websocket"));
+        assert!(is_extended_connect(&req));
+        *req.method_mut() = Method::GET;
+        assert!(!is_extended_connect(&req));
+    }
+}
