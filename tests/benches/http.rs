@@ -23,11 +23,22 @@
 //!
 //! plus the load generators' ceiling: the same loads straight to the
 //! backend (no proxy). Then the ratios xlb/HAProxy and xlb/nginx.
+//!
+//! Two xlb rows: `xlb` is the daemon as deployed, its XDP program on the
+//! lb's interface, so every packet into the lb namespace runs it first;
+//! `xlb-l7` is the same daemon with no `[[xdp]]` (the L7 tier alone), the
+//! environment HAProxy and nginx run in. On a veth an XDP program costs a
+//! copy of every received packet into a page-pool page (the kernel's veth
+//! XDP path needs the headroom); a real NIC runs XDP before any skb
+//! exists, so the difference between the two rows is mostly the lab's.
 //! The machine runs client, proxy and backend on the same cores, so the
 //! numbers are for comparison within one run.
 //!
-//! Environment: `XLB_BENCH_SECS` (each load's window, default 10),
-//! `XLB_BENCH_PEERS` (which peers, default `xlb,haproxy,nginx`). Needs
+//! Every load runs in `XLB_BENCH_ROUNDS` rounds (default 3) that take the
+//! peers in turn; the table shows the median of each figure.
+//!
+//! Environment: `XLB_BENCH_SECS` (each load's window, default 6),
+//! `XLB_BENCH_PEERS` (which peers, default `xlb,xlb-l7,haproxy,nginx`). Needs
 //! root, `wrk`, `h2load`, `haproxy` and `nginx` (`cargo xtask bench http`
 //! installs them) and the release `xlb` (`$XLB_BIN`, set by the xtask).
 
@@ -119,13 +130,50 @@ fn secs() -> u64 {
     std::env::var("XLB_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(6)
 }
 
-/// `XLB_BENCH_PEERS` (comma-separated, default `xlb,haproxy,nginx`).
+/// `XLB_BENCH_ROUNDS` (default 3).
+fn rounds() -> usize {
+    std::env::var("XLB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+/// Each figure's median over the rounds (NaN stays NaN).
+fn median_row(name: &str, rows: &[Row]) -> Row {
+    let median = |f: &dyn Fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Row {
+        name: name.to_string(),
+        h1_rps: median(&|r| r.h1_rps),
+        h1_p50: median(&|r| r.h1_p50),
+        h1_p99: median(&|r| r.h1_p99),
+        h1_cpu: Cpu {
+            total_us: median(&|r| r.h1_cpu.total_us),
+            user_us: median(&|r| r.h1_cpu.user_us),
+        },
+        h2_rps: median(&|r| r.h2_rps),
+        h2_mean: median(&|r| r.h2_mean),
+        h2_max: median(&|r| r.h2_max),
+        h2_cpu: Cpu {
+            total_us: median(&|r| r.h2_cpu.total_us),
+            user_us: median(&|r| r.h2_cpu.user_us),
+        },
+        tls_cps: median(&|r| r.tls_cps),
+        rss_per_conn: None,
+    }
+}
+
+/// `XLB_BENCH_PEERS` (comma-separated, default `xlb,xlb-l7,haproxy,nginx`).
 fn peers() -> Vec<String> {
     std::env::var("XLB_BENCH_PEERS")
-        .unwrap_or_else(|_| "xlb,haproxy,nginx".into())
+        .unwrap_or_else(|_| "xlb,xlb-l7,haproxy,nginx".into())
         .split(',')
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
@@ -155,43 +203,56 @@ fn run() -> Result<()> {
         "bench http: {threads} threads per peer, {s} s per load, response {PATH} (1024 bytes)"
     );
 
-    let mut rows = Vec::new();
     let direct_h1 = format!("http://{BACKEND}{PATH}");
-    let mut direct = measure(client, "direct", &direct_h1, &direct_h1, None, threads, &[])?;
-    direct.h1_cpu = Cpu::NONE;
-    direct.h2_cpu = Cpu::NONE;
-    direct.tls_cps = f64::NAN;
-    rows.push(direct);
-
     let urls = (
         format!("http://{VIP}:8080{PATH}"),
         format!("http://{VIP}:8081{PATH}"),
         format!("https://{VIP}:8443{PATH}"),
     );
-    for peer in peers() {
+    let peers = peers();
+    // Rounds take every peer in turn, so drift in the machine's other
+    // load spreads over all of them; the table shows each figure's median.
+    let rounds = rounds();
+    let mut samples: Vec<(String, Vec<Row>)> = std::iter::once("direct")
+        .chain(peers.iter().map(String::as_str))
+        .map(|p| (p.to_string(), Vec::new()))
+        .collect();
+    for round in 1..=rounds {
+        eprintln!("bench http: round {round}/{rounds}");
+        let mut direct = measure(client, "direct", &direct_h1, &direct_h1, None, threads, &[])?;
+        direct.h1_cpu = Cpu::NONE;
+        direct.h2_cpu = Cpu::NONE;
+        direct.tls_cps = f64::NAN;
+        samples[0].1.push(direct);
+        for (i, peer) in peers.iter().enumerate() {
+            let peer = peer.as_str();
+            let running = start_peer(&topo, peer, &dir, threads)?;
+            wait_ready(client, &urls.0)
+                .with_context(|| format!("{peer} did not start: {}", running.stderr()))?;
+            let row = measure(
+                client,
+                peer,
+                &urls.0,
+                &urls.1,
+                Some(&urls.2),
+                threads,
+                &running.pids(),
+            )?;
+            eprintln!("{peer}: {row:?}");
+            samples[i + 1].1.push(row);
+            drop(running);
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let mut rows: Vec<Row> = samples.iter().map(|(n, r)| median_row(n, r)).collect();
+    for (row, peer) in rows.iter_mut().skip(1).zip(&peers) {
+        // Memory on a fresh process: after the loads, pools and allocator
+        // caches would hide the cost of new connections.
         let peer = peer.as_str();
         let running = start_peer(&topo, peer, &dir, threads)?;
         wait_ready(client, &urls.0)
             .with_context(|| format!("{peer} did not start: {}", running.stderr()))?;
-        let mut row = measure(
-            client,
-            peer,
-            &urls.0,
-            &urls.1,
-            Some(&urls.2),
-            threads,
-            &running.pids(),
-        )?;
-        drop(running);
-        thread::sleep(Duration::from_millis(500));
-        // Memory on a fresh process: after the loads, pools and allocator
-        // caches would hide the cost of new connections.
-        let running = start_peer(&topo, peer, &dir, threads)?;
-        wait_ready(client, &urls.0)
-            .with_context(|| format!("{peer} did not start: {}", running.stderr()))?;
         row.rss_per_conn = Some(idle_memory(client, &running.pids())?);
-        eprintln!("{peer}: {row:?}");
-        rows.push(row);
         drop(running);
         thread::sleep(Duration::from_millis(500));
     }
@@ -260,11 +321,17 @@ fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> R
     let lb = topo.lb();
     let d = dir.path().display();
     match peer {
-        "xlb" => {
+        "xlb" | "xlb-l7" => {
             let tls = "tls = { cert = \"cert.pem\", key = \"key.pem\" }\naccess_log = \"off\"\n";
+            let mut head = head_toml(dir, "benchhttp");
+            if peer == "xlb-l7" {
+                // No XDP program: the L7 tier alone.
+                head = head.replace("[[xdp]]\ninterface = \"eth0\"\n", "");
+                anyhow::ensure!(!head.contains("[[xdp]]"), "xlb-l7 config still has [[xdp]]");
+            }
             let text = format!(
                 "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}{}{}",
-                head_toml(dir, "benchhttp"),
+                head,
                 server_toml("web1", BACKEND),
                 frontend_toml("h1", 8080, "web", "access_log = \"off\"\n"),
                 frontend_toml("h2c", 8081, "web", "h2c = true\naccess_log = \"off\"\n"),
@@ -627,7 +694,7 @@ fn print_table(rows: &[Row]) {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\n{:<8} {:>10} {:>8} {:>8} {:>12} | {:>10} {:>8} {:>8} {:>12} | {:>9} | {:>12}",
+        "\n{:<9} {:>10} {:>8} {:>8} {:>12} | {:>10} {:>8} {:>8} {:>12} | {:>9} | {:>12}",
         "peer",
         "h1 req/s",
         "p50 ms",
@@ -651,7 +718,7 @@ fn print_table(rows: &[Row]) {
         };
         let _ = writeln!(
             t,
-            "{:<8} {:>10.0} {:>8.2} {:>8.2} {:>12} | {:>10.0} {:>8.2} {:>8.2} {:>12} | {:>9} | {:>12}",
+            "{:<9} {:>10.0} {:>8.2} {:>8.2} {:>12} | {:>10.0} {:>8.2} {:>8.2} {:>12} | {:>9} | {:>12}",
             r.name,
             r.h1_rps,
             r.h1_p50,
@@ -666,12 +733,16 @@ fn print_table(rows: &[Row]) {
         );
     }
     let find = |n: &str| rows.iter().find(|r| r.name == n);
-    if let Some(x) = find("xlb") {
+    for (me, x) in ["xlb", "xlb-l7"]
+        .into_iter()
+        .filter_map(|n| Some((n, find(n)?)))
+    {
         for other in ["haproxy", "nginx"] {
             if let Some(o) = find(other) {
                 let _ = writeln!(
                     t,
-                    "xlb/{other:<8} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}, CPU/req x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
+                    "{:<14} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}, CPU/req x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
+                    format!("{me}/{other}"),
                     x.h1_rps / o.h1_rps,
                     x.h1_p99 / o.h1_p99,
                     x.h1_cpu.total_us / o.h1_cpu.total_us,

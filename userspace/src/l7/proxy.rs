@@ -367,14 +367,7 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
     let Some((resp, pick, in_flight)) = outcome else {
         let (status, why) =
             failure.unwrap_or((StatusCode::BAD_GATEWAY, "all attempts failed".into()));
-        warn!(
-            frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
-            "{} {}: {why}", status.as_u16(), entry.request_line()
-        );
-        entry.status = status.as_u16();
-        entry.error = Some(why.clone());
-        let resp = body::error_response(status, &why);
-        return finish(&cx, resp, entry, None, guard);
+        return refuse(&cx, entry, guard, status, why);
     };
 
     let (mut rparts, rbody) = resp.into_parts();
@@ -419,23 +412,13 @@ async fn connect(
     let target = req.uri().authority().map(|a| a.as_str().to_string());
     let mut entry = Entry::new(&cx, received, accept, &req);
     let be = &cx.fe.backend;
-    let refuse = |mut entry: Entry, guard, status: StatusCode, why: String| {
-        warn!(
-            frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
-            "{} {}: {why}", status.as_u16(), entry.request_line()
-        );
-        entry.status = status.as_u16();
-        let resp = body::error_response(status, &why);
-        entry.error = Some(why);
-        finish(&cx, resp, entry, None, guard)
-    };
     if !cx.fe.connect {
         let why = "CONNECT is not enabled on this frontend".to_string();
-        return refuse(entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
+        return refuse(&cx, entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
     }
     if req.version() != Version::HTTP_11 {
         let why = "CONNECT is only tunnelled over HTTP/1.1".to_string();
-        return refuse(entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
+        return refuse(&cx, entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
     }
     let snap = cx.shared.view.borrow().clone();
     let addr: Option<SocketAddr> = target.as_deref().and_then(|t| t.parse().ok());
@@ -449,19 +432,19 @@ async fn connect(
             target.as_deref().unwrap_or("-"),
             be.name
         );
-        return refuse(entry, guard, StatusCode::FORBIDDEN, why);
+        return refuse(&cx, entry, guard, StatusCode::FORBIDDEN, why);
     };
     entry.server = Some((snap.clone(), server.id));
     if !server.is_live() {
         let why = format!("server {} is not up", server.key);
-        return refuse(entry, guard, StatusCode::SERVICE_UNAVAILABLE, why);
+        return refuse(&cx, entry, guard, StatusCode::SERVICE_UNAVAILABLE, why);
     }
     let in_flight = cx.shared.load.start(server.id);
     let started = Instant::now();
     let limit = ms(be.settings.connect_timeout_ms);
     let mut stream = match upstream::connect_tcp(server.address, limit).await {
         Ok(s) => s,
-        Err(e) => return refuse(entry, guard, StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => return refuse(&cx, entry, guard, StatusCode::BAD_GATEWAY, e.to_string()),
     };
     entry.connect = Some(started.elapsed());
     entry.status = StatusCode::OK.as_u16();
@@ -480,6 +463,25 @@ async fn connect(
         }
     });
     finish(&cx, Response::new(body::empty()), entry, None, guard)
+}
+
+/// xlb's own answer to a request it ends (`status` and why): a warning,
+/// a short body, and the access log line with `error="why"`.
+pub(super) fn refuse(
+    cx: &ConnCtx,
+    mut entry: Entry,
+    guard: RequestGuard,
+    status: StatusCode,
+    why: String,
+) -> Response<Body> {
+    warn!(
+        frontend = %cx.fe.name, backend = %cx.fe.backend.name, client = %cx.client,
+        "{} {}: {why}", status.as_u16(), entry.request_line()
+    );
+    entry.status = status.as_u16();
+    let resp = body::error_response(status, &why);
+    entry.error = Some(why);
+    finish(cx, resp, entry, None, guard)
 }
 
 /// Wraps the body so the log line is written when it ends.

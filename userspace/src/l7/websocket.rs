@@ -27,7 +27,7 @@ use super::{
     body::{self, Body},
     conn::RequestGuard,
     headers,
-    proxy::{ConnCtx, Entry, finish},
+    proxy::{ConnCtx, Entry, finish, refuse},
     upstream,
 };
 
@@ -48,19 +48,9 @@ pub async fn handle(
 ) -> Response<Body> {
     let mut entry = Entry::new(&cx, received, accept, &req);
     let be = &cx.fe.backend;
-    let fail = |mut entry: Entry, guard, status: StatusCode, why: String| {
-        warn!(
-            frontend = %cx.fe.name, backend = %be.name, client = %cx.client,
-            "{} {}: {why}", status.as_u16(), entry.request_line()
-        );
-        entry.status = status.as_u16();
-        let resp = body::error_response(status, &why);
-        entry.error = Some(why);
-        finish(&cx, resp, entry, None, guard)
-    };
     let upstream_req = match server_request(&cx, &req) {
         Ok(r) => r,
-        Err(why) => return fail(entry, guard, StatusCode::BAD_REQUEST, why),
+        Err(why) => return refuse(&cx, entry, guard, StatusCode::BAD_REQUEST, why),
     };
     let client_upgrade = hyper::upgrade::on(&mut req);
 
@@ -102,7 +92,7 @@ pub async fn handle(
         }
     };
     let Some((mut sender, pick, in_flight)) = connected else {
-        return fail(entry, guard, failure.0, failure.1);
+        return refuse(&cx, entry, guard, failure.0, failure.1);
     };
 
     let sent = Instant::now();
@@ -111,11 +101,11 @@ pub async fn handle(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let why = format!("server error: {e}");
-            return fail(entry, guard, StatusCode::BAD_GATEWAY, why);
+            return refuse(&cx, entry, guard, StatusCode::BAD_GATEWAY, why);
         }
         Err(_) => {
             let why = format!("server response timeout ({} ms)", limit.as_millis());
-            return fail(entry, guard, StatusCode::GATEWAY_TIMEOUT, why);
+            return refuse(&cx, entry, guard, StatusCode::GATEWAY_TIMEOUT, why);
         }
     };
     entry.response = Some(sent.elapsed());
@@ -146,7 +136,7 @@ pub async fn handle(
             "server answered {} instead of switching to WebSocket",
             status.as_u16()
         );
-        return fail(entry, guard, StatusCode::BAD_GATEWAY, why);
+        return refuse(&cx, entry, guard, StatusCode::BAD_GATEWAY, why);
     }
     entry.status = status.as_u16();
     let (mut parts, incoming) = resp.into_parts();
