@@ -84,12 +84,11 @@ fn next_hop(
     tot_len: u64,
     fresh: bool,
 ) -> Result<NextHop, NoRoute> {
-    if !fresh {
-        if let Some(hop) = XLB_NEXTHOP.get(chosen.id) {
-            if hop.ifindex != 0 {
-                return Ok(*hop);
-            }
-        }
+    if !fresh
+        && let Some(hop) = XLB_NEXTHOP.get(chosen.id)
+        && hop.ifindex != 0
+    {
+        return Ok(*hop);
     }
     lookup_and_cache(ctx, chosen, src, tot_len)
 }

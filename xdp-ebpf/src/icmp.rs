@@ -262,21 +262,21 @@ pub fn rewrite_error(ctx: &XdpContext, pkt: &Pkt, err: &IcmpError, to: &NatTo) -
         17 => Some(6),
         _ => None,
     };
-    if let Some(off) = l4_check_off {
-        if let Some(field) = ptr_at::<u16>(ctx, err.inner_l4 + off) {
-            unsafe {
-                let old = *field;
-                let mut new = old;
-                for i in 0..4 {
-                    new = csum::replace32(new, old_words[i], new_words[i]);
-                }
-                new = csum::replace16(new, old_port, port);
-                if err.flow.proto == 17 && old == 0 {
-                    new = 0;
-                }
-                ic = csum::replace16(ic, old, new);
-                *field = new;
+    if let Some(off) = l4_check_off
+        && let Some(field) = ptr_at::<u16>(ctx, err.inner_l4 + off)
+    {
+        unsafe {
+            let old = *field;
+            let mut new = old;
+            for i in 0..4 {
+                new = csum::replace32(new, old_words[i], new_words[i]);
             }
+            new = csum::replace16(new, old_port, port);
+            if err.flow.proto == 17 && old == 0 {
+                new = 0;
+            }
+            ic = csum::replace16(ic, old, new);
+            *field = new;
         }
     }
     unsafe { *icmp_check = ic };
