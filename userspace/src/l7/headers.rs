@@ -3,6 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use std::fmt::Write as _;
+
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// Headers that only concern one connection.
@@ -49,9 +52,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for h in HOP_BY_HOP {
         headers.remove(h);
     }
-    for h in ["keep-alive", "proxy-connection"] {
-        headers.remove(h);
-    }
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -78,35 +80,75 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and
 /// appends a `Forwarded` element (RFC 7239) with `for`, `proto` and `host`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, host: Option<&str>) {
-    let ip = client.ip();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{}, {ip}", prev.trim()),
-        _ => ip.to_string(),
-    };
-    headers.remove("x-forwarded-for");
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
+    // Every request passes here: names are built once, values written
+    // straight into the buffers the headers keep.
+    let mut ip = String::with_capacity(48);
+    let _ = write!(ip, "{}", client.ip());
+
+    let mut xff = previous(headers, &X_FORWARDED_FOR);
+    xff.extend_from_slice(ip.as_bytes());
+    set(headers, X_FORWARDED_FOR, xff);
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
     );
-    let node = match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
-    };
-    let mut element = format!("for={node};proto={proto}");
-    if let Some(h) = host.filter(|h| is_token_or_host(h)) {
-        element.push_str(";host=");
-        element.push_str(&quote_if_needed(h));
+
+    let mut fwd = previous(headers, &header::FORWARDED);
+    fwd.extend_from_slice(b"for=");
+    match client.ip() {
+        IpAddr::V4(_) => fwd.extend_from_slice(ip.as_bytes()),
+        IpAddr::V6(_) => {
+            fwd.extend_from_slice(b"\"[");
+            fwd.extend_from_slice(ip.as_bytes());
+            fwd.extend_from_slice(b"]\"");
+        }
     }
-    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{}, {element}", prev.trim()),
-        _ => element,
-    };
-    headers.remove(header::FORWARDED);
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(header::FORWARDED, v);
+    fwd.extend_from_slice(b";proto=");
+    fwd.extend_from_slice(proto.as_bytes());
+    if let Some(h) = host.filter(|h| is_token_or_host(h)) {
+        fwd.extend_from_slice(b";host=");
+        // A host with ':' (a port or IPv6) is not a token: quote it.
+        let quote = h.contains([':', '[']);
+        if quote {
+            fwd.push(b'"');
+        }
+        fwd.extend_from_slice(h.as_bytes());
+        if quote {
+            fwd.push(b'"');
+        }
+    }
+    set(headers, header::FORWARDED, fwd);
+}
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The list the header already holds (every line, joined), followed by
+/// ", " when not empty: the start of the new value.
+fn previous(headers: &HeaderMap, name: &HeaderName) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    for v in headers.get_all(name) {
+        let v = v.as_bytes().trim_ascii();
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out
+}
+
+/// Replaces every line of `name` with `value` (dropped if not a valid
+/// header value, which only a malformed earlier value can cause).
+fn set(headers: &mut HeaderMap, name: HeaderName, value: Vec<u8>) {
+    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
     }
 }
 
@@ -114,15 +156,6 @@ fn is_token_or_host(h: &str) -> bool {
     !h.is_empty()
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
-}
-
-/// A host with ':' (a port or IPv6) is not a token: quote it.
-fn quote_if_needed(h: &str) -> String {
-    if h.contains([':', '[']) {
-        format!("\"{h}\"")
-    } else {
-        h.to_string()
-    }
 }
 
 #[cfg(test)]
@@ -175,5 +208,20 @@ mod tests {
         let mut h = HeaderMap::new();
         add_forwarded(&mut h, "[2001:db8::2]:5000".parse().unwrap(), "https", None);
         assert_eq!(h[header::FORWARDED], "for=\"[2001:db8::2]\";proto=https");
+        // Several lines of a list header: one list, every hop kept.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.append("x-forwarded-for", " 203.0.113.10 ".parse().unwrap());
+        h.append(header::FORWARDED, "for=203.0.113.9".parse().unwrap());
+        add_forwarded(&mut h, "198.18.0.2:5000".parse().unwrap(), "http", None);
+        assert_eq!(
+            h["x-forwarded-for"],
+            "203.0.113.9, 203.0.113.10, 198.18.0.2"
+        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=203.0.113.9, for=198.18.0.2;proto=http"
+        );
     }
 }
