@@ -9,16 +9,23 @@
 //!   echoed intact; `X-Forwarded-Proto: https`; `HTTP/3.0` in the access
 //!   log; `alt-svc` on the TCP TLS listener's responses; then reloads: a
 //!   kept bind keeps the open QUIC connection and its next request uses
-//!   the new settings, removing `http3` closes it.
+//!   the new settings, removing `http3` closes it. Also gRPC over HTTP/3
+//!   (response trailers after streamed messages) and junk datagrams at
+//!   the QUIC port.
+//! - `http3_bind_taken_fails_start`: a UDP port already taken stops the
+//!   start with an error naming the frontend.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
 use xlb_lab::{
+    L4Topology, Lab,
+    grpc::GrpcBackend,
     http_backend::noise,
     l7::{
         TempDir, TestCa, VIP, access_lines, curl, frontend_toml, head_toml, http_lab, server_toml,
+        start_servers,
     },
 };
 
@@ -53,21 +60,69 @@ fn certs(dir: &TempDir) -> Result<TestCa> {
     Ok(ca)
 }
 
+const TLS: &str =
+    "tls = { cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"b.key\" }] }\n";
+
 fn config(dir: &TempDir, backend: &str, http3: bool) -> String {
-    let tls = "tls = { cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"b.key\" }] }\n";
-    let extra = format!("{tls}http3 = {http3}\nidle_timeout_ms = 10000\n");
+    let extra = format!("{TLS}http3 = {http3}\nidle_timeout_ms = 10000\n");
+    // gRPC (HTTP/2 to the servers) behind HTTP/3: trailers pass.
+    let grpc = format!(
+        "[[backend]]\nname = \"grpc\"\nbalance = \"roundrobin\"\nproto = \"h2\"\n\
+         health = {{ check = \"none\" }}\n\n{}",
+        server_toml("web1", "198.18.1.11:9090")
+    );
     format!(
-        "{}{}{}{}",
+        "{}{}{}{grpc}{}{}",
         head_toml(dir, "l7h3"),
         pool("web", &[1, 2, 3]),
         pool("one", &[1]),
         frontend_toml("h3", PORT, backend, &extra),
+        frontend_toml("grpc", GRPC_PORT, "grpc", &format!("{TLS}http3 = true\n")),
     )
+}
+
+const GRPC_PORT: u16 = 8444;
+
+/// A gRPC call of `xlb.test.Echo/METHOD` with one message over HTTP/3 on
+/// the gRPC frontend: the messages answered and the trailers.
+async fn grpc_call(
+    send: &mut SendRequest,
+    method: &str,
+    message: &[u8],
+) -> Result<(Vec<Vec<u8>>, http::HeaderMap)> {
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "https://a.xlb.test:{GRPC_PORT}/xlb.test.Echo/{method}"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())?;
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    let (resp, body, trailers) = exchange(send, req, &framed).await?;
+    if resp.status() != 200 {
+        bail!("gRPC over HTTP/3: status {}", resp.status());
+    }
+    let mut messages = Vec::new();
+    let mut rest = &body[..];
+    while rest.len() >= 5 {
+        let n = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let end = (5 + n).min(rest.len());
+        messages.push(rest[5..end].to_vec());
+        rest = &rest[end..];
+    }
+    Ok((messages, trailers.context("no trailers")?))
 }
 
 /// A QUIC connection to the VIP asking for `host` (SNI), the server's
 /// certificate verified against `ca_pem` for that name; HTTP/3 on it.
 async fn connect(ca_pem: &str, host: &str) -> Result<(quinn::Endpoint, SendRequest)> {
+    connect_to(ca_pem, host, PORT).await
+}
+
+async fn connect_to(ca_pem: &str, host: &str, port: u16) -> Result<(quinn::Endpoint, SendRequest)> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -83,7 +138,7 @@ async fn connect(ca_pem: &str, host: &str) -> Result<(quinn::Endpoint, SendReque
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-    let vip: SocketAddr = format!("{VIP}:{PORT}").parse()?;
+    let vip: SocketAddr = format!("{VIP}:{port}").parse()?;
     let conn = tokio::time::timeout(T, endpoint.connect(vip, host)?)
         .await
         .context("QUIC handshake timed out")??;
@@ -101,11 +156,21 @@ async fn request(
     path: &str,
     body: &[u8],
 ) -> Result<(http::Response<()>, Vec<u8>)> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("https://a.xlb.test:{PORT}{path}"))
+        .body(())?;
+    let (resp, body, _) = exchange(send, req, body).await?;
+    Ok((resp, body))
+}
+
+/// Sends `req` with `body`; the response, its body and its trailers.
+async fn exchange(
+    send: &mut SendRequest,
+    req: http::Request<()>,
+    body: &[u8],
+) -> Result<(http::Response<()>, Vec<u8>, Option<http::HeaderMap>)> {
     let exchange = async {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("https://a.xlb.test:{PORT}{path}"))
-            .body(())?;
         let mut stream = send.send_request(req).await?;
         for chunk in body.chunks(16 * 1024) {
             stream.send_data(Bytes::copy_from_slice(chunk)).await?;
@@ -121,7 +186,8 @@ async fn request(
                 data.advance(n);
             }
         }
-        anyhow::Ok((resp, out))
+        let trailers = stream.recv_trailers().await?;
+        anyhow::Ok((resp, out, trailers))
     };
     tokio::time::timeout(T, exchange)
         .await
@@ -149,6 +215,7 @@ fn assert_in_turn(names: &[String]) {
 #[test]
 fn http3_frontend() {
     let (topo, _web, dir) = http_lab("l7h3", 3).unwrap();
+    let _grpc = start_servers(&topo, [1], 9090, GrpcBackend::start).unwrap();
     let ca = certs(&dir).unwrap();
     let cfg = dir.write("xlb.toml", config(&dir, "web", true)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
@@ -197,6 +264,39 @@ fn http3_frontend() {
         let (resp, echoed) = request(&mut send, "POST", "/echo", &posted).await?;
         assert_eq!(resp.status(), 200);
         let (_, headers) = request(&mut send, "GET", "/headers", b"").await?;
+
+        // Junk datagrams at the QUIC port: dropped, nothing breaks.
+        let junk = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        let mut long_header = vec![0xc0, 0, 0, 0, 1, 20];
+        long_header.resize(1200, 0xee);
+        let mut unknown_version = vec![0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8];
+        unknown_version.resize(1200, 0x11);
+        for d in [
+            &[0u8][..],
+            &[0xff; 1200],
+            &long_header,
+            &unknown_version,
+            &[0x40; 40],
+        ] {
+            junk.send_to(d, format!("{VIP}:{PORT}"))?;
+        }
+        let (resp, _) = request(&mut send, "GET", "/", b"").await?;
+        assert_eq!(resp.status(), 200, "after junk datagrams");
+
+        // Response trailers (gRPC status) pass, after streamed messages.
+        let (_ep, mut grpc) = connect_to(&ca_pem, "a.xlb.test", GRPC_PORT).await?;
+        let (messages, trailers) = grpc_call(&mut grpc, "Unary", b"hello").await?;
+        assert_eq!(messages, [b"web1:hello".to_vec()]);
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+        let (messages, trailers) = grpc_call(&mut grpc, "ServerStream", b"3").await?;
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"10"[..])
+        );
         anyhow::Ok((
             names,
             echoed,
@@ -217,13 +317,11 @@ fn http3_frontend() {
         .iter()
         .filter(|l| l.request.ends_with("HTTP/3.0"))
         .collect();
-    // 2 SNI GETs, 6 GETs, the POST, /headers.
-    assert_eq!(h3_lines.len(), 10, "{lines:#?}");
-    assert!(
-        h3_lines
-            .iter()
-            .all(|l| l.frontend == "h3" && l.status == 200)
-    );
+    // 2 SNI GETs, 6 GETs, the POST, /headers, the GET after junk; 2 gRPC.
+    assert_eq!(h3_lines.len(), 13, "{lines:#?}");
+    assert!(h3_lines.iter().all(|l| l.status == 200), "{h3_lines:#?}");
+    let grpc = h3_lines.iter().filter(|l| l.frontend == "grpc").count();
+    assert_eq!(grpc, 2, "{h3_lines:#?}");
     assert!(
         h3_lines
             .iter()
@@ -265,4 +363,38 @@ fn http3_frontend() {
     let out = curl(topo.client(), &tcp_args, T).unwrap();
     assert_eq!((out.exit, out.status), (0, 200), "{}", out.stderr);
     assert_eq!(out.header("alt-svc"), None);
+}
+
+/// A UDP port another process holds: xlb does not start, and says which
+/// frontend could not bind what.
+#[test]
+fn http3_bind_taken_fails_start() {
+    let topo = L4Topology::build(Lab::new("l7h3bind").unwrap(), 1).unwrap();
+    let dir = TempDir::new("l7h3bind").unwrap();
+    certs(&dir).unwrap();
+    let text = format!(
+        "{}{}{}",
+        head_toml(&dir, "l7h3bind"),
+        pool("web", &[1]),
+        frontend_toml("h3", PORT, "web", &format!("{TLS}http3 = true\n")),
+    );
+    let cfg = dir.write("xlb.toml", text).unwrap();
+    let _taken = topo
+        .lb()
+        .with(|| std::net::UdpSocket::bind(format!("{VIP}:{PORT}")))
+        .unwrap()
+        .unwrap();
+    let daemon = topo.lb().spawn_xlb_nowait(&cfg).unwrap();
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "xlb should fail: {status:?}\n{}",
+        daemon.stderr()
+    );
+    let err = daemon.stderr();
+    assert!(
+        err.contains("frontend h3: HTTP/3 (QUIC) on UDP 198.18.0.100:8443"),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
 }
