@@ -57,6 +57,9 @@ stats! {
     FloodBypass = "flood_bypass",
     /// ICMP error about a VIP flow, sent on to the flow's backend.
     IcmpToBackend = "icmp_to_backend",
+    /// ICMP error a backend sent about a NAT flow, sent on to the client
+    /// as if from the VIP.
+    IcmpToClient = "icmp_to_client",
     /// "Fragmentation needed" / "packet too big" sent back to a client
     /// whose packet would not fit the DSR tunnel.
     IcmpTooBig = "icmp_too_big",

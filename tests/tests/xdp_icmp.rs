@@ -8,6 +8,11 @@
 //!   ICMP checksum (ICMPv6: with its pseudo-header) all right;
 //! - DSR: encapsulated to the backend unchanged.
 //!
+//! An error a NAT backend sends about the client's packet (it quotes the
+//! client -> backend packet it got) must reach the client from the VIP:
+//! the outer source and the quoted destination address and port become
+//! the VIP's, every checksum right, out the way replies go.
+//!
 //! Errors about unknown flows and non-errors (echo) pass untouched.
 //! Expected frames are built with etherparse from their fields (the quoted
 //! packet as the backend sent it, every checksum from scratch), and every
@@ -275,6 +280,102 @@ fn nat_icmp_errors_follow_the_flow_to_its_backend() {
     assert_eq!(packets(0), 1 + 3, "v4 tcp: syn + 3 errors");
     assert_eq!(packets(1), 1 + 2, "v4 udp: datagram + 2 errors");
     assert_eq!(packets(2), 1 + 2, "v6 tcp: syn + 2 errors");
+    assert_eq!(packets(3), 1 + 1, "v6 udp: datagram + 1 error");
+}
+
+/// A client -> backend packet of flow `cport` as the backend got it
+/// (after NAT), and the same packet as the client sent it (to the VIP).
+fn client_to_backend(v6: bool, cport: u16, kind: Kind) -> (Seg, Seg) {
+    let (client, vip, be): (IpAddr, IpAddr, IpAddr) = if v6 {
+        (CLIENT6.into(), VIP6.into(), backend_ip6(1).into())
+    } else {
+        (CLIENT.into(), VIP.into(), backend_ip(1).into())
+    };
+    let sent = Seg::new(client, cport, vip, VIP_PORT, kind).payload(b"GET / HTTP/1.1\r\n");
+    let got = Seg::new(client, cport, be, BACKEND_PORT, kind).payload(b"GET / HTTP/1.1\r\n");
+    (got, sent)
+}
+
+/// Errors backend 1 sends about client packets, as they arrive at the LB
+/// (input) and as the client must get them (output).
+fn backend_cases() -> Vec<Case> {
+    let q = |s: &Seg, len| quote(&s.ip_packet(), len);
+    let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    let from_be4 = |kind: Icmpv4Type, got: &[u8], sent: &[u8]| {
+        (
+            icmp4(
+                (backend_mac(1), LB_MAC),
+                backend_ip(1),
+                CLIENT,
+                64,
+                kind.clone(),
+                got,
+            ),
+            icmp4((LB_MAC, CLIENT_MAC), VIP, CLIENT, 64, kind, sent),
+        )
+    };
+    let (udp4_got, udp4_sent) = client_to_backend(false, 5353, Kind::Udp);
+    let (tcp4_got, tcp4_sent) = client_to_backend(false, 40000, Kind::Data);
+    let (udp6_got, udp6_sent) = client_to_backend(true, 5353, Kind::Udp);
+    let (unknown_got, _) = client_to_backend(false, 41000, Kind::Udp);
+    let unreach6 = Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port);
+    vec![
+        forwarded(
+            "v4 port unreachable from the backend about a udp flow",
+            from_be4(
+                port_unreach.clone(),
+                &q(&udp4_got, None),
+                &q(&udp4_sent, None),
+            ),
+        ),
+        forwarded(
+            "v4 error from the backend about a tcp flow, ip header + 8 bytes quoted",
+            from_be4(
+                port_unreach.clone(),
+                &q(&tcp4_got, Some(28)),
+                &q(&tcp4_sent, Some(28)),
+            ),
+        ),
+        forwarded(
+            "v6 port unreachable from the backend about a udp flow",
+            (
+                icmp6(
+                    (backend_mac(1), LB_MAC),
+                    backend_ip6(1),
+                    CLIENT6,
+                    64,
+                    unreach6,
+                    &q(&udp6_got, None),
+                ),
+                icmp6(
+                    (LB_MAC, CLIENT_MAC),
+                    VIP6,
+                    CLIENT6,
+                    64,
+                    unreach6,
+                    &q(&udp6_sent, None),
+                ),
+            ),
+        ),
+        passed(
+            "v4 error from the backend about an unknown flow passes",
+            from_be4(port_unreach, &q(&unknown_got, None), &[]).0,
+        ),
+    ]
+}
+
+#[test]
+fn nat_icmp_errors_from_a_backend_reach_the_client_from_the_vip() {
+    let dut = Dut::new("fixicmpbe", config_dual(1));
+    open_flows(&dut);
+    run_cases(&dut, backend_cases());
+    let stats = dut.stats();
+    assert_eq!(stats.stat(Stat::IcmpToClient).unwrap(), 3);
+    assert_eq!(stats.stat(Stat::IcmpToBackend).unwrap(), 0);
+    assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 0);
+    let packets = |id| stats.vip(id).unwrap().packets;
+    assert_eq!(packets(0), 1 + 1, "v4 tcp: syn + 1 error");
+    assert_eq!(packets(1), 1 + 1, "v4 udp: datagram + 1 error");
     assert_eq!(packets(3), 1 + 1, "v6 udp: datagram + 1 error");
 }
 

@@ -130,3 +130,38 @@ fn kernel_and_model_agree_on_every_flow() {
         assert_ne!(k, 2, "a new flow went to the down backend");
     }
 }
+
+/// Several xlb nodes behind ECMP must send a flow to the same backend
+/// whichever node the router picks. Two nodes load the same servers
+/// listed in a different order (so their server ids differ) and see the
+/// same 2000 new flows, then the same flows' later segments as table
+/// misses (a node that never saw the SYN: ECMP rehashed after a change):
+/// every flow reaches the same backend on both.
+#[test]
+fn two_nodes_with_the_same_servers_choose_the_same_backend() {
+    let mut rng = Flows(11);
+    let flows: Vec<(Ipv4Addr, u16)> = (0..2000).map(|_| rng.next()).collect();
+    let choices = |name: &str, config| -> Vec<usize> {
+        let dut = Dut::new(name, config);
+        flows
+            .iter()
+            .map(|&(src, sport)| kernel_choice(&dut, &segment(src, sport, true)))
+            .collect()
+    };
+    let node_a = choices("fixnodea", config(BACKENDS));
+    let mut reordered = config(BACKENDS);
+    reordered.backend[0].server.rotate_left(1);
+    let first = reordered.backend[0].server[0].name.clone();
+    assert_eq!(first, "b2", "node B lists its servers in another order");
+    let node_b = choices("fixnodeb", reordered.clone());
+    for (i, (a, b)) in node_a.iter().zip(&node_b).enumerate() {
+        let (src, sport) = flows[i];
+        assert_eq!(a, b, "{src}:{sport}: node A chose backend {a}, node B {b}");
+    }
+    // A node that missed the SYNs still agrees on the flows' next segments.
+    let dut = Dut::new("fixnodec", reordered);
+    for (&(src, sport), &a) in flows.iter().zip(&node_a) {
+        let c = kernel_choice(&dut, &segment(src, sport, false));
+        assert_eq!(c, a, "{src}:{sport}: a mid-flow segment on node C");
+    }
+}

@@ -15,12 +15,13 @@ use xlb_common::{
 };
 
 use crate::{
-    egress::{dsr_out, forward_to, nat_out, to_client},
+    egress::{dsr_out, forward_to, icmp_to_client, nat_out, to_client},
     flows::remember,
     guard::may_remember,
     headers::{PROTO_ICMP, PROTO_ICMPV6},
-    icmp::{error_about, rewrite_error},
+    icmp::{NatTo, error_about, rewrite_error},
     maps::{Scratch, XLB_BACKENDS, XLB_FLOWS, XLB_RING, XLB_SCRATCH, XLB_VIPS, ring_size},
+    nat::End,
     parse::{Fragment, Parsed, Pkt, parse},
     stats::{count, count_flow, drop},
     steer::{quic_server, syslog_next},
@@ -252,7 +253,8 @@ fn fragment(ctx: &XdpContext, s: &mut Scratch) -> Decision {
 }
 
 /// An ICMP error about a VIP flow goes to the flow's backend (DSR: as is,
-/// encapsulated; NAT: with the VIP rewritten to the backend throughout).
+/// encapsulated; NAT: with the VIP rewritten to the backend throughout);
+/// one a NAT backend sent about the flow goes to the client, from the VIP.
 /// Decides and (for NAT) rewrites; the caller sends, so this frame is not
 /// on the stack while the packet goes out.
 #[inline(never)]
@@ -264,6 +266,16 @@ fn icmp_error(ctx: &XdpContext, s: &mut Scratch) -> Option<u32> {
     let Some(entry) = (unsafe { XLB_FLOWS.get(&s.icmp.flow) }) else {
         return Some(xdp_action::XDP_PASS);
     };
+    if entry.kind == FLOW_TO_CLIENT {
+        // A NAT backend's error about the client's packet (port
+        // unreachable, ...): the client must see it from the VIP.
+        s.nat_to = NatTo {
+            end: End::Source,
+            addr: entry.vip_addr,
+            port: entry.vip_port,
+        };
+        return Some(icmp_to_client(ctx, s, entry));
+    }
     if entry.kind != FLOW_TO_BACKEND {
         return Some(xdp_action::XDP_PASS);
     }
@@ -281,7 +293,12 @@ fn icmp_error(ctx: &XdpContext, s: &mut Scratch) -> Option<u32> {
     s.chosen = Chosen { id, be: *be };
     count(Stat::IcmpToBackend);
     if s.via.forward != FORWARD_DSR {
-        if rewrite_error(ctx, pkt, &s.icmp, &s.chosen.be.addr, s.chosen.be.port).is_none() {
+        s.nat_to = NatTo {
+            end: End::Destination,
+            addr: s.chosen.be.addr,
+            port: s.chosen.be.port,
+        };
+        if rewrite_error(ctx, pkt, &s.icmp, &s.nat_to).is_none() {
             return Some(xdp_action::XDP_ABORTED);
         }
         count_flow(s.via.vip_id, id, pkt.l3_off as u64 + pkt.l3_len);

@@ -61,7 +61,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         }
     }
     unsafe {
-        let _ = XLB_BENCH_JUMP.tail_call(ctx, 0);
+        XLB_BENCH_JUMP.tail_call(ctx, 0);
     }
     xdp_action::XDP_ABORTED
 }

@@ -12,8 +12,8 @@ use crate::{
     encap::{encapsulate, overhead},
     forward::{NoRoute, RouteQuery, route, send},
     headers::{PROTO_IPIP, PROTO_IPV6},
-    icmp::too_big,
-    maps::{XLB_NEXTHOP, XLB_SETTINGS},
+    icmp::{rewrite_error, too_big},
+    maps::{Scratch, XLB_NEXTHOP, XLB_SETTINGS},
     nat::{End, rewrite},
     parse::Pkt,
     stats::{count, count_flow, drop},
@@ -84,12 +84,11 @@ fn next_hop(
     tot_len: u64,
     fresh: bool,
 ) -> Result<NextHop, NoRoute> {
-    if !fresh {
-        if let Some(hop) = XLB_NEXTHOP.get(chosen.id) {
-            if hop.ifindex != 0 {
-                return Ok(*hop);
-            }
-        }
+    if !fresh
+        && let Some(hop) = XLB_NEXTHOP.get(chosen.id)
+        && hop.ifindex != 0
+    {
+        return Ok(*hop);
     }
     lookup_and_cache(ctx, chosen, src, tot_len)
 }
@@ -135,12 +134,46 @@ pub fn to_client(ctx: &XdpContext, pkt: &Pkt, entry: &Flow) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     count(Stat::NatReverse);
+    reply_out(ctx, pkt, vip_id, id, &vip_addr, hop)
+}
+
+/// An ICMP error a NAT backend sent about the client's packet (the NAT in
+/// `s.nat_to`): from the VIP, quoting the packet as the client sent it,
+/// the way replies go.
+#[inline(never)]
+pub fn icmp_to_client(ctx: &XdpContext, s: &Scratch, entry: &Flow) -> u32 {
+    if rewrite_error(ctx, &s.pkt, &s.icmp, &s.nat_to).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    count(Stat::IcmpToClient);
+    let hop = entry.to_client;
+    reply_out(
+        ctx,
+        &s.pkt,
+        entry.vip_id,
+        entry.backend_id,
+        &entry.vip_addr,
+        hop,
+    )
+}
+
+/// Send a packet of a NAT flow back to its client: by the hop the client's
+/// packets came in by, or a route lookup.
+#[inline(always)]
+fn reply_out(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    vip_id: u32,
+    id: u32,
+    vip_addr: &[u32; 4],
+    hop: NextHop,
+) -> u32 {
     count_flow(vip_id, id, pkt.l3_off as u64 + pkt.l3_len);
     if hop.ifindex != 0 {
         return send(ctx, &hop, pkt.vlan);
     }
     let q = RouteQuery {
-        src: vip_addr,
+        src: *vip_addr,
         dst: pkt.key.dst,
         tot_len: pkt.l3_len,
         family: pkt.key.family,

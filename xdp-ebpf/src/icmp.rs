@@ -1,6 +1,8 @@
 //! ICMP: the "fragmentation needed" / "packet too big" answer for packets
 //! that would not fit the DSR tunnel, and reading ICMP errors about a VIP
-//! flow so they can follow the flow to its backend.
+//! flow so they can follow the flow: to its backend (errors about the
+//! VIP -> client packets), or to the client (errors a NAT backend sent
+//! about the client's packets).
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext,
@@ -10,6 +12,7 @@ use xlb_common::{AF_INET, FlowKey, csum};
 use crate::{
     encap::{open_gap, write_ipv4},
     headers::{EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP},
+    nat::End,
     packet::{len, ptr_at},
     parse::Pkt,
 };
@@ -181,42 +184,54 @@ fn parse_error(ctx: &XdpContext, pkt: &Pkt) -> Option<IcmpError> {
     })
 }
 
-/// NAT for an ICMP error: the outer destination (VIP) and the quoted
-/// packet's source (VIP:port) become the backend's, with every checksum
-/// the change touches kept right (outer IPv4 header, quoted IPv4 header,
-/// quoted TCP/UDP checksum when quoted, and the ICMP checksum over all of
-/// it, which for ICMPv6 also covers the outer addresses).
+/// Where [`rewrite_error`] moves one end of the flow (in one argument: BPF
+/// functions take at most five; it lives in the per-CPU scratch, off the
+/// 512-byte stack).
+pub struct NatTo {
+    pub end: End,
+    pub addr: [u32; 4],
+    pub port: u16,
+}
+
+/// NAT for an ICMP error, with every checksum the change touches kept
+/// right (outer IPv4 header, quoted IPv4 header, quoted TCP/UDP checksum
+/// when quoted, and the ICMP checksum over all of it, which for ICMPv6
+/// also covers the outer addresses). `End::Destination`, an error about a
+/// VIP -> client packet going to the backend: the outer destination (VIP)
+/// and the quoted source (VIP:port) become the backend's.
+/// `End::Source`, an error a backend sent about a client -> backend
+/// packet: the outer source (backend) and the quoted destination
+/// (backend:port) become the VIP's.
 #[inline(never)]
-pub fn rewrite_error(
-    ctx: &XdpContext,
-    pkt: &Pkt,
-    err: &IcmpError,
-    addr: &[u32; 4],
-    port: u16,
-) -> Option<()> {
+pub fn rewrite_error(ctx: &XdpContext, pkt: &Pkt, err: &IcmpError, to: &NatTo) -> Option<()> {
+    let (end, addr, port) = (to.end, &to.addr, to.port);
     let icmp_check = ptr_at::<u16>(ctx, pkt.l4_off + 2)?;
     let mut ic = unsafe { *icmp_check };
     let v4 = pkt.key.family == AF_INET;
-    // Outer destination.
+    // The outer address of `end`, and the quoted packet's other end.
+    let (outer_v4, outer_v6, quoted_v4, quoted_v6, quoted_port) = match end {
+        End::Destination => (16, 24, 12, 8, 0),
+        End::Source => (12, 8, 16, 24, 2),
+    };
     if v4 {
-        let dst = ptr_at::<u32>(ctx, pkt.l3_off + 16)?;
+        let field = ptr_at::<u32>(ctx, pkt.l3_off + outer_v4)?;
         let check = ptr_at::<u16>(ctx, pkt.l3_off + 10)?;
         unsafe {
-            *check = csum::replace32(*check, *dst, addr[0]);
-            *dst = addr[0];
+            *check = csum::replace32(*check, *field, addr[0]);
+            *field = addr[0];
         }
     } else {
-        let dst = ptr_at::<[u32; 4]>(ctx, pkt.l3_off + 24)?;
+        let field = ptr_at::<[u32; 4]>(ctx, pkt.l3_off + outer_v6)?;
         unsafe {
             for i in 0..4 {
-                ic = csum::replace32(ic, (*dst)[i], addr[i]);
+                ic = csum::replace32(ic, (*field)[i], addr[i]);
             }
-            *dst = *addr;
+            *field = *addr;
         }
     }
-    // Quoted source address (and, for IPv4, the quoted header checksum).
+    // The quoted address (and, for IPv4, the quoted header checksum).
     let (old_words, new_words) = if v4 {
-        let src = ptr_at::<u32>(ctx, err.inner_l3 + 12)?;
+        let src = ptr_at::<u32>(ctx, err.inner_l3 + quoted_v4)?;
         let check = ptr_at::<u16>(ctx, err.inner_l3 + 10)?;
         let old = unsafe { *src };
         unsafe {
@@ -229,7 +244,7 @@ pub fn rewrite_error(
         }
         ([old, 0, 0, 0], [addr[0], 0, 0, 0])
     } else {
-        let src = ptr_at::<[u32; 4]>(ctx, err.inner_l3 + 8)?;
+        let src = ptr_at::<[u32; 4]>(ctx, err.inner_l3 + quoted_v6)?;
         let old = unsafe { *src };
         for i in 0..4 {
             ic = csum::replace32(ic, old[i], addr[i]);
@@ -237,8 +252,8 @@ pub fn rewrite_error(
         unsafe { *src = *addr };
         (old, *addr)
     };
-    // Quoted source port, and the quoted L4 checksum if it is there.
-    let sport = ptr_at::<u16>(ctx, err.inner_l4)?;
+    // The quoted port, and the quoted L4 checksum if it is there.
+    let sport = ptr_at::<u16>(ctx, err.inner_l4 + quoted_port)?;
     let old_port = unsafe { *sport };
     ic = csum::replace16(ic, old_port, port);
     unsafe { *sport = port };
@@ -247,21 +262,21 @@ pub fn rewrite_error(
         17 => Some(6),
         _ => None,
     };
-    if let Some(off) = l4_check_off {
-        if let Some(field) = ptr_at::<u16>(ctx, err.inner_l4 + off) {
-            unsafe {
-                let old = *field;
-                let mut new = old;
-                for i in 0..4 {
-                    new = csum::replace32(new, old_words[i], new_words[i]);
-                }
-                new = csum::replace16(new, old_port, port);
-                if err.flow.proto == 17 && old == 0 {
-                    new = 0;
-                }
-                ic = csum::replace16(ic, old, new);
-                *field = new;
+    if let Some(off) = l4_check_off
+        && let Some(field) = ptr_at::<u16>(ctx, err.inner_l4 + off)
+    {
+        unsafe {
+            let old = *field;
+            let mut new = old;
+            for i in 0..4 {
+                new = csum::replace32(new, old_words[i], new_words[i]);
             }
+            new = csum::replace16(new, old_port, port);
+            if err.flow.proto == 17 && old == 0 {
+                new = 0;
+            }
+            ic = csum::replace16(ic, old, new);
+            *field = new;
         }
     }
     unsafe { *icmp_check = ic };

@@ -65,6 +65,8 @@ pub struct Scratch {
     /// connection id names none (NO_BACKEND: no entry).
     pub table_backend: u32,
     pub icmp: crate::icmp::IcmpError,
+    /// Where an ICMP error's NAT moves the flow's end.
+    pub nat_to: crate::icmp::NatTo,
     pub chosen: crate::balance::Chosen,
     pub via: crate::balance::Via,
 }

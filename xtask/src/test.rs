@@ -1,5 +1,7 @@
-//! `cargo xtask test`: setup, then fmt check, clippy and the test suites,
-//! with stale `xlb-*` network namespaces swept before and checked after.
+//! `cargo xtask test`: setup, then fmt check, clippy (the host crates, and
+//! the eBPF crate for bpfel with the nightly toolchain) and the test
+//! suites, with stale `xlb-*` network namespaces swept before and checked
+//! after.
 //! Exits non-zero when any step fails or a test leaves a namespace behind.
 
 use std::env;
@@ -12,6 +14,8 @@ use crate::{cmd, setup};
 
 /// Lab namespaces are named `xlb-<test>-<role>`.
 const NETNS_PREFIX: &str = "xlb-";
+/// fmt, clippy, clippy on the eBPF crate, tests.
+const STEPS: u32 = 4;
 
 /// Also lint and test the `xtask-lab` binary (`cargo xtask run`'s lab).
 const LAB_FEATURE: &str = "xtask/lab";
@@ -54,6 +58,15 @@ pub fn test() -> Result<()> {
     clippy.args(["--", "-D", "warnings"]);
     results.push(("clippy", step(2, "clippy", &mut clippy)?));
 
+    // The eBPF crate builds for bpfel only, with the nightly toolchain.
+    let mut clippy_ebpf = cmd::command("rustup")?;
+    clippy_ebpf
+        .current_dir(cmd::workspace_root().join("xdp-ebpf"))
+        .args(["run", "nightly", "cargo", "clippy", "--release"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--", "-D", "warnings"]);
+    results.push(("clippy (eBPF)", step(3, "clippy (eBPF)", &mut clippy_ebpf)?));
+
     let mut tests = cmd::cargo()?;
     tests.args([
         "test",
@@ -68,7 +81,7 @@ pub fn test() -> Result<()> {
         tests.args(["--", "--test-threads", &threads.to_string()]);
     }
     let mut tally = Tally::default();
-    results.push(("tests", step_counting(3, "tests", &mut tests, &mut tally)?));
+    results.push(("tests", step_counting(4, "tests", &mut tests, &mut tally)?));
 
     let left = sweep_namespaces()?;
     if left.is_empty() {
@@ -112,14 +125,17 @@ fn timed_step(
     command: &mut Command,
     run: impl FnOnce(&mut Command) -> Result<ExitStatus>,
 ) -> Result<bool> {
-    println!("test: [{number}/3] {name}: {}", cmd::describe(command));
+    println!(
+        "test: [{number}/{STEPS}] {name}: {}",
+        cmd::describe(command)
+    );
     let started = Instant::now();
     let status = run(command)?;
     let seconds = started.elapsed().as_secs_f32();
     if status.success() {
-        println!("test: [{number}/3] {name} ... ok ({seconds:.1}s)");
+        println!("test: [{number}/{STEPS}] {name} ... ok ({seconds:.1}s)");
     } else {
-        println!("test: [{number}/3] {name} ... FAILED ({status}, {seconds:.1}s)");
+        println!("test: [{number}/{STEPS}] {name} ... FAILED ({status}, {seconds:.1}s)");
     }
     Ok(status.success())
 }
