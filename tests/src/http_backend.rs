@@ -14,6 +14,7 @@
 //! - `/headers`: the request's version and headers, one `name: value`
 //!   line each (names lower-case), `text/plain`.
 //! - `/ws`: WebSocket echo (text and binary messages).
+//! - `/echo`: the request body back (read whole), with a length.
 //! - anything else: `NAME\n`, `text/plain`.
 //!
 //! [`HttpBackend::start_tls`] serves the same over TLS (ALPN h2 and
@@ -292,6 +293,16 @@ async fn route(name: &str, mut req: Request<Incoming>) -> Response<Body> {
     }
     if path == "/ws" {
         return websocket(name, &mut req);
+    }
+    if path == "/echo" {
+        let Ok(body) = req.into_body().collect().await else {
+            let mut r = respond(name, "text/plain", full("request body failed\n"));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            return r;
+        };
+        let b = body.to_bytes();
+        let n = b.len();
+        return with_len(respond(name, "application/octet-stream", full(b)), n);
     }
     respond(name, "text/plain", full(format!("{name}\n")))
 }

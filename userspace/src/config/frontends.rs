@@ -301,4 +301,30 @@ mod tests {
         assert!(e.message.contains("tls key"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// XDP forwards an `[[l4]]` VIP's packets before the kernel sees them:
+    /// an http3 frontend cannot share a UDP VIP's address and port, a
+    /// TCP-only frontend can.
+    #[test]
+    fn http3_bind_must_not_be_a_udp_l4_vip() {
+        let dir = std::env::temp_dir().join(format!("xlb-parse-h3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), "x").unwrap();
+        std::fs::write(dir.join("key.pem"), "x").unwrap();
+        let file = dir.join("xlb.toml");
+        let text = |http3: bool| {
+            format!(
+                "[[xdp]]\ninterface = \"eth0\"\n\n[[backend]]\nname = \"web\"\n\n\
+                 [[l4]]\nname = \"dns\"\nvip = \"198.18.0.100:8443\"\nprotocol = \"udp\"\n\
+                 backend = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
+                 bind = \"198.18.0.100:8443\"\ndefault_backend = \"web\"\n\
+                 tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\nhttp3 = {http3}\n"
+            )
+        };
+        assert!(parse(&text(false), file.to_str().unwrap()).is_ok());
+        let e = parse(&text(true), file.to_str().unwrap()).unwrap_err();
+        assert!(e.message.contains("udp (http3)"), "{e}");
+        assert!(e.message.contains("\"dns\""), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`conn`]: per-connection clock (header and idle timeouts).
 //! - [`cork`]: write coalescing for HTTP/2 client connections.
 //! - [`tls`]: certificates, SNI, ALPN; the `xlb check` TLS hook.
+//! - [`h3`]: HTTP/3 (QUIC) endpoints of `http3 = true` frontends.
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
@@ -24,6 +25,7 @@ pub mod body;
 pub mod compress;
 mod conn;
 mod cork;
+mod h3;
 pub mod headers;
 mod listener;
 mod proxy;
@@ -64,6 +66,8 @@ pub struct L7 {
     workers: workers::Workers,
     maglev_size: u32,
     logs: HashMap<AccessLog, access_log::Logger>,
+    /// The HTTP/3 endpoints by `bind` (on worker 0, see `h3`).
+    quic: HashMap<SocketAddr, h3::Endpoint>,
 }
 
 impl L7 {
@@ -91,6 +95,7 @@ impl L7 {
             workers,
             maglev_size: config.global.maglev_size,
             logs: HashMap::new(),
+            quic: HashMap::new(),
         };
         let staged = l7.prepare(config).await?;
         l7.commit(staged);
@@ -122,6 +127,8 @@ impl L7 {
         }
         let mut frontends = Vec::new();
         let mut listeners = HashMap::new();
+        let mut quic = Vec::new();
+        let mut quic_bound = HashMap::new();
         for f in &config.frontend {
             let backend = backends
                 .get(f.default_backend.as_str())
@@ -129,10 +136,15 @@ impl L7 {
                     format!("frontend {}: unknown backend {}", f.name, f.default_backend)
                 })?
                 .clone();
-            let tls = f
+            let certs = f
                 .tls
                 .as_ref()
-                .map(tls::acceptor)
+                .map(tls::certificates)
+                .transpose()
+                .with_context(|| format!("frontend {}: TLS", f.name))?;
+            let tls = certs
+                .clone()
+                .map(tls::acceptor_with)
                 .transpose()
                 .with_context(|| format!("frontend {}: TLS", f.name))?;
             let log = match self.logs.get(&f.access_log) {
@@ -163,7 +175,24 @@ impl L7 {
                 max_header_bytes: f.max_header_bytes,
                 max_headers: f.max_headers,
                 connect: f.connect,
+                alt_svc: f.http3.then(|| h3::alt_svc(f.bind.port())),
             });
+            if f.http3 {
+                let certs = certs
+                    .clone()
+                    .with_context(|| format!("frontend {}: http3 = true needs tls", f.name))?;
+                let config = h3::server_config(certs, fe.idle_timeout)
+                    .with_context(|| format!("frontend {}: HTTP/3", f.name))?;
+                if !self.quic.contains_key(&f.bind) {
+                    let (runtime, _) = self.workers.first();
+                    let endpoint = h3::Endpoint::bind(f.bind, config.clone(), fe.clone(), runtime)
+                        .with_context(|| {
+                            format!("frontend {}: HTTP/3 (QUIC) on UDP {}", f.name, f.bind)
+                        })?;
+                    quic_bound.insert(f.bind, endpoint);
+                }
+                quic.push((f.bind, config, fe.clone()));
+            }
             let listener = match self.listeners.get(&f.bind) {
                 Some(l) => l.clone(),
                 None => Arc::new(
@@ -177,17 +206,22 @@ impl L7 {
         Ok(Staged {
             frontends,
             listeners,
+            quic,
+            quic_bound,
         })
     }
 
     /// Second half: new connections get the staged frontends; listeners of
     /// `bind` addresses kept stay bound (no connection is refused
     /// meanwhile), gone ones close; open connections keep their old
-    /// settings.
+    /// settings. HTTP/3 endpoints likewise: a kept `bind` keeps its
+    /// endpoint and QUIC connections, a gone one closes.
     pub fn commit(&mut self, staged: Staged) {
         let Staged {
             frontends,
             listeners,
+            quic,
+            mut quic_bound,
         } = staged;
         let mut serving = Vec::with_capacity(frontends.len());
         for (fe, listener, bind) in frontends {
@@ -203,6 +237,19 @@ impl L7 {
         }
         self.workers.serve(&serving);
         self.listeners = listeners;
+        let mut old = std::mem::take(&mut self.quic);
+        let (runtime, shared) = self.workers.first();
+        for (bind, config, fe) in quic {
+            let Some(mut endpoint) = quic_bound.remove(&bind).or_else(|| old.remove(&bind)) else {
+                continue;
+            };
+            endpoint.update(config, fe.clone());
+            endpoint.start(runtime, shared);
+            info!(frontend = %fe.name, %bind, "L7 frontend serving HTTP/3 (QUIC, UDP)");
+            self.quic.insert(bind, endpoint);
+        }
+        // What is left in `old` belonged to removed frontends: closed here.
+        drop(old);
     }
 }
 
@@ -210,6 +257,10 @@ impl L7 {
 pub struct Staged {
     frontends: Vec<(Arc<proxy::Frontend>, Arc<std::net::TcpListener>, SocketAddr)>,
     listeners: HashMap<SocketAddr, Arc<std::net::TcpListener>>,
+    /// The HTTP/3 frontends: bind, QUIC settings, frontend.
+    quic: Vec<(SocketAddr, quinn::ServerConfig, Arc<proxy::Frontend>)>,
+    /// HTTP/3 endpoints of new `bind` addresses, not accepting yet.
+    quic_bound: HashMap<SocketAddr, h3::Endpoint>,
 }
 
 /// A listening socket for `addr`, non-blocking, for every worker to

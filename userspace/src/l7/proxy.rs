@@ -60,6 +60,9 @@ pub struct Frontend {
     pub max_headers: usize,
     /// Tunnel `CONNECT` to the backend's servers (else 405).
     pub connect: bool,
+    /// `h3=":PORT"; ma=86400` when the frontend serves HTTP/3: sent on
+    /// every response of its TCP listener.
+    pub alt_svc: Option<HeaderValue>,
 }
 
 impl Frontend {
@@ -194,17 +197,59 @@ pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
     )
 }
 
+/// A request from a hyper connection (HTTP/1.1, HTTP/2): upgrades,
+/// `CONNECT` and WebSocket over HTTP/2 are handled here, everything else
+/// by [`forward`]. With HTTP/3 on the frontend, every response says so
+/// (`alt-svc`).
 pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
     let (guard, accept) = cx.state.request_started();
     let received = Instant::now();
-    if websocket::is_extended_connect(&req) {
-        return websocket::handle(cx, req, guard, accept, received).await;
+    let alt_svc = cx.fe.alt_svc.clone();
+    let mut resp = if websocket::is_extended_connect(&req) {
+        websocket::handle(cx, req, guard, accept, received).await
+    } else if req.method() == Method::CONNECT {
+        connect(cx, req, guard, accept, received).await
+    } else {
+        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let started = Started {
+            guard,
+            accept,
+            received,
+        };
+        forward(cx, req.map(body::boxed), started, client_upgrade).await
+    };
+    if let Some(v) = alt_svc {
+        resp.headers_mut().insert(header::ALT_SVC, v);
     }
-    if req.method() == Method::CONNECT {
-        return connect(cx, req, guard, accept, received).await;
-    }
-    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    resp
+}
+
+/// A request as its connection saw it start: counted on the connection
+/// until the guard drops, after `accept` idle, received at `received`.
+pub(super) struct Started {
+    pub(super) guard: RequestGuard,
+    pub(super) accept: Duration,
+    pub(super) received: Instant,
+}
+
+/// The proxy proper, for any client protocol: headers rewritten, a server
+/// chosen and the request sent (retried when safe), the response
+/// streamed back, compressed when it qualifies, and logged when it ends.
+/// `client_upgrade` (HTTP/1.1 `Upgrade`, hyper only) tunnels the
+/// connection after a 101.
+pub(super) async fn forward(
+    cx: Arc<ConnCtx>,
+    req: Request<Body>,
+    started: Started,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    let Started {
+        guard,
+        accept,
+        received,
+    } = started;
+    let upgrade = client_upgrade.is_some();
     let mut entry = Entry::new(&cx, received, accept, &req);
     let (mut parts, incoming) = req.into_parts();
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
@@ -224,7 +269,7 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
 
     let no_body = incoming.is_end_stream();
     let replayable = no_body && idempotent(&parts.method);
-    let mut body = (!no_body).then(|| body::boxed(incoming));
+    let mut body = (!no_body).then_some(incoming);
 
     let be = &cx.fe.backend;
     let settings = &be.settings;

@@ -1,6 +1,7 @@
 //! TLS offload with rustls (ring provider): certificate chains and keys
 //! from PEM files, several certificates chosen by SNI (each by the names
-//! it carries), TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. Also the
+//! it carries), TLS 1.2 and 1.3, ALPN `h2` and `http/1.1` (and TLS 1.3
+//! with ALPN `h3` for QUIC, on the same certificates). Also the
 //! client side towards backends (`tls = true` on a `[[backend]]`).
 
 use std::{
@@ -86,18 +87,48 @@ pub fn check(cert: &Path, key: &Path) -> Result<(), String> {
 
 /// The frontend's TLS acceptor.
 pub fn acceptor(tls: &Tls) -> anyhow::Result<TlsAcceptor> {
+    acceptor_with(certificates(tls)?)
+}
+
+/// A frontend's certificates and their choice by SNI, loaded once and
+/// shared by its TCP TLS listener and its HTTP/3 endpoint.
+pub type Certificates = Arc<dyn ResolvesServerCert>;
+
+/// Loads the frontend's default certificate and its `sni` ones.
+pub fn certificates(tls: &Tls) -> anyhow::Result<Certificates> {
     let default = load_pair(&tls.cert, &tls.key).map_err(anyhow::Error::msg)?;
     let mut sni = Vec::new();
     for pair in &tls.sni {
         sni.push(load_pair(&pair.cert, &pair.key).map_err(anyhow::Error::msg)?);
     }
-    let resolver = SniResolver { default, sni };
+    Ok(Arc::new(SniResolver { default, sni }))
+}
+
+/// The TCP listener's acceptor over `certs`: TLS 1.2 and 1.3, ALPN h2
+/// and http/1.1.
+pub fn acceptor_with(certs: Certificates) -> anyhow::Result<TlsAcceptor> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(certs);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_H1.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// ALPN of HTTP/3 (RFC 9114).
+pub const ALPN_H3: &[u8] = b"h3";
+
+/// The QUIC (HTTP/3) side over `certs`: TLS 1.3 only (QUIC has no
+/// other), ALPN h3, no 0-RTT (early data could be replayed to a server).
+pub fn quic_with(certs: Certificates) -> anyhow::Result<quinn::crypto::rustls::QuicServerConfig> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![ALPN_H3.to_vec()];
+    config.max_early_data_size = 0;
+    quinn::crypto::rustls::QuicServerConfig::try_from(config)
+        .map_err(|e| anyhow::anyhow!("QUIC TLS settings: {e}"))
 }
 
 /// The first `sni` certificate valid for the client's server name, else

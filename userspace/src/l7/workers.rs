@@ -92,6 +92,8 @@ impl Drop for Placed {
 /// The running workers.
 pub struct Workers {
     peers: Arc<Peers>,
+    /// Worker 0's runtime and state: where the HTTP/3 endpoints run.
+    first: (tokio::runtime::Handle, Arc<Shared>),
 }
 
 impl Workers {
@@ -110,6 +112,7 @@ impl Workers {
             open: (0..count).map(|_| AtomicUsize::new(0)).collect(),
             queues,
         });
+        let mut first = None;
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -119,11 +122,21 @@ impl Workers {
                 shared: Arc::new(shared()),
                 peers: peers.clone(),
             };
+            if index == 0 {
+                first = Some((runtime.handle().clone(), worker.shared.clone()));
+            }
             std::thread::Builder::new()
                 .name(format!("xlb-l7-{index}"))
                 .spawn(move || runtime.block_on(worker.run(inbox)))?;
         }
-        Ok(Workers { peers })
+        let first = first.ok_or_else(|| std::io::Error::other("no L7 worker started"))?;
+        Ok(Workers { peers, first })
+    }
+
+    /// Worker 0's runtime and its state (server connection pool): the
+    /// HTTP/3 endpoints run there (see `h3`).
+    pub fn first(&self) -> (&tokio::runtime::Handle, &Arc<Shared>) {
+        (&self.first.0, &self.first.1)
     }
 
     /// Every worker accepts on `serving` from now on.

@@ -1,0 +1,381 @@
+//! HTTP/3 on frontends with `http3 = true`: a QUIC endpoint (quinn) on
+//! the frontend's `bind` address over UDP, TLS 1.3 with ALPN `h3` on the
+//! frontend's own certificates (SNI as on TCP), HTTP/3 framing by `h3`.
+//! Every request goes through [`proxy::forward`] like an HTTP/1.1 or
+//! HTTP/2 one; bodies stream both ways, trailers pass.
+//!
+//! Where it runs: every endpoint, its connections and their requests live
+//! on L7 worker 0's event loop. quinn drives one UDP socket from one task
+//! anyway, so spreading connections over threads would add cross-thread
+//! wake-ups for little gain; worker 0 also brings its own server
+//! connection pool.
+//!
+//! Reload keeps an endpoint whose `bind` stays (its QUIC connections go
+//! on; new connections get the new certificates and idle timeout, new
+//! requests the new frontend settings); a dropped [`Endpoint`] closes.
+//! Not served: 0-RTT, `CONNECT` (405), WebSocket over HTTP/3, server push.
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::{
+    body::{Body, BoxError},
+    conn::ConnState,
+    proxy::{self, ConnCtx, Entry, Frontend, Shared, Started},
+    tls,
+};
+
+/// Most request streams a client may have open at once on one connection
+/// (as for HTTP/2).
+const MAX_STREAMS: u32 = 256;
+
+/// The QUIC settings of a frontend: its certificates (TLS 1.3, ALPN h3)
+/// and its idle timeout.
+pub fn server_config(
+    certs: tls::Certificates,
+    idle_timeout: Duration,
+) -> anyhow::Result<quinn::ServerConfig> {
+    let crypto = tls::quic_with(certs)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(idle_timeout)
+        .map_err(|_| anyhow::anyhow!("idle_timeout_ms is too large for QUIC"))?;
+    transport
+        .max_idle_timeout(Some(idle))
+        .max_concurrent_bidi_streams(MAX_STREAMS.into());
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The `alt-svc` value advertising HTTP/3 on `port`.
+pub fn alt_svc(port: u16) -> http::HeaderValue {
+    http::HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("clear"))
+}
+
+/// One frontend's HTTP/3 endpoint. Dropping it closes the endpoint and
+/// every QUIC connection on it.
+pub struct Endpoint {
+    endpoint: quinn::Endpoint,
+    frontend: watch::Sender<Arc<Frontend>>,
+    accepting: Option<tokio::task::AbortHandle>,
+}
+
+impl Endpoint {
+    /// Binds UDP `addr` with `config`, registered on `runtime` (worker
+    /// 0); accepts nothing before [`Endpoint::start`].
+    pub fn bind(
+        addr: SocketAddr,
+        config: quinn::ServerConfig,
+        fe: Arc<Frontend>,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Endpoint> {
+        let socket =
+            std::net::UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}"))?;
+        // quinn registers the socket with, and spawns its driver on, the
+        // runtime of the current context.
+        let _in_worker = runtime.enter();
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .with_context(|| format!("starting QUIC on UDP {addr}"))?;
+        let (frontend, _) = watch::channel(fe);
+        Ok(Endpoint {
+            endpoint,
+            frontend,
+            accepting: None,
+        })
+    }
+
+    /// New connections get `config`, new requests `fe`.
+    pub fn update(&self, config: quinn::ServerConfig, fe: Arc<Frontend>) {
+        self.endpoint.set_server_config(Some(config));
+        self.frontend.send_replace(fe);
+    }
+
+    /// Starts accepting connections on `runtime` (once).
+    pub fn start(&mut self, runtime: &tokio::runtime::Handle, shared: &Arc<Shared>) {
+        if self.accepting.is_some() {
+            return;
+        }
+        let task = runtime.spawn(accept_loop(
+            self.endpoint.clone(),
+            self.frontend.subscribe(),
+            shared.clone(),
+        ));
+        self.accepting = Some(task.abort_handle());
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(task) = self.accepting.take() {
+            task.abort();
+        }
+        // H3_NO_ERROR (0x100): the frontend is gone, not a protocol failure.
+        self.endpoint.close(quinn::VarInt::from_u32(0x100), b"");
+    }
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    frontend: watch::Receiver<Arc<Frontend>>,
+    shared: Arc<Shared>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(serve_connection(incoming, frontend.clone(), shared.clone()));
+    }
+}
+
+/// One QUIC connection: the handshake (bounded by the header timeout),
+/// then its request streams, each a task, until the client goes away.
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    frontend: watch::Receiver<Arc<Frontend>>,
+    shared: Arc<Shared>,
+) {
+    let client = incoming.remote_address();
+    let fe = frontend.borrow().clone();
+    let conn = match tokio::time::timeout(fe.header_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            debug!(frontend = %fe.name, %client, "QUIC handshake: {e}");
+            return;
+        }
+        Err(_) => {
+            debug!(frontend = %fe.name, %client, "QUIC handshake timed out");
+            return;
+        }
+    };
+    let built = h3::server::builder()
+        .max_field_section_size(fe.max_header_bytes as u64)
+        .build::<_, Bytes>(h3_quinn::Connection::new(conn))
+        .await;
+    let mut h3_conn = match built {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(frontend = %fe.name, %client, "HTTP/3 connection setup: {e}");
+            return;
+        }
+    };
+    let state = ConnState::new(false);
+    let requests = TaskTracker::new();
+    loop {
+        match h3_conn.accept().await {
+            Ok(Some(resolver)) => {
+                // The frontend as it is now: a reload applies to the
+                // next request of an open connection.
+                let fe = frontend.borrow().clone();
+                let cx = Arc::new(ConnCtx {
+                    fe,
+                    shared: shared.clone(),
+                    client,
+                    state: state.clone(),
+                });
+                requests.spawn(serve_request(cx, resolver));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if !e.is_h3_no_error() {
+                    debug!(frontend = %fe.name, %client, "HTTP/3 connection: {e}");
+                }
+                break;
+            }
+        }
+    }
+    // Dropping the h3 connection closes it: let requests finish first.
+    requests.close();
+    requests.wait().await;
+}
+
+type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
+type SendStream = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+type RecvStream = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// One request stream: its head (within the header timeout), the proxy,
+/// the response written back.
+async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver) {
+    let fe = &cx.fe;
+    let (req, stream) =
+        match tokio::time::timeout(fe.header_timeout, resolver.resolve_request()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if !e.is_h3_no_error() {
+                    debug!(frontend = %fe.name, client = %cx.client, "HTTP/3 request head: {e}");
+                }
+                return;
+            }
+            Err(_) => {
+                debug!(frontend = %fe.name, client = %cx.client, "HTTP/3 request head timed out");
+                return;
+            }
+        };
+    let (guard, accept) = cx.state.request_started();
+    let started = Started {
+        guard,
+        accept,
+        received: Instant::now(),
+    };
+    let (mut send, recv) = stream.split();
+    let resp = if req.method() == Method::CONNECT {
+        let entry = Entry::new(&cx, started.received, started.accept, &req);
+        let why = "CONNECT is not served over HTTP/3".to_string();
+        proxy::refuse(
+            &cx,
+            entry,
+            started.guard,
+            StatusCode::METHOD_NOT_ALLOWED,
+            why,
+        )
+    } else {
+        let body = RequestBody::new(recv);
+        proxy::forward(cx.clone(), req.map(|()| Body::new(body)), started, None).await
+    };
+    if let Err(e) = respond(&mut send, resp).await {
+        debug!(frontend = %cx.fe.name, client = %cx.client, "HTTP/3 response: {e}");
+        send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+    }
+}
+
+/// Writes the response head, its body as it comes, then its trailers (if
+/// any) and the end of the stream.
+async fn respond(send: &mut SendStream, resp: Response<Body>) -> Result<(), BoxError> {
+    let (parts, mut body) = resp.into_parts();
+    send.send_response(Response::from_parts(parts, ())).await?;
+    while let Some(frame) = body.frame().await {
+        match frame?.into_data() {
+            Ok(data) => {
+                if !data.is_empty() {
+                    send.send_data(data).await?;
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    send.finish().await?;
+    Ok(())
+}
+
+/// The client's request body, streamed from its HTTP/3 stream: data,
+/// then trailers if the client sent any.
+struct RequestBody {
+    recv: RecvStream,
+    /// A frame (or the error) read ahead by [`RequestBody::new`].
+    ahead: Option<Result<Frame<Bytes>, BoxError>>,
+    reading: Reading,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Data,
+    Trailers,
+    Done,
+}
+
+impl RequestBody {
+    /// Looks at what already arrived without waiting: a request whose
+    /// stream ended with its head (a GET) is then known to have no body,
+    /// which lets the proxy retry it on another server like on HTTP/1.1.
+    fn new(recv: RecvStream) -> Self {
+        let mut body = RequestBody {
+            recv,
+            ahead: None,
+            reading: Reading::Data,
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Some(frame)) = body.read(&mut cx) {
+            body.ahead = Some(frame);
+        }
+        body
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            match self.reading {
+                Reading::Data => match self.recv.poll_recv_data(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(Some(mut buf))) => {
+                        let data = buf.copy_to_bytes(buf.remaining());
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Poll::Ready(Ok(None)) => self.reading = Reading::Trailers,
+                    Poll::Ready(Err(e)) => {
+                        self.reading = Reading::Done;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+                Reading::Trailers => {
+                    let r: Poll<Result<Option<HeaderMap>, _>> = self.recv.poll_recv_trailers(cx);
+                    let r = match r {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r,
+                    };
+                    self.reading = Reading::Done;
+                    return Poll::Ready(match r {
+                        Ok(Some(t)) => Some(Ok(Frame::trailers(t))),
+                        Ok(None) => None,
+                        Err(e) => Some(Err(e.into())),
+                    });
+                }
+                Reading::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.ahead.take() {
+            return Poll::Ready(Some(frame));
+        }
+        self.read(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ahead.is_none() && self.reading == Reading::Done
+    }
+}
+
+/// `Body::new` needs `Send`; the streams are.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<RequestBody>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alt_svc_names_the_port() {
+        assert_eq!(alt_svc(8443), "h3=\":8443\"; ma=86400");
+    }
+}
