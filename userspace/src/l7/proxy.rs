@@ -205,10 +205,13 @@ pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Bo
     let (guard, accept) = cx.state.request_started();
     let received = Instant::now();
     let alt_svc = cx.fe.alt_svc.clone();
+    // The tunnels' futures are large and rare: boxed, so the future of
+    // every plain request stays small (it is moved into hyper's state or
+    // a task for each request).
     let mut resp = if websocket::is_extended_connect(&req) {
-        websocket::handle(cx, req, guard, accept, received).await
+        Box::pin(websocket::handle(cx, req, guard, accept, received)).await
     } else if req.method() == Method::CONNECT {
-        connect(cx, req, guard, accept, received).await
+        Box::pin(connect(cx, req, guard, accept, received)).await
     } else {
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -300,11 +303,11 @@ pub(super) async fn forward(
         let in_flight = cx.shared.load.start(pick.id);
         let started = Instant::now();
         let conn = if upgrade {
-            upstream::connect_upgradable(
+            Box::pin(upstream::connect_upgradable(
                 pick.address,
                 ms(settings.connect_timeout_ms),
                 be.tls.as_ref(),
-            )
+            ))
             .await
             .map(|sender| Conn::H1 {
                 sender,

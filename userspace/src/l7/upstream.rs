@@ -95,15 +95,33 @@ impl Pool {
         tls: Option<&tls::Upstream>,
     ) -> Result<Conn, ConnectError> {
         let key = (addr, tls.map_or(0, |t| t.id));
+        let pooled = match proto {
+            UpstreamProto::H1 => self.take_idle(key).map(|sender| Conn::H1 {
+                sender,
+                reused: true,
+            }),
+            UpstreamProto::H2 => self.h2_live(key).map(Conn::H2),
+        };
+        if let Some(conn) = pooled {
+            return Ok(conn);
+        }
+        // Connecting (TCP, TLS, HTTP handshake) makes a large future and
+        // is the rare case: boxed, so every request's future stays small.
+        Box::pin(self.open(key, proto, connect_timeout, tls)).await
+    }
+
+    /// A new connection to the key's server.
+    async fn open(
+        &self,
+        key: PoolKey,
+        proto: UpstreamProto,
+        connect_timeout: Duration,
+        tls: Option<&tls::Upstream>,
+    ) -> Result<Conn, ConnectError> {
+        let addr = key.0;
+        let stream = connect(addr, connect_timeout, tls, false).await?;
         match proto {
             UpstreamProto::H1 => {
-                if let Some(sender) = self.take_idle(key) {
-                    return Ok(Conn::H1 {
-                        sender,
-                        reused: true,
-                    });
-                }
-                let stream = connect(addr, connect_timeout, tls, false).await?;
                 let (sender, conn) = http1::Builder::new()
                     .handshake(TokioIo::new(stream))
                     .await
@@ -119,10 +137,6 @@ impl Pool {
                 })
             }
             UpstreamProto::H2 => {
-                if let Some(s) = self.h2_live(key) {
-                    return Ok(Conn::H2(s));
-                }
-                let stream = connect(addr, connect_timeout, tls, false).await?;
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Duration::from_secs(20))
