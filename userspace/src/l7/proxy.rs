@@ -256,19 +256,7 @@ pub(super) async fn forward(
     let mut entry = Entry::new(&cx, received, accept, &req);
     let (mut parts, incoming) = req.into_parts();
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(
-        &mut parts.headers,
-        cx.client,
-        cx.fe.scheme(),
-        host.as_ref().and_then(|h| h.to_str().ok()),
-    );
+    let host = rewrite_request(&cx, &mut parts, upgrade);
 
     let no_body = incoming.is_end_stream();
     let replayable = no_body && idempotent(&parts.method);
@@ -418,32 +406,60 @@ pub(super) async fn forward(
         return refuse(&cx, entry, guard, status, why);
     };
 
+    entry.status = resp.status().as_u16();
+    let resp = respond(&cx, resp, pick, client_upgrade, encoding);
+    finish(&cx, resp, entry, Some(in_flight), guard)
+}
+
+/// The request's headers as the server gets them: hop-by-hop headers
+/// gone (`Upgrade` kept for a WebSocket handshake), the client added to
+/// `X-Forwarded-For` and `Forwarded`. Returns the host the client asked
+/// for (`Host`, or the URI's authority).
+fn rewrite_request(cx: &ConnCtx, parts: &mut request::Parts, upgrade: bool) -> Option<HeaderValue> {
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::add_forwarded(
+        &mut parts.headers,
+        cx.client,
+        cx.fe.scheme(),
+        host.as_ref().and_then(|h| h.to_str().ok()),
+    );
+    host
+}
+
+/// The server's response as the client gets it: hop-by-hop headers gone
+/// and compressed when it qualifies; a `101` to an upgrade request starts
+/// the tunnel between the two upgraded connections.
+fn respond(
+    cx: &ConnCtx,
+    resp: Response<Body>,
+    pick: Pick<'_>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    encoding: Option<compress::Encoding>,
+) -> Response<Body> {
     let (mut rparts, rbody) = resp.into_parts();
-    entry.status = rparts.status.as_u16();
-    if upgrade && rparts.status == StatusCode::SWITCHING_PROTOCOLS {
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, rparts.status)
+    {
         headers::strip_hop_by_hop(&mut rparts.headers, true);
         let mut resp = Response::from_parts(rparts, body::empty());
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        if let Some(client_upgrade) = client_upgrade {
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, pick.key.clone()));
-        }
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, pick.key.clone()));
         // The upgraded hyper response has an empty body; the tunnel
         // carries the rest.
         let (p, _) = resp.into_parts();
-        return finish(
-            &cx,
-            Response::from_parts(p, body::empty()),
-            entry,
-            Some(in_flight),
-            guard,
-        );
+        return Response::from_parts(p, body::empty());
     }
     headers::strip_hop_by_hop(&mut rparts.headers, false);
-    let mut resp = Response::from_parts(rparts, rbody);
-    if let Some(enc) = encoding {
-        resp = cx.fe.compression.apply(enc, resp);
+    let resp = Response::from_parts(rparts, rbody);
+    match encoding {
+        Some(enc) => cx.fe.compression.apply(enc, resp),
+        None => resp,
     }
-    finish(&cx, resp, entry, Some(in_flight), guard)
 }
 
 /// `CONNECT host:port` (HTTP/1.1, `connect = true` on the frontend): the
