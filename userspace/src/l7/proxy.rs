@@ -448,7 +448,12 @@ fn respond(
         headers::strip_hop_by_hop(&mut rparts.headers, true);
         let mut resp = Response::from_parts(rparts, body::empty());
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, pick.key.clone()));
+        tokio::spawn(tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            (),
+            pick.key.clone(),
+        ));
         // The upgraded hyper response has an empty body; the tunnel
         // carries the rest.
         let (p, _) = resp.into_parts();
@@ -614,12 +619,15 @@ fn build(
 }
 
 /// Copies bytes both ways between the upgraded client and server
-/// connections until either side closes.
-async fn tunnel(
+/// connections until either side closes; `held` (counts, guards) lives
+/// as long as the tunnel.
+pub(super) async fn tunnel<Held>(
     client: hyper::upgrade::OnUpgrade,
     server: hyper::upgrade::OnUpgrade,
+    held: Held,
     label: String,
 ) {
+    let _held = held;
     let (c, s) = match tokio::try_join!(client, server) {
         Ok(pair) => pair,
         Err(e) => {

@@ -17,17 +17,16 @@ use std::{
 };
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use hyper::{body::Incoming, ext::Protocol, upgrade::OnUpgrade};
-use hyper_util::rt::TokioIo;
+use hyper::{body::Incoming, ext::Protocol};
 use smallvec::SmallVec;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::{
-    balance::{InFlight, Key},
+    balance::Key,
     body::{self, Body},
     conn::RequestGuard,
     headers,
-    proxy::{ConnCtx, Entry, finish, refuse},
+    proxy::{ConnCtx, Entry, finish, refuse, tunnel},
     upstream,
 };
 
@@ -236,29 +235,6 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Copies bytes both ways between the client's HTTP/2 stream and the
-/// upgraded server connection until either side closes; `held` lives
-/// as long as the tunnel.
-async fn tunnel(
-    client: OnUpgrade,
-    server: OnUpgrade,
-    held: (InFlight, RequestGuard),
-    label: String,
-) {
-    let _held = held;
-    let (c, s) = match tokio::try_join!(client, server) {
-        Ok(pair) => pair,
-        Err(e) => {
-            debug!(server = %label, "WebSocket over HTTP/2: upgrade failed: {e}");
-            return;
-        }
-    };
-    let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
-        debug!(server = %label, "WebSocket over HTTP/2 tunnel closed: {e}");
-    }
 }
 
 #[cfg(test)]
