@@ -130,6 +130,32 @@ fn metrics_count_requests_packets_and_states() {
         &[("frontend", "web-l7"), ("le", "+Inf")],
     );
     assert_eq!(inf, Some(OK_REQUESTS as f64));
+    // Per server: the pool's servers answered every good request between
+    // them; the dead pool's one server got one attempt per bad request.
+    let per_server = |backend: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("xlb_l7_server_requests_total{"))
+            .filter(|l| l.contains(&format!("backend=\"{backend}\"")))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(per_server("web"), OK_REQUESTS as f64, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "xlb_l7_server_requests_total",
+            &[("backend", "dead"), ("server", "nobody")]
+        ),
+        Some(BAD_REQUESTS as f64)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "xlb_l7_server_in_flight",
+            &[("backend", "dead"), ("server", "nobody")]
+        ),
+        Some(0.0)
+    );
 
     let l4 = |name| sample(&text, name, &[("vip", "web-l4"), ("backend", "web")]);
     let packets = l4("xlb_l4_packets_total").expect("xlb_l4_packets_total for web-l4");

@@ -139,6 +139,18 @@ fn ctl_changes_apply_to_both_tiers() {
         assert_eq!(l7[&format!("web{k}")], REQUESTS / 3, "L7 {l7:?}");
     }
     assert_eq!(before["web4"] + l7["web4"], 0);
+    // The L7 tier's per-server counts: what each server answered, none
+    // still in flight.
+    let csv = ctl_ok(&sock, "show stat").unwrap();
+    for r in stat_rows(&csv).unwrap() {
+        assert_eq!(
+            r["l7_total"],
+            l7[&r["server"]].to_string(),
+            "l7_total of {}: {csv}",
+            r["server"]
+        );
+        assert_eq!(r["l7_current"], "0", "{csv}");
+    }
 
     // maint: out of both tiers at once.
     let answer = ctl_ok(&sock, "set server web/web2 state maint").unwrap();

@@ -55,7 +55,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // this channel.
     let (view_tx, _view) = watch::channel(Arc::new(registry.snapshot()));
     let (vips_tx, _vips) = watch::channel(Arc::new(config.l4.clone()));
+    // Requests per server in the L7 tier, for `show stat` and metrics.
+    let l7_load = Arc::new(l7::balance::Load::default());
     let sources = Sources {
+        l7: l7_load.clone(),
         servers: view_tx.subscribe(),
         vips: vips_tx.subscribe(),
         stats: Some(stats.clone()),
@@ -64,7 +67,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let http_metrics = HttpMetrics::register(&mut prometheus);
     prometheus.register_collector(Box::new(DataPathCollector(sources.clone())));
 
-    let l7 = L7::start(&config, view_tx.subscribe(), http_metrics)
+    let l7 = L7::start(&config, view_tx.subscribe(), http_metrics, l7_load.clone())
         .await
         .context("starting the L7 frontends")?;
     let metrics_task = match config.global.metrics {
@@ -92,6 +95,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         view_tx,
         vips_tx,
         l7,
+        l7_load,
         checks,
         events_tx,
     };
@@ -141,6 +145,7 @@ struct Daemon {
     view_tx: watch::Sender<Arc<Snapshot>>,
     vips_tx: watch::Sender<Arc<Vec<L4Vip>>>,
     l7: L7,
+    l7_load: Arc<l7::balance::Load>,
     checks: BTreeMap<u32, JoinHandle<()>>,
     events_tx: mpsc::Sender<health::Transition>,
 }
@@ -194,7 +199,7 @@ impl Daemon {
                 frontends: self.config.frontend.len(),
                 servers: &servers(),
             }),
-            Command::ShowStat => show::stat(&servers(), Some(&self.stats)),
+            Command::ShowStat => show::stat(&servers(), Some(&self.stats), &self.l7_load),
             Command::ShowServersState => show::servers_state(&servers()),
             Command::Reload => match self.reload().await {
                 Ok(()) => "config reloaded".to_string(),

@@ -21,6 +21,8 @@ pub struct Sources {
     /// The running config's `[[l4]]` list: a VIP's id is its index.
     pub vips: watch::Receiver<Arc<Vec<L4Vip>>>,
     pub stats: Option<Arc<StatsReader>>,
+    /// The L7 tier's requests per server.
+    pub l7: Arc<crate::l7::balance::Load>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,32 @@ impl Collector for DataPathCollector {
         for s in &servers.servers {
             let labels: Labels = [("backend", &s.backend), ("server", &s.name)];
             ConstGauge::new(i64::from(s.weight)).encode(family.encode_family(&labels)?)?;
+        }
+
+        for (name, help, kind, pick) in [
+            (
+                "xlb_l7_server_requests",
+                "Requests (and tunnels) the L7 tier sent to the server",
+                MetricType::Counter,
+                (|l: &crate::l7::balance::Load, id| l.total(id)) as fn(&_, u32) -> u64,
+            ),
+            (
+                "xlb_l7_server_in_flight",
+                "Requests (and open tunnels) of the L7 tier at the server now",
+                MetricType::Gauge,
+                |l, id| u64::from(l.get(id)),
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for s in &servers.servers {
+                let labels: Labels = [("backend", &s.backend), ("server", &s.name)];
+                let n = pick(&self.0.l7, s.id);
+                if kind == MetricType::Counter {
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                } else {
+                    ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
+                }
+            }
         }
 
         let Some(stats) = &self.0.stats else {

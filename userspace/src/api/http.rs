@@ -81,7 +81,11 @@ fn answer(pages: &Pages, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/stats" => {
             let snapshot = pages.sources.servers.borrow().clone();
-            let table = show::stat_table(&snapshot.servers, pages.sources.stats.as_deref());
+            let table = show::stat_table(
+                &snapshot.servers,
+                pages.sources.stats.as_deref(),
+                &pages.sources.l7,
+            );
             plain(StatusCode::OK, format!("xlb servers\n\n{table}"))
         }
         _ => plain(StatusCode::NOT_FOUND, "try /metrics or /stats\n".into()),

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use xlb_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_MAINT, BACKEND_UP};
 
 use super::control::admin_name;
-use crate::{dataplane::stats::StatsReader, registry::ServerEntry};
+use crate::{dataplane::stats::StatsReader, l7::balance::Load, registry::ServerEntry};
 
 /// `BACKEND_*` as the API and metrics name it.
 pub fn status_name(state: u8) -> &'static str {
@@ -57,10 +57,16 @@ pub const STAT_COLUMNS: &[&str] = &[
     "check",
     "l4_packets",
     "l4_bytes",
+    "l7_current",
+    "l7_total",
 ];
 
 /// One row per server; the counters are empty when they cannot be read.
-pub fn stat_rows(servers: &[ServerEntry], stats: Option<&StatsReader>) -> Vec<Vec<String>> {
+pub fn stat_rows(
+    servers: &[ServerEntry],
+    stats: Option<&StatsReader>,
+    l7: &Load,
+) -> Vec<Vec<String>> {
     servers
         .iter()
         .map(|s| {
@@ -76,6 +82,8 @@ pub fn stat_rows(servers: &[ServerEntry], stats: Option<&StatsReader>) -> Vec<Ve
                 if s.healthy { "ok" } else { "failed" }.to_string(),
                 counters.map_or(String::new(), |c| c.packets.to_string()),
                 counters.map_or(String::new(), |c| c.bytes.to_string()),
+                l7.get(s.id).to_string(),
+                l7.total(s.id).to_string(),
             ]
         })
         .collect()
@@ -83,9 +91,9 @@ pub fn stat_rows(servers: &[ServerEntry], stats: Option<&StatsReader>) -> Vec<Ve
 
 /// CSV with a `# ` header line. Names have no commas (the config and the
 /// API allow letters, digits and `-_.:` only), IPv6 addresses are bracketed.
-pub fn stat(servers: &[ServerEntry], stats: Option<&StatsReader>) -> String {
+pub fn stat(servers: &[ServerEntry], stats: Option<&StatsReader>, l7: &Load) -> String {
     let mut out = format!("# {}", STAT_COLUMNS.join(","));
-    for row in stat_rows(servers, stats) {
+    for row in stat_rows(servers, stats, l7) {
         out.push('\n');
         out.push_str(&row.join(","));
     }
@@ -93,9 +101,9 @@ pub fn stat(servers: &[ServerEntry], stats: Option<&StatsReader>) -> String {
 }
 
 /// The same rows as aligned plain text, for people (`/stats`).
-pub fn stat_table(servers: &[ServerEntry], stats: Option<&StatsReader>) -> String {
+pub fn stat_table(servers: &[ServerEntry], stats: Option<&StatsReader>, l7: &Load) -> String {
     let mut rows = vec![STAT_COLUMNS.iter().map(|c| c.to_string()).collect()];
-    rows.extend(stat_rows(servers, stats));
+    rows.extend(stat_rows(servers, stats, l7));
     let widths: Vec<usize> = (0..STAT_COLUMNS.len())
         .map(|i| {
             rows.iter()

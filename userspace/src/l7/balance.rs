@@ -47,15 +47,18 @@ pub struct Key<'a> {
     pub path: &'a str,
 }
 
-/// Requests in flight per server id (all pools).
+/// Requests per server id (all pools): in flight, and sent since start
+/// (`show stat`, metrics).
 pub struct Load {
     in_flight: Vec<AtomicU32>,
+    total: Vec<AtomicU64>,
 }
 
 impl Default for Load {
     fn default() -> Self {
         Load {
             in_flight: (0..MAX_BACKENDS).map(|_| AtomicU32::new(0)).collect(),
+            total: (0..MAX_BACKENDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -67,9 +70,19 @@ impl Load {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Attempts sent to `id` since the daemon started (tunnels included).
+    pub fn total(&self, id: u32) -> u64 {
+        self.total
+            .get(id as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// Counts one request on `id` until the guard drops.
     pub fn start(self: &Arc<Self>, id: u32) -> InFlight {
         if let Some(c) = self.in_flight.get(id as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(c) = self.total.get(id as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         InFlight {

@@ -77,12 +77,12 @@ impl L7 {
         config: &Config,
         view: watch::Receiver<Arc<Snapshot>>,
         metrics: crate::api::HttpMetrics,
+        load: Arc<balance::Load>,
     ) -> anyhow::Result<L7> {
         let threads = match config.global.l7_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let load = Arc::new(balance::Load::default());
         let workers = workers::Workers::start(threads, || proxy::Shared {
             view: view.clone(),
             metrics: metrics.clone(),
