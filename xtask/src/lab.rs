@@ -71,6 +71,10 @@ struct Plan {
     interval_ms: u64,
     fall: u32,
     rise: u32,
+    /// The runtime API socket (`xlb ctl --socket`).
+    api_socket: std::path::PathBuf,
+    /// The pool's name (`set server POOL/SERVER ...`).
+    backend: String,
 }
 
 impl Plan {
@@ -123,6 +127,8 @@ impl Plan {
             interval_ms: pool.health.interval_ms,
             fall: pool.health.fall,
             rise: pool.health.rise,
+            api_socket: config.global.api_socket.clone(),
+            backend: pool.name.clone(),
         })
     }
 }
@@ -346,6 +352,21 @@ fn print_tour(
         "  nsenter -t {xlb_pid} -m -n {} stats --config {CONFIG_PATH}\n",
         xlb_bin.display()
     );
+    // The API socket is a file under /run, which `ip netns exec` leaves
+    // shared: no need to enter xlb's namespaces.
+    let ctl = format!(
+        "{} ctl --socket {}",
+        xlb_bin.display(),
+        plan.api_socket.display()
+    );
+    println!("  # the runtime API: every server's state, weight and counters");
+    println!(
+        "  {ctl} show stat
+"
+    );
+    println!("  # take {victim} out of both tiers at once, then put it back");
+    println!("  {ctl} set server {}/{victim} state maint", plan.backend);
+    println!("  {ctl} set server {}/{victim} state ready\n", plan.backend);
     println!(
         "  # health checks: stop {victim} (pid {victim_pid} in {victim_ns}); after {} failed \
          checks, {} ms apart,",
