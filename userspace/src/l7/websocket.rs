@@ -11,10 +11,13 @@
 //! for an open WebSocket).
 
 use std::{
-    hash::{BuildHasher, Hasher},
+    hash::{BuildHasher, RandomState},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::{body::Incoming, ext::Protocol};
@@ -202,39 +205,17 @@ fn upgrades_to_websocket(h: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
-/// A `Sec-WebSocket-Key`: 16 random bytes, base64. It only has to be
-/// unpredictable enough that no cache answers it (RFC 6455 §10.3), so the
-/// standard library's randomly keyed hasher is enough.
+/// A `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
 fn new_key() -> HeaderValue {
     let mut bytes = [0u8; 16];
-    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(i);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    HeaderValue::from_str(&base64(&bytes)).expect("base64 is a valid header value")
-}
-
-/// Standard base64 with padding (RFC 4648 §4).
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        // The key only has to keep caches from answering (RFC 6455
+        // §10.3): the standard library's randomly keyed hasher will do.
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&RandomState::new().hash_one(i).to_le_bytes());
         }
     }
-    out
+    HeaderValue::from_str(&BASE64.encode(bytes)).expect("base64 is a valid header value")
 }
 
 #[cfg(test)]
@@ -242,27 +223,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-        }
-        // RFC 6455's sample key is the base64 of "the sample nonce".
-        assert_eq!(base64(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
-    }
-
-    #[test]
     fn keys_are_16_bytes_and_differ() {
         let (a, b) = (new_key(), new_key());
         assert_eq!(a.len(), 24);
-        assert!(a.to_str().unwrap().ends_with("=="));
+        assert_eq!(BASE64.decode(a.as_bytes()).unwrap().len(), 16);
         assert_ne!(a, b);
     }
 
