@@ -17,7 +17,10 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::{
+    digest,
+    rand::{SecureRandom, SystemRandom},
+};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::{body::Incoming, ext::Protocol};
@@ -97,6 +100,10 @@ pub async fn handle(
         return refuse(&cx, entry, guard, failure.0, failure.1);
     };
 
+    let accept = upstream_req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|key| accept_for(key.as_bytes()));
     let sent = Instant::now();
     let limit = Duration::from_millis(settings.response_timeout_ms);
     let mut resp = match tokio::time::timeout(limit, sender.send_request(upstream_req)).await {
@@ -114,6 +121,11 @@ pub async fn handle(
 
     let status = resp.status();
     if status == StatusCode::SWITCHING_PROTOCOLS && upgrades_to_websocket(resp.headers()) {
+        let answered = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT);
+        if answered.map(HeaderValue::as_bytes) != accept.as_ref().map(|a| a.as_bytes()) {
+            let why = "server switched to WebSocket with a wrong Sec-WebSocket-Accept".into();
+            return refuse(&cx, entry, guard, StatusCode::BAD_GATEWAY, why);
+        }
         let server_upgrade = hyper::upgrade::on(&mut resp);
         let mut answer = Response::new(body::empty());
         for h in ["sec-websocket-protocol", "sec-websocket-extensions"] {
@@ -205,6 +217,16 @@ fn upgrades_to_websocket(h: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
+/// The `Sec-WebSocket-Accept` a server must answer `key` with: base64 of
+/// the SHA-1 of the key and RFC 6455's GUID (§4.2.2).
+fn accept_for(key: &[u8]) -> String {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(GUID);
+    BASE64.encode(ctx.finish())
+}
+
 /// A `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
 fn new_key() -> HeaderValue {
     let mut bytes = [0u8; 16];
@@ -221,6 +243,14 @@ fn new_key() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_matches_rfc6455_sample() {
+        assert_eq!(
+            accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
 
     #[test]
     fn keys_are_16_bytes_and_differ() {
