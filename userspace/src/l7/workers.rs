@@ -236,3 +236,44 @@ impl Worker {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(n: usize) -> Arc<Peers> {
+        Arc::new(Peers {
+            open: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            queues: (0..n).map(|_| mpsc::unbounded_channel().0).collect(),
+        })
+    }
+
+    fn open(p: &Peers) -> Vec<usize> {
+        p.open.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    #[test]
+    fn a_burst_accepted_by_one_worker_spreads_evenly() {
+        let p = peers(4);
+        // Worker 2 wins every accept of a burst of 64.
+        let placed: Vec<Placed> = (0..64).map(|_| p.place(2)).collect();
+        let counts = open(&p);
+        assert_eq!(counts.iter().sum::<usize>(), 64);
+        let (min, max) = (counts.iter().min(), counts.iter().max());
+        assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 2), "{counts:?}");
+        drop(placed);
+        assert_eq!(open(&p), vec![0, 0, 0, 0], "closed connections uncount");
+    }
+
+    #[test]
+    fn a_worker_hands_over_only_when_two_ahead() {
+        let p = peers(2);
+        let kept: Vec<Placed> = (0..2).map(|_| p.place(1)).collect();
+        assert!(kept.iter().all(|c| c.worker == 1), "within one: kept");
+        let third = p.place(1);
+        assert_eq!(third.worker, 0, "two ahead of worker 0: handed over");
+        let fourth = p.place(0);
+        assert_eq!(fourth.worker, 0, "one behind: kept");
+        assert_eq!(open(&p), vec![2, 2]);
+    }
+}
