@@ -61,6 +61,42 @@ struct Inner {
     routes: RwLock<HashMap<String, HashMap<String, Arc<Route>>>>,
 }
 
+/// The metrics of one frontend/backend pair: what a request is recorded
+/// on, without a lookup.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    inner: Arc<Inner>,
+    route: Arc<Route>,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RouteMetrics({}/{})",
+            self.route.frontend, self.route.backend
+        )
+    }
+}
+
+impl RouteMetrics {
+    /// Record one answered request.
+    pub fn observe(&self, code: u16, elapsed: Duration) {
+        let route = &self.route;
+        route.duration.observe(elapsed.as_secs_f64());
+        let slot = usize::from(code).min(CODES - 1);
+        route.codes[slot]
+            .get_or_init(|| {
+                self.inner.requests.get_or_create_owned(&RequestLabels {
+                    frontend: route.frontend.clone(),
+                    backend: route.backend.clone(),
+                    code,
+                })
+            })
+            .inc();
+    }
+}
+
 /// A cheap-to-clone handle the L7 tier records every answered request on.
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -105,29 +141,20 @@ impl HttpMetrics {
 
     /// Record one answered request.
     pub fn observe(&self, frontend: &str, backend: &str, code: u16, elapsed: Duration) {
-        let routes = self.inner.routes.read().unwrap_or_else(|e| e.into_inner());
-        match routes.get(frontend).and_then(|b| b.get(backend)) {
-            Some(route) => self.record(route, code, elapsed),
-            None => {
-                drop(routes);
-                let route = self.new_route(frontend, backend);
-                self.record(&route, code, elapsed);
-            }
-        }
+        self.route(frontend, backend).observe(code, elapsed);
     }
 
-    fn record(&self, route: &Route, code: u16, elapsed: Duration) {
-        route.duration.observe(elapsed.as_secs_f64());
-        let slot = usize::from(code).min(CODES - 1);
-        route.codes[slot]
-            .get_or_init(|| {
-                self.inner.requests.get_or_create_owned(&RequestLabels {
-                    frontend: route.frontend.clone(),
-                    backend: route.backend.clone(),
-                    code,
-                })
-            })
-            .inc();
+    /// The handle for one frontend/backend pair, looked up once (when the
+    /// frontend is built) instead of on every request.
+    pub fn route(&self, frontend: &str, backend: &str) -> RouteMetrics {
+        let found = {
+            let routes = self.inner.routes.read().unwrap_or_else(|e| e.into_inner());
+            routes.get(frontend).and_then(|b| b.get(backend)).cloned()
+        };
+        RouteMetrics {
+            inner: self.inner.clone(),
+            route: found.unwrap_or_else(|| self.new_route(frontend, backend)),
+        }
     }
 
     /// The slow path, once per frontend/backend pair.

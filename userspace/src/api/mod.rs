@@ -25,4 +25,4 @@ pub mod metrics;
 pub mod server;
 pub mod show;
 
-pub use metrics::HttpMetrics;
+pub use metrics::{HttpMetrics, RouteMetrics};

@@ -68,6 +68,8 @@ pub struct L7 {
     logs: HashMap<AccessLog, access_log::Logger>,
     /// The HTTP/3 endpoints by `bind` (on worker 0, see `h3`).
     quic: HashMap<SocketAddr, h3::Endpoint>,
+    /// Each frontend gets its metrics handle from here.
+    metrics: crate::api::HttpMetrics,
 }
 
 impl L7 {
@@ -85,7 +87,6 @@ impl L7 {
         };
         let workers = workers::Workers::start(threads, || proxy::Shared {
             view: view.clone(),
-            metrics: metrics.clone(),
             load: load.clone(),
             pool: Arc::new(upstream::Pool::default()),
         })
@@ -96,6 +97,7 @@ impl L7 {
             maglev_size: config.global.maglev_size,
             logs: HashMap::new(),
             quic: HashMap::new(),
+            metrics,
         };
         let staged = l7.prepare(config).await?;
         l7.commit(staged);
@@ -157,6 +159,7 @@ impl L7 {
                 }
             };
             let fe = Arc::new(proxy::Frontend {
+                metrics: self.metrics.route(&f.name, &f.default_backend),
                 name: f.name.clone(),
                 tls,
                 h2c: f.h2c,

@@ -63,6 +63,8 @@ pub struct Frontend {
     /// `h3=":PORT"; ma=86400` when the frontend serves HTTP/3: sent on
     /// every response of its TCP listener.
     pub alt_svc: Option<HeaderValue>,
+    /// Where its answered requests are counted.
+    pub metrics: crate::api::RouteMetrics,
 }
 
 impl Frontend {
@@ -76,7 +78,6 @@ pub struct Shared {
     pub view: watch::Receiver<Arc<Snapshot>>,
     pub load: Arc<Load>,
     pub pool: Arc<Pool>,
-    pub metrics: crate::api::HttpMetrics,
 }
 
 /// One client connection.
@@ -593,7 +594,12 @@ fn build(
     match proto {
         UpstreamProto::H1 => {
             *req.version_mut() = Version::HTTP_11;
-            *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            *req.uri_mut() = if parts.uri.authority().is_none() {
+                // Origin-form already (the usual case): shared, not parsed again.
+                parts.uri.clone()
+            } else {
+                pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
+            };
             if !req.headers().contains_key(header::HOST) {
                 let h = host
                     .cloned()
@@ -655,10 +661,7 @@ struct LoggedBody {
 impl LoggedBody {
     fn done(&mut self) {
         if let Some(e) = self.entry.take() {
-            let (fe, elapsed) = (&e.cx.fe, e.received.elapsed());
-            e.cx.shared
-                .metrics
-                .observe(&fe.name, &fe.backend.name, e.status, elapsed);
+            e.cx.fe.metrics.observe(e.status, e.received.elapsed());
             if self.log.enabled() {
                 self.log.write(e.line(self.bytes));
             }
