@@ -52,6 +52,17 @@ impl Drop for TempDir {
     }
 }
 
+/// A lab config written to `dir`: one pool `web` with server `web1`
+/// (backend 1, no health check), then `frontends`.
+pub fn web1_config(dir: &TempDir, tag: &str, frontends: &str) -> std::path::PathBuf {
+    let text = format!(
+        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{frontends}",
+        head_toml(dir, tag),
+        server_toml("web1", "198.18.1.11:8080"),
+    );
+    dir.write("xlb.toml", text).expect("writing the config")
+}
+
 /// The `[global]` and `[[xdp]]` sections of a lab config: the API socket
 /// in `dir`, maps pinned under `/sys/fs/bpf/xlb-{tag}`, XDP on `eth0`.
 pub fn head_toml(dir: &TempDir, tag: &str) -> String {

@@ -15,18 +15,12 @@ use xlb_lab::{
     http_backend::{gzip, noise, text_body},
     l7::{
         AccessLine, TempDir, TestCa, VIP, block_on_in, curl, frontend_toml, head_toml, http_lab,
-        server_toml,
+        server_toml, web1_config,
     },
 };
 
 fn config(dir: &TempDir, tag: &str, frontend_extra: &str) -> std::path::PathBuf {
-    let text = format!(
-        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}",
-        head_toml(dir, tag),
-        server_toml("web1", "198.18.1.11:8080"),
-        frontend_toml("fe", 8080, "web", frontend_extra),
-    );
-    dir.write("xlb.toml", text).unwrap()
+    web1_config(dir, tag, &frontend_toml("fe", 8080, "web", frontend_extra))
 }
 
 fn gunzip(b: &[u8]) -> Vec<u8> {

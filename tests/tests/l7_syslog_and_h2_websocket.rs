@@ -18,18 +18,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use xlb_lab::l7::{
-    AccessLine, TempDir, TestCa, VIP, block_on_in, curl_ok, frontend_toml, head_toml, http_lab,
-    server_toml,
+    AccessLine, TestCa, VIP, block_on_in, curl_ok, frontend_toml, http_lab, web1_config,
 };
-
-fn config(dir: &TempDir, tag: &str, frontends: &str) -> std::path::PathBuf {
-    let text = format!(
-        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{frontends}",
-        head_toml(dir, tag),
-        server_toml("web1", "198.18.1.11:8080"),
-    );
-    dir.write("xlb.toml", text).unwrap()
-}
 
 #[test]
 fn access_log_to_syslog_over_udp() {
@@ -41,7 +31,7 @@ fn access_log_to_syslog_over_udp() {
         .unwrap()
         .unwrap();
     sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let cfg = config(
+    let cfg = web1_config(
         &dir,
         "l7syslog",
         &frontend_toml(
@@ -114,7 +104,7 @@ fn websocket_over_http2() {
             ),
         ),
     );
-    let cfg = config(&dir, "l7wsh2", &frontends);
+    let cfg = web1_config(&dir, "l7wsh2", &frontends);
     let _daemon = topo.lb().start_xlb(&cfg);
     let ca_pem = ca.pem().to_string();
 
