@@ -8,7 +8,9 @@ use super::{
     defaults::*,
     errors::Cx,
     raw::{RawBackend, RawHealth, S},
-    values::{address, enum_value, int, required, text_value, tls_file, unique, valid_name},
+    values::{
+        address, duration_ms, enum_value, int, required, text_value, tls_file, unique, valid_name,
+    },
 };
 
 fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
@@ -36,21 +38,16 @@ fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
             );
         }
     }
-    let max_ms = MAX_DURATION_MS as i64;
-    let interval_ms = int(
+    let interval_ms = duration_ms(
         cx,
         h.and_then(|h| h.interval_ms.as_ref()),
         "interval_ms",
-        1,
-        max_ms,
         2000,
     );
-    let timeout_ms = int(
+    let timeout_ms = duration_ms(
         cx,
         h.and_then(|h| h.timeout_ms.as_ref()),
         "timeout_ms",
-        1,
-        max_ms,
         1000,
     );
     let max = u32::MAX as i64;
@@ -59,8 +56,8 @@ fn convert_health(cx: &mut Cx, raw: Option<&S<RawHealth>>) -> HealthCheck {
     HealthCheck {
         check,
         path: text_value(path, "/"),
-        interval_ms: interval_ms as u64,
-        timeout_ms: timeout_ms as u64,
+        interval_ms,
+        timeout_ms,
         rise: rise as u32,
         fall: fall as u32,
     }
@@ -159,7 +156,6 @@ fn convert_backend_l7(cx: &mut Cx, b: &RawBackend, base: &Path) -> BackendL7 {
         &[("h1", UpstreamProto::H1), ("h2", UpstreamProto::H2)],
         d.proto,
     );
-    let max_ms = MAX_DURATION_MS as i64;
     let retries = int(
         cx,
         b.retries.as_ref(),
@@ -168,27 +164,23 @@ fn convert_backend_l7(cx: &mut Cx, b: &RawBackend, base: &Path) -> BackendL7 {
         MAX_RETRIES as i64,
         d.retries as i64,
     );
-    let connect = int(
+    let connect = duration_ms(
         cx,
         b.connect_timeout_ms.as_ref(),
         "connect_timeout_ms",
-        1,
-        max_ms,
-        d.connect_timeout_ms as i64,
+        d.connect_timeout_ms,
     );
-    let response = int(
+    let response = duration_ms(
         cx,
         b.response_timeout_ms.as_ref(),
         "response_timeout_ms",
-        1,
-        max_ms,
-        d.response_timeout_ms as i64,
+        d.response_timeout_ms,
     );
     BackendL7 {
         proto,
         retries: retries as u32,
-        connect_timeout_ms: connect as u64,
-        response_timeout_ms: response as u64,
+        connect_timeout_ms: connect,
+        response_timeout_ms: response,
         tls: convert_upstream_tls(cx, b, base),
     }
 }

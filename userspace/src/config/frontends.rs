@@ -7,7 +7,7 @@ use super::{
     defaults::*,
     errors::Cx,
     raw::{RawConfig, S},
-    values::{address, int, required, tls_file, unique, valid_name},
+    values::{address, duration_ms, int, required, tls_file, unique, valid_name},
 };
 
 pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> Vec<Frontend> {
@@ -115,7 +115,6 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 ),
             );
         }
-        let max_ms = MAX_DURATION_MS as i64;
         let compression_min_bytes = int(
             cx,
             f.compression_min_bytes.as_ref(),
@@ -124,22 +123,18 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
             i64::MAX,
             DEFAULT_COMPRESSION_MIN_BYTES as i64,
         ) as u64;
-        let header_timeout_ms = int(
+        let header_timeout_ms = duration_ms(
             cx,
             f.header_timeout_ms.as_ref(),
             "header_timeout_ms",
-            1,
-            max_ms,
-            DEFAULT_HEADER_TIMEOUT_MS as i64,
-        ) as u64;
-        let idle_timeout_ms = int(
+            DEFAULT_HEADER_TIMEOUT_MS,
+        );
+        let idle_timeout_ms = duration_ms(
             cx,
             f.idle_timeout_ms.as_ref(),
             "idle_timeout_ms",
-            1,
-            max_ms,
-            DEFAULT_IDLE_TIMEOUT_MS as i64,
-        ) as u64;
+            DEFAULT_IDLE_TIMEOUT_MS,
+        );
         let max_header_bytes = int(
             cx,
             f.max_header_bytes.as_ref(),

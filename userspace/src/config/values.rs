@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{errors::Cx, raw::S};
+use super::{defaults::MAX_DURATION_MS, errors::Cx, raw::S};
 
 pub(super) fn enum_value<T: Copy>(
     cx: &mut Cx,
@@ -131,6 +131,11 @@ pub(super) fn int(
         return default;
     }
     n
+}
+
+/// A duration in milliseconds, from 1 ms to [`MAX_DURATION_MS`].
+pub(super) fn duration_ms(cx: &mut Cx, value: Option<&S<i64>>, what: &str, default: u64) -> u64 {
+    int(cx, value, what, 1, MAX_DURATION_MS as i64, default as i64) as u64
 }
 
 /// `A.B.C.D/N` with N in 8..=24: the DSR source prefix (at least 8 host
