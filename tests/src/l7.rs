@@ -346,6 +346,18 @@ pub fn access_lines(daemon: &XlbDaemon, from: usize) -> Vec<AccessLine> {
         .collect()
 }
 
+/// The lines of an access log file, each of which must parse, once the
+/// writer thread has had time to write the last requests' lines.
+pub fn access_log_file(path: &std::path::Path) -> Vec<AccessLine> {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    eprintln!("access log:\n{text}");
+    text.lines()
+        .map(|l| AccessLine::parse(l).unwrap_or_else(|| panic!("not an access log line: {l}")))
+        .collect()
+}
+
 /// A test certificate authority and the server certificates it issues.
 pub struct TestCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,

@@ -14,8 +14,8 @@ use std::{io::Read, net::SocketAddr, time::Duration};
 use xlb_lab::{
     http_backend::{gzip, noise, text_body},
     l7::{
-        AccessLine, TempDir, TestCa, VIP, block_on_in, curl, frontend_toml, head_toml, http_lab,
-        server_toml, web1_config,
+        AccessLine, TempDir, TestCa, VIP, access_log_file, block_on_in, curl, frontend_toml,
+        head_toml, http_lab, server_toml, web1_config,
     },
 };
 
@@ -163,14 +163,8 @@ fn headers_websocket_and_access_log_file() {
     assert_eq!(echoed, ["hello", "through", "xlb"]);
 
     // Access log: a file, one parsable line per request.
-    std::thread::sleep(Duration::from_millis(300));
-    let text = std::fs::read_to_string(&log).unwrap();
-    eprintln!("access log:\n{text}");
-    let lines: Vec<AccessLine> = text
-        .lines()
-        .map(|l| AccessLine::parse(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    let lines = access_log_file(&log);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0].request, "GET /headers HTTP/1.1");
     assert_eq!((lines[0].status, lines[0].server.as_str()), (200, "web1"));
     assert!(lines[0].client.starts_with("198.18.0.2:"));

@@ -18,7 +18,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use xlb_lab::l7::{
-    AccessLine, TestCa, VIP, block_on_in, curl_ok, frontend_toml, http_lab, web1_config,
+    AccessLine, TestCa, VIP, access_log_file, block_on_in, curl_ok, frontend_toml, http_lab,
+    web1_config,
 };
 
 #[test]
@@ -122,13 +123,7 @@ fn websocket_over_http2() {
     assert_eq!(echoed.0, words, "h2c");
     assert_eq!(echoed.1, words, "TLS h2");
 
-    std::thread::sleep(Duration::from_millis(300));
-    let text = std::fs::read_to_string(&log).unwrap();
-    eprintln!("access log:\n{text}");
-    let lines: Vec<AccessLine> = text
-        .lines()
-        .map(|l| AccessLine::parse(l).unwrap())
-        .collect();
+    let lines = access_log_file(&log);
     for fe in ["h2c", "tls"] {
         let mine: Vec<_> = lines.iter().filter(|l| l.frontend == fe).collect();
         let summary: Vec<_> = mine
