@@ -105,6 +105,15 @@ impl Drop for InFlight {
     }
 }
 
+/// Smooth weighted round robin's state: each server's current weight,
+/// pruned of servers that left when the snapshot changes.
+#[derive(Default)]
+struct RoundRobin {
+    current: HashMap<u32, i64>,
+    /// The snapshot `current` was last pruned for.
+    pruned_for: Option<Arc<Snapshot>>,
+}
+
 /// A Maglev table and the snapshot it was built from.
 type MaglevCache = (Arc<Snapshot>, Arc<Vec<u32>>);
 
@@ -113,7 +122,7 @@ pub struct Balancer {
     algo: Balance,
     maglev_size: u32,
     /// Smooth weighted round robin: current weight per server id.
-    rr: Mutex<HashMap<u32, i64>>,
+    rr: Mutex<RoundRobin>,
     /// Rotates the tie-break start for leastconn.
     turn: AtomicUsize,
     rng: AtomicU64,
@@ -131,7 +140,7 @@ impl Balancer {
             backend: backend.to_string(),
             algo,
             maglev_size,
-            rr: Mutex::new(HashMap::new()),
+            rr: Mutex::new(RoundRobin::default()),
             turn: AtomicUsize::new(0),
             rng: AtomicU64::new(seed),
             table: Mutex::new(None),
@@ -156,7 +165,7 @@ impl Balancer {
             return None;
         }
         match self.algo {
-            Balance::RoundRobin => self.round_robin(&live, exclude.is_empty()),
+            Balance::RoundRobin => self.round_robin(snap, &live, exclude.is_empty()),
             Balance::LeastConn => self.least_conn(&live, load),
             Balance::Random => self.two_choices(&live, load),
             Balance::Source => rendezvous(&live, &ip_bytes(key.client)),
@@ -171,12 +180,23 @@ impl Balancer {
     }
 
     /// `prune`: `live` is every live server (no retry exclusions), so the
-    /// state of servers that left can go; one coming back then starts
-    /// level with the others.
-    fn round_robin<'a>(&self, live: &[&'a ServerEntry], prune: bool) -> Option<&'a ServerEntry> {
-        let mut rr = self.rr.lock().unwrap_or_else(|e| e.into_inner());
-        if prune {
+    /// state of servers that left can go (once per snapshot: the live set
+    /// only changes with it); one coming back then starts level with the
+    /// others.
+    fn round_robin<'a>(
+        &self,
+        snap: &Arc<Snapshot>,
+        live: &[&'a ServerEntry],
+        prune: bool,
+    ) -> Option<&'a ServerEntry> {
+        let mut state = self.rr.lock().unwrap_or_else(|e| e.into_inner());
+        let RoundRobin {
+            current: rr,
+            pruned_for,
+        } = &mut *state;
+        if prune && !pruned_for.as_ref().is_some_and(|p| Arc::ptr_eq(p, snap)) {
             rr.retain(|id, _| live.iter().any(|s| s.id == *id));
+            *pruned_for = Some(snap.clone());
         }
         let total: i64 = live.iter().map(|s| s.weight as i64).sum();
         let mut best: Option<(&ServerEntry, i64)> = None;
