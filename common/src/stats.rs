@@ -41,7 +41,8 @@ stats! {
     /// Forwarded packet handed to the kernel because the next hop's MAC is
     /// not resolved yet (the kernel resolves it and forwards).
     PassNoNeigh = "pass_no_neigh",
-    /// Forwarded packet whose route lookup failed: passed to the kernel.
+    /// Forwarded packet whose route lookup failed, or a VLAN-tagged one
+    /// whose route leaves by another interface: passed to the kernel.
     PassNoRoute = "pass_no_route",
     /// Connection-table insert failed (map full and LRU could not evict).
     FlowInsertFailed = "flow_insert_failed",

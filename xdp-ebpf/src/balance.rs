@@ -147,6 +147,8 @@ fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
             return Some(drop(Stat::DropNoBackend));
         };
         s.chosen = chosen;
+        // The route cache is per backend: no lookup for every datagram.
+        s.via.fresh_route = false;
         return SEND;
     }
     if pkt.key.proto == PROTO_UDP && info.steering == STEER_QUIC {
@@ -155,6 +157,9 @@ fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
                 count(Stat::QuicCidHit);
                 let moved = chosen.id != s.table_backend;
                 s.chosen = chosen;
+                // A flow staying on its backend reuses the cached route,
+                // as a table hit does.
+                s.via.fresh_route = moved;
                 if moved {
                     new_flow(ctx, s, &info);
                 }
@@ -286,10 +291,10 @@ fn icmp_error(ctx: &XdpContext, s: &mut Scratch) -> Option<u32> {
         already_rewritten: entry.forward != FORWARD_DSR,
     };
     let id = entry.backend_id;
-    let be = XLB_BACKENDS.get(id)?;
-    if be.state == BACKEND_UNUSED {
+    // (`?` would mean "send" here: a decision of None is SEND.)
+    let Some(be) = XLB_BACKENDS.get(id).filter(|b| b.state != BACKEND_UNUSED) else {
         return Some(xdp_action::XDP_PASS);
-    }
+    };
     s.chosen = Chosen { id, be: *be };
     count(Stat::IcmpToBackend);
     if s.via.forward != FORWARD_DSR {

@@ -21,6 +21,13 @@ const KERNEL_AF_INET6: u8 = 10;
 /// its tags and may only leave by the interface it came in on.
 #[inline(always)]
 pub fn send(ctx: &XdpContext, hop: &NextHop, tagged: bool) -> u32 {
+    let out_same = hop.ifindex == ctx.ingress_ifindex() as u32;
+    if tagged && !out_same {
+        // Decided before the MACs change: the kernel must get the frame
+        // still addressed to this host.
+        count(Stat::PassNoRoute);
+        return xdp_action::XDP_PASS;
+    }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return xdp_action::XDP_ABORTED;
     };
@@ -28,12 +35,8 @@ pub fn send(ctx: &XdpContext, hop: &NextHop, tagged: bool) -> u32 {
         (*eth).dst = hop.dmac;
         (*eth).src = hop.smac;
     }
-    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+    if out_same {
         return xdp_action::XDP_TX;
-    }
-    if tagged {
-        count(Stat::PassNoRoute);
-        return xdp_action::XDP_PASS;
     }
     unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
 }

@@ -11,7 +11,10 @@ use xlb_common::{AF_INET, FlowKey, csum};
 
 use crate::{
     encap::{open_gap, write_ipv4},
-    headers::{EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP},
+    headers::{
+        EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP,
+        PROTO_ICMPV6,
+    },
     nat::End,
     packet::{len, ptr_at},
     parse::Pkt,
@@ -21,7 +24,6 @@ use crate::{
 /// (without options) and the first 8 bytes after it.
 const QUOTE_V4: usize = IPV4_HLEN + 8;
 const QUOTE_V6: usize = IPV6_HLEN + 8;
-const PROTO_ICMPV6: u8 = 58;
 
 /// Turn the client's packet into an ICMP "fragmentation needed" (IPv4) or
 /// "packet too big" (IPv6) from the VIP, announcing `mtu`, and send it back
