@@ -40,7 +40,49 @@ pub fn setup() -> Result<()> {
     nightly_toolchain()?;
     let sysroot = nightly_sysroot()?;
     rust_src(&sysroot)?;
+    lint_components()?;
     bpf_linker(&sysroot)?;
+    Ok(())
+}
+
+/// `cargo xtask test` runs rustfmt and clippy, and clippy again with the
+/// nightly toolchain for the eBPF crate: minimal toolchain profiles lack
+/// them.
+fn lint_components() -> Result<()> {
+    // None: the toolchain cargo runs with here (the default one).
+    for toolchain in [None, Some("nightly")] {
+        let label = toolchain.unwrap_or("default");
+        let with_toolchain = |c: &mut std::process::Command| {
+            if let Some(t) = toolchain {
+                c.args(["--toolchain", t]);
+            }
+        };
+        let mut list = cmd::command("rustup")?;
+        list.args(["component", "list", "--installed"]);
+        with_toolchain(&mut list);
+        let installed = cmd::output(&mut list)?;
+        let missing: Vec<&str> = ["clippy", "rustfmt"]
+            .into_iter()
+            .filter(|c| !installed.lines().any(|l| l.starts_with(&format!("{c}-"))))
+            .collect();
+        if missing.is_empty() {
+            println!("setup: {label} toolchain's clippy, rustfmt ... present");
+            continue;
+        }
+        println!(
+            "setup: {label} toolchain's {} ... installing",
+            missing.join(", ")
+        );
+        let mut add = cmd::command("rustup")?;
+        add.args(["component", "add"]).args(&missing);
+        with_toolchain(&mut add);
+        cmd::run(&mut add).with_context(|| {
+            format!(
+                "installing {} for the {label} toolchain",
+                missing.join(", ")
+            )
+        })?;
+    }
     Ok(())
 }
 
