@@ -1,11 +1,12 @@
 //! The L7 tier's request metrics: `xlb_http_requests_total{frontend,
 //! backend,code}` and `xlb_http_request_duration_seconds{frontend,backend}`.
 //!
-//! [`HttpMetrics::observe`] runs once per request on every worker thread,
-//! so the prometheus families (which hash an owned label set per lookup)
-//! are only touched the first time a frontend/backend/code is seen; after
-//! that a request costs a shared read lock, two `&str` map lookups and
-//! two atomic updates, with no allocation.
+//! Each frontend holds a [`RouteMetrics`] (from [`HttpMetrics::route`],
+//! looked up when the frontend is built), and [`RouteMetrics::observe`]
+//! runs once per request on every worker thread: the prometheus families
+//! (which hash an owned label set per lookup) are only touched the first
+//! time a code is seen; after that a request costs a histogram
+//! observation and an atomic increment, with no lock or allocation.
 
 use std::{
     collections::HashMap,

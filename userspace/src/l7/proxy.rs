@@ -408,8 +408,8 @@ pub(super) async fn forward(
     };
 
     entry.status = resp.status().as_u16();
-    let resp = respond(&cx, resp, pick, client_upgrade, encoding);
-    finish(&cx, resp, entry, Some(in_flight), guard)
+    let (resp, in_flight) = respond(&cx, resp, pick, in_flight, client_upgrade, encoding);
+    finish(&cx, resp, entry, in_flight, guard)
 }
 
 /// The request's headers as the server gets them: hop-by-hop headers
@@ -435,37 +435,35 @@ fn rewrite_request(cx: &ConnCtx, parts: &mut request::Parts, upgrade: bool) -> O
 
 /// The server's response as the client gets it: hop-by-hop headers gone
 /// and compressed when it qualifies; a `101` to an upgrade request starts
-/// the tunnel between the two upgraded connections.
+/// the tunnel between the two upgraded connections, which then holds the
+/// request's in-flight count (returned otherwise, for the response body).
 fn respond(
     cx: &ConnCtx,
     resp: Response<Body>,
     pick: Pick<'_>,
+    in_flight: InFlight,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     encoding: Option<compress::Encoding>,
-) -> Response<Body> {
+) -> (Response<Body>, Option<InFlight>) {
     let (mut rparts, rbody) = resp.into_parts();
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, rparts.status)
     {
         headers::strip_hop_by_hop(&mut rparts.headers, true);
+        // The upgraded response has an empty body; the tunnel carries the
+        // rest.
         let mut resp = Response::from_parts(rparts, body::empty());
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(
-            client_upgrade,
-            upstream_upgrade,
-            (),
-            pick.key.clone(),
-        ));
-        // The upgraded hyper response has an empty body; the tunnel
-        // carries the rest.
-        let (p, _) = resp.into_parts();
-        return Response::from_parts(p, body::empty());
+        let label = pick.key.clone();
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight, label));
+        return (resp, None);
     }
     headers::strip_hop_by_hop(&mut rparts.headers, false);
     let resp = Response::from_parts(rparts, rbody);
-    match encoding {
+    let resp = match encoding {
         Some(enc) => cx.fe.compression.apply(enc, resp),
         None => resp,
-    }
+    };
+    (resp, Some(in_flight))
 }
 
 /// `CONNECT host:port` (HTTP/1.1, `connect = true` on the frontend): the
