@@ -242,6 +242,42 @@ fn hung_server_gives_504() {
     );
 }
 
+/// Trickles a request head, a byte every 100 ms, to `port` (after one
+/// complete request on the same connection with `after_a_request`):
+/// the bytes sent and when the connection was cut, if it was.
+fn slowloris(client: &Namespace, port: u16, after_a_request: bool) -> (usize, Option<Duration>) {
+    let mut s = connect(client, port);
+    if after_a_request {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let (status, _) = http1_get(&mut s, &mut r, VIP, "/").unwrap();
+        assert_eq!(status, 200);
+    }
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut cut = None;
+    let trickle = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for b in trickle {
+        if s.write_all(&[*b]).is_err() {
+            cut = Some(started.elapsed());
+            break;
+        }
+        sent += 1;
+        thread::sleep(Duration::from_millis(100));
+        // A closed socket shows on read (EOF) before a write fails.
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => {
+                cut = Some(started.elapsed());
+                break;
+            }
+        }
+        s.set_nonblocking(false).unwrap();
+    }
+    (sent, cut)
+}
+
 #[test]
 fn limits_and_client_timeouts() {
     let (topo, _web, dir) = http_lab("l7limits", 1).unwrap();
@@ -252,6 +288,9 @@ fn limits_and_client_timeouts() {
         server_toml("web1", "198.18.1.11:8080"),
         frontend_toml("fe", 8080, "web", limits),
     );
+    // The same limits on a cleartext frontend that also takes HTTP/2 by
+    // prior knowledge: its HTTP/1.1 clients keep the header timeout.
+    let text = text + &frontend_toml("h2c", 8081, "web", &format!("{limits}h2c = true\n"));
     let daemon = start(&topo, &dir, text);
     let url = format!("http://{VIP}:8080/");
     let t = Duration::from_secs(5);
@@ -274,54 +313,28 @@ fn limits_and_client_timeouts() {
     );
 
     // Slowloris: one header byte every 100 ms; cut at the 1000 ms header
-    // timeout while other clients are served.
-    let client = topo.client().clone();
-    let slow = thread::spawn(move || {
-        let mut s = connect(&client, 8080);
-        let started = Instant::now();
-        let mut sent = 0;
-        let mut cut = None;
-        let trickle = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        for b in trickle {
-            if s.write_all(&[*b]).is_err() {
-                cut = Some(started.elapsed());
-                break;
-            }
-            sent += 1;
-            thread::sleep(Duration::from_millis(100));
-            // A closed socket shows on read (EOF) before a write fails.
-            s.set_nonblocking(true).unwrap();
-            let mut buf = [0u8; 512];
-            match s.read(&mut buf) {
-                Ok(0) => {
-                    cut = Some(started.elapsed());
-                    break;
-                }
-                Ok(_) => {
-                    cut = Some(started.elapsed());
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    cut = Some(started.elapsed());
-                    break;
-                }
-            }
-            s.set_nonblocking(false).unwrap();
-        }
-        (sent, cut)
-    });
+    // timeout while other clients are served. On the h2c frontend the
+    // trickled head is the second request of a keep-alive connection.
+    let slow: Vec<_> = [(8080, false), (8081, true)]
+        .into_iter()
+        .map(|(port, after_a_request)| {
+            let client = topo.client().clone();
+            thread::spawn(move || slowloris(&client, port, after_a_request))
+        })
+        .collect();
     for _ in 0..5 {
         assert_eq!(curl_ok(topo.client(), &[&url]).unwrap(), "web1\n");
         thread::sleep(Duration::from_millis(100));
     }
-    let (sent, cut) = slow.join().unwrap();
-    eprintln!("slowloris: cut after {cut:?}, {sent} bytes sent");
-    let cut = cut.expect("the slowloris connection was never cut");
-    assert!(
-        cut >= Duration::from_millis(900) && cut <= Duration::from_millis(3000),
-        "slowloris cut after {cut:?}; header timeout is 1000 ms"
-    );
+    for (port, slow) in [8080, 8081].into_iter().zip(slow) {
+        let (sent, cut) = slow.join().unwrap();
+        eprintln!("slowloris on :{port}: cut after {cut:?}, {sent} bytes sent");
+        let cut = cut.unwrap_or_else(|| panic!(":{port}: the slowloris connection was never cut"));
+        assert!(
+            cut >= Duration::from_millis(900) && cut <= Duration::from_millis(3000),
+            ":{port}: slowloris cut after {cut:?}; header timeout is 1000 ms"
+        );
+    }
     assert!(
         daemon
             .stderr_lines()

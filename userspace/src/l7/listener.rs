@@ -3,17 +3,16 @@
 //! (or by the prior-knowledge preface with `h2c`), and the connection's
 //! watchdog (header and idle timeouts).
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{
+    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+};
 
 use hyper::{
     body::Incoming,
     server::conn::{http1, http2},
     service::service_fn,
 };
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -30,10 +29,13 @@ use super::{
 /// Serves one accepted client connection until it ends.
 pub async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared: Arc<Shared>) {
     let Some(tls) = fe.tls.clone() else {
-        let h1 = !fe.h2c;
-        let state = ConnState::new(h1);
+        // With `h2c`, HTTP/2 by prior knowledge: the client's first bytes
+        // decide, so each connection gets the one protocol it speaks (and
+        // HTTP/1.1 keeps its per-request header timeout).
+        let h2 = fe.h2c && sends_h2_preface(&stream, fe.header_timeout).await;
+        let state = ConnState::new(!h2);
         let io = Tracked::new(stream, state.clone());
-        let proto = if fe.h2c { Proto::Auto } else { Proto::H1 };
+        let proto = if h2 { Proto::H2 } else { Proto::H1 };
         serve_http(io, client, fe, shared, state, proto).await;
         return;
     };
@@ -84,9 +86,36 @@ macro_rules! service {
 enum Proto {
     H1,
     H2,
-    /// Cleartext with `h2c`: HTTP/1.1, or HTTP/2 when the client opens
-    /// with the HTTP/2 preface (prior knowledge).
-    Auto,
+}
+
+/// Whether a cleartext client opens with the HTTP/2 connection preface
+/// (RFC 9113 §3.4), looked at without consuming it. False as soon as a
+/// byte differs, or when `limit` passes first (then HTTP/1.1's header
+/// timeout, counted from the accept, closes the connection).
+async fn sends_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 || buf[..n] != PREFACE[..n] {
+            return false;
+        }
+        if n == PREFACE.len() {
+            return true;
+        }
+        // Part of the preface so far: peek returns at once while bytes are
+        // waiting, so pause before looking again.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
 }
 
 /// Serves HTTP on `io` as `proto` says, under the connection's watchdog.
@@ -120,22 +149,6 @@ async fn serve_http<IO>(
                 // WebSocket over HTTP/2 (RFC 8441), see `websocket`.
                 .enable_connect_protocol()
                 .serve_connection(io, service!(cx));
-            watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
-        }
-        Proto::Auto => {
-            let io = TokioIo::new(Corked::new(io));
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .max_buf_size(fe.max_header_bytes)
-                .max_headers(fe.max_headers);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(fe.max_header_bytes as u32)
-                .max_concurrent_streams(256)
-                .enable_connect_protocol();
-            let conn = builder.serve_connection_with_upgrades(io, service!(cx));
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }
     }
