@@ -174,8 +174,11 @@ impl Daemon {
             .prepare(&new)
             .await
             .map_err(|e| format!("applying the reloaded config failed: L7 frontends: {e:#}"))?;
-        apply(&new, &mut self.registry, &mut self.maps)
-            .map_err(|e| format!("applying the reloaded config failed: {e:#}"))?;
+        let before = self.registry.clone();
+        if let Err(e) = apply(&new, &mut self.registry, &mut self.maps) {
+            self.restore(before);
+            return Err(format!("applying the reloaded config failed: {e:#}"));
+        }
         self.publish();
         self.vips_tx.send_replace(Arc::new(new.l4.clone()));
         self.l7.commit(staged);
@@ -215,6 +218,15 @@ impl Daemon {
         }
     }
 
+    /// A change the data path refused: the registry as it was `before`,
+    /// and the maps synced to it again under the running config.
+    fn restore(&mut self, before: Registry) {
+        self.registry = before;
+        if let Err(e) = self.maps.sync(&self.config, &self.registry) {
+            error!("restoring the data path after a refused change: {e:#}");
+        }
+    }
+
     /// `set`/`add`/`del server`: registry, maps, snapshot, checks; the
     /// registry is put back when the maps refuse the change.
     fn change(&mut self, command: &Command) -> Result<String, String> {
@@ -224,10 +236,7 @@ impl Daemon {
             return Ok(answer);
         }
         if let Err(e) = self.maps.sync(&self.config, &self.registry) {
-            self.registry = before;
-            if let Err(e) = self.maps.sync(&self.config, &self.registry) {
-                error!("restoring the data path after a refused API change: {e:#}");
-            }
+            self.restore(before);
             return Err(format!("the data path refused the change: {e:#}"));
         }
         self.publish();
