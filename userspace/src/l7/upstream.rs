@@ -63,14 +63,17 @@ pub enum Conn {
         /// server meanwhile).
         reused: bool,
     },
-    H2(http2::SendRequest<Body>),
+    H2 {
+        sender: http2::SendRequest<Body>,
+        /// True when the server's shared connection was already open.
+        reused: bool,
+    },
 }
 
 impl Conn {
     pub fn reused(&self) -> bool {
         match self {
-            Conn::H1 { reused, .. } => *reused,
-            Conn::H2(_) => true,
+            Conn::H1 { reused, .. } | Conn::H2 { reused, .. } => *reused,
         }
     }
 }
@@ -100,7 +103,10 @@ impl Pool {
                 sender,
                 reused: true,
             }),
-            UpstreamProto::H2 => self.h2_live(key).map(Conn::H2),
+            UpstreamProto::H2 => self.h2_live(key).map(|sender| Conn::H2 {
+                sender,
+                reused: true,
+            }),
         };
         if let Some(conn) = pooled {
             return Ok(conn);
@@ -152,7 +158,10 @@ impl Pool {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key, sender.clone());
-                Ok(Conn::H2(sender))
+                Ok(Conn::H2 {
+                    sender,
+                    reused: false,
+                })
             }
         }
     }
@@ -215,7 +224,7 @@ pub async fn send(
             };
             Ok(Response::from_parts(parts, Body::new(body)))
         }
-        Conn::H2(mut sender) => sender
+        Conn::H2 { mut sender, .. } => sender
             .try_send_request(req)
             .await
             .map(|r| r.map(super::body::boxed))
