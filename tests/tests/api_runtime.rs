@@ -10,7 +10,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use xlb_lab::{
@@ -95,6 +95,7 @@ impl Rig {
         let got = curl_many(self.topo.client(), &args)
             .unwrap_or_else(|e| panic!("L7 requests: {e:#}\nxlb stderr:\n{}", daemon.stderr()));
         assert_eq!(got.names.len(), REQUESTS, "curl output: {}", got.out);
+        assert_eq!(got.connects, 1, "one keep-alive connection: {}", got.out);
         count_by_name(&got.names, &self.names)
     }
 }
@@ -109,7 +110,7 @@ fn ctl_changes_apply_to_both_tiers() {
     let topo = L4Topology::build(Lab::new(TEST).unwrap(), 4).unwrap_or_else(|e| panic!("{e:#}"));
     let names = server_names("web", 4);
     let addrs = socket_addrs(topo.backend_addrs(), BACKEND_PORT);
-    let _servers = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut servers = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
     let dir = TempDir::new(TEST).unwrap();
     let cfg = dir.write("xlb.toml", config_text(&dir)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
@@ -187,9 +188,17 @@ fn ctl_changes_apply_to_both_tiers() {
     eprintln!("web4 added: L4 {l4:?} L7 {l7:?}");
     assert!(l4["web4"] > 0, "L4 never reached the added web4: {l4:?}");
     assert!(l7["web4"] >= 7, "L7 roundrobin over 4 skipped web4: {l7:?}");
-    // Its health check runs: still UP after a few intervals.
-    thread::sleep(Duration::from_millis(1200));
-    assert_status(&sock, "web4", "UP");
+    // It has a health checker of its own: stop web4 and it goes DOWN
+    // (fall 2 x 300 ms interval).
+    drop(servers.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while statuses(&sock).unwrap()["web4"] != "DOWN" {
+        assert!(
+            Instant::now() < deadline,
+            "web4 stopped but never went DOWN: no health check for an added server"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 
     // del server: gone from show stat and from both tiers.
     ctl_ok(&sock, "del server web/web4").unwrap();

@@ -123,9 +123,7 @@ fn convert(cx: &mut Cx, raw: RawConfig) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{
-        AccessLog, BackendL7, SyslogTarget, UpstreamProto, UpstreamTls, defaults::*,
-    };
+    use crate::config::{AccessLog, BackendL7, SyslogTarget, UpstreamProto, UpstreamTls};
 
     const L7: &str = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
                       bind = \"127.0.0.1:8080\"\ndefault_backend = \"web\"\n";
@@ -138,11 +136,17 @@ mod tests {
         assert_eq!(c.backend[0].l7.proto, UpstreamProto::H1);
         let f = &c.frontend[0];
         assert!(!f.h2c);
-        assert_eq!(f.compression_min_bytes, DEFAULT_COMPRESSION_MIN_BYTES);
-        assert_eq!(f.header_timeout_ms, DEFAULT_HEADER_TIMEOUT_MS);
-        assert_eq!(f.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
-        assert_eq!(f.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
-        assert_eq!(f.max_headers, DEFAULT_MAX_HEADERS);
+        // The README's documented defaults, as numbers.
+        let l7 = &c.backend[0].l7;
+        assert_eq!(
+            (l7.connect_timeout_ms, l7.response_timeout_ms),
+            (3000, 30000)
+        );
+        assert_eq!(f.compression_min_bytes, 1024);
+        assert_eq!(f.header_timeout_ms, 10_000);
+        assert_eq!(f.idle_timeout_ms, 60_000);
+        assert_eq!(f.max_header_bytes, 32_768);
+        assert_eq!(f.max_headers, 100);
         assert_eq!(f.access_log, AccessLog::Stderr);
     }
 
