@@ -48,6 +48,16 @@ impl ServerEntry {
     pub fn is_live(&self) -> bool {
         self.state() == BACKEND_UP
     }
+
+    /// The server as a Maglev table member (the same for both tiers).
+    pub fn ring_member(&self) -> RingMember<'_> {
+        RingMember {
+            id: self.id,
+            key: &self.key,
+            weight: self.weight,
+            live: self.is_live(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -159,12 +169,7 @@ impl Registry {
     /// Maglev members of one backend pool.
     pub fn ring_members<'a>(&'a self, backend: &'a str) -> Vec<RingMember<'a>> {
         self.in_backend(backend)
-            .map(|s| RingMember {
-                id: s.id,
-                key: &s.key,
-                weight: s.weight,
-                live: s.is_live(),
-            })
+            .map(ServerEntry::ring_member)
             .collect()
     }
 }

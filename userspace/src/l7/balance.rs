@@ -281,12 +281,7 @@ impl Balancer {
                 _ => {
                     let members: Vec<RingMember> = snap
                         .in_backend(&self.backend)
-                        .map(|s| RingMember {
-                            id: s.id,
-                            key: &s.key,
-                            weight: s.weight,
-                            live: s.is_live(),
-                        })
+                        .map(ServerEntry::ring_member)
                         .collect();
                     let t = Arc::new(maglev::build(&members, self.maglev_size));
                     *cached = Some((snap.clone(), t.clone()));
@@ -315,7 +310,6 @@ fn rendezvous<'a>(live: &[&'a ServerEntry], key: &[u8]) -> Option<&'a ServerEntr
     let k = name_hash(key, 0x5ca1ab1e);
     live.iter()
         .copied()
-        .filter(|s| s.weight > 0)
         .map(|s| {
             let h = name_hash(s.key.as_bytes(), k);
             let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
