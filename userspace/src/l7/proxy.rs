@@ -68,7 +68,7 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    fn scheme(&self) -> &'static str {
+    pub(super) fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
     }
 }

@@ -314,10 +314,7 @@ async fn connect(
     upgrade: bool,
 ) -> Result<Stream, ConnectError> {
     let open = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| ConnectError::Io(addr, e))?;
-        let _ = stream.set_nodelay(true);
+        let stream = open_tcp(addr).await?;
         match tls {
             None => Ok(Either::Left(stream)),
             Some(t) => {
@@ -330,6 +327,25 @@ async fn connect(
             }
         }
     };
+    within(addr, limit, open).await
+}
+
+/// A TCP connection to `addr`, Nagle off (requests and answers are
+/// written whole).
+async fn open_tcp(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| ConnectError::Io(addr, e))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// `open` bounded by the connect timeout `limit`.
+async fn within<T>(
+    addr: SocketAddr,
+    limit: Duration,
+    open: impl Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
     match tokio::time::timeout(limit, open).await {
         Err(_) => Err(ConnectError::Timeout(addr, limit.as_millis())),
         Ok(r) => r,
@@ -338,14 +354,7 @@ async fn connect(
 
 /// A plain TCP connection to `addr` within `limit` (`CONNECT` tunnels).
 pub async fn connect_tcp(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
-    match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-        Err(_) => Err(ConnectError::Timeout(addr, limit.as_millis())),
-        Ok(Err(e)) => Err(ConnectError::Io(addr, e)),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-    }
+    within(addr, limit, open_tcp(addr)).await
 }
 
 /// A fresh HTTP/1.1 connection that allows a protocol switch (WebSocket):
