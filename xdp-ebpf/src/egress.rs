@@ -134,7 +134,7 @@ pub fn to_client(ctx: &XdpContext, pkt: &Pkt, entry: &Flow) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     count(Stat::NatReverse);
-    reply_out(ctx, pkt, vip_id, id, &vip_addr, hop)
+    reply_out(ctx, pkt, vip_id, id, &hop)
 }
 
 /// An ICMP error a NAT backend sent about the client's packet (the NAT in
@@ -147,42 +147,15 @@ pub fn icmp_to_client(ctx: &XdpContext, s: &Scratch, entry: &Flow) -> u32 {
     }
     count(Stat::IcmpToClient);
     let hop = entry.to_client;
-    reply_out(
-        ctx,
-        &s.pkt,
-        entry.vip_id,
-        entry.backend_id,
-        &entry.vip_addr,
-        hop,
-    )
+    reply_out(ctx, &s.pkt, entry.vip_id, entry.backend_id, &hop)
 }
 
-/// Send a packet of a NAT flow back to its client: by the hop the client's
-/// packets came in by, or a route lookup.
+/// Send a packet of a NAT flow back to its client by the hop the client's
+/// packets came in by (recorded with the flow: always an interface).
 #[inline(always)]
-fn reply_out(
-    ctx: &XdpContext,
-    pkt: &Pkt,
-    vip_id: u32,
-    id: u32,
-    vip_addr: &[u32; 4],
-    hop: NextHop,
-) -> u32 {
+fn reply_out(ctx: &XdpContext, pkt: &Pkt, vip_id: u32, id: u32, hop: &NextHop) -> u32 {
     count_flow(vip_id, id, pkt.l3_off as u64 + pkt.l3_len);
-    if hop.ifindex != 0 {
-        return send(ctx, &hop, pkt.vlan);
-    }
-    let q = RouteQuery {
-        src: *vip_addr,
-        dst: pkt.key.dst,
-        tot_len: pkt.l3_len,
-        family: pkt.key.family,
-        proto: pkt.key.proto,
-    };
-    match route(ctx, &q) {
-        Ok(hop) => send(ctx, &hop, pkt.vlan),
-        Err(_) => xdp_action::XDP_PASS,
-    }
+    send(ctx, hop, pkt.vlan)
 }
 
 /// The DSR outer source: the configured prefix with host bits from the

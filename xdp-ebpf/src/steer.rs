@@ -44,7 +44,8 @@ pub fn syslog_next(vip_id: u32) -> u32 {
 
 /// For a QUIC short-header packet, the backend named by the server id in
 /// its destination connection id, if the VIP has one configured; counts
-/// hits and misses. Long headers (and non-QUIC) give None.
+/// the misses it sees here (the caller counts hits, since only it knows
+/// whether the backend is live). Long headers (and non-QUIC) give None.
 #[inline(always)]
 pub fn quic_server(ctx: &XdpContext, pkt: &Pkt, info: &VipInfo) -> Option<u32> {
     let len = info.quic_sid_len as usize;
