@@ -54,9 +54,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use xlb_lab::{
-    L4Topology, Lab, Namespace, Process, XlbDaemon, check_root,
+    L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon, check_root,
     http_backend::HttpBackend,
-    l7::{TempDir, TestCa, VIP, frontend_toml, head_toml, read_response, server_toml},
+    l7::{TestCa, VIP, frontend_toml, head_toml, read_response, server_toml},
     xlb_daemon::XLB_READY_TIMEOUT,
 };
 
@@ -337,7 +337,7 @@ fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> R
                 frontend_toml("h2c", 8081, "web", "h2c = true\naccess_log = \"off\"\n"),
                 frontend_toml("tls", 8443, "web", tls),
             );
-            let cfg = dir.write("xlb.toml", text)?;
+            let cfg = dir.write_config(&text)?;
             let daemon = lb.spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;
             Ok(Running::Xlb(daemon))
         }

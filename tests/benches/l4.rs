@@ -55,7 +55,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use xlb_lab::{
-    L4Topology, Lab, Namespace, Process, XlbDaemon, check_root,
+    L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon, check_root,
     topology::{CLIENT_ADDR, LB_IFACE, VIP, backend_addr},
     xlb_daemon::XLB_READY_TIMEOUT,
     xlb_path,
@@ -441,8 +441,7 @@ fn setup(peer: Peer) -> Result<Setup> {
             );
         }
         Peer::Nft => {
-            let rules = dir.path().join("dnat.nft");
-            std::fs::write(&rules, nft_rules())?;
+            let rules = dir.write("dnat.nft", nft_rules())?;
             topo.lb()
                 .run(&["nft", "-f", &rules.to_string_lossy()])
                 .context("loading the nftables DNAT rules")?;
@@ -485,32 +484,10 @@ fn finish(setup: Setup) {
     }
 }
 
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<TempDir> {
-        let dir = std::env::temp_dir().join(format!("xlb-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `examples/lab.toml` with this bench's socket and pin path, plus a UDP
 /// VIP on the same address to the three sinks.
 fn write_xlb_config(dir: &TempDir, test: &str) -> Result<PathBuf> {
-    let sock = dir.path().join("xlb.sock");
+    let sock = dir.socket();
     let mut text = String::new();
     let mut replaced = 0;
     for line in EXAMPLE.lines() {
@@ -552,9 +529,7 @@ fn write_xlb_config(dir: &TempDir, test: &str) -> Result<PathBuf> {
             .any(|l| l.vip == SocketAddr::from((VIP, TCP_VIP_PORT))),
         "examples/lab.toml no longer has the VIP {VIP}:{TCP_VIP_PORT}"
     );
-    let path = dir.path().join("xlb.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
+    dir.write_config(&text)
 }
 
 fn nft_rules() -> String {

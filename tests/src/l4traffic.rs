@@ -1,5 +1,5 @@
-//! Real traffic for the L4 lab tests: a temporary config file and its
-//! one-pool, one-VIP contents ([`L4Config`]), `xlb run` on it
+//! Real traffic for the L4 lab tests: a one-pool, one-VIP config
+//! ([`L4Config`]), `xlb run` on it
 //! ([`run_xlb`]), `lab-backend` servers, TCP connections from a fixed
 //! source address and port (IPv4 or IPv6), one HTTP/1.1 exchange with
 //! `lab-backend`, batches of such connections, a long-lived keep-alive
@@ -15,7 +15,6 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -27,6 +26,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
+    TempDir,
     netns::Namespace,
     process::Process,
     topology::L4Topology,
@@ -39,58 +39,6 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A batch of connections ([`run_batch`]) stops at this many failures, so
 /// a broken data path does not cost [`IO_TIMEOUT`] per remaining one.
 pub const MAX_FAILURES: usize = 5;
-
-/// A config directory under the temp dir (`xlb-TAG-PID/xlb.toml`), removed
-/// on drop.
-#[derive(Debug)]
-pub struct TempConfig {
-    dir: PathBuf,
-    file: PathBuf,
-}
-
-impl TempConfig {
-    /// Creates the directory; write the file with [`TempConfig::write`].
-    pub fn new(tag: &str) -> Result<TempConfig> {
-        let dir = std::env::temp_dir().join(format!("xlb-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let file = dir.join("xlb.toml");
-        Ok(TempConfig { dir, file })
-    }
-
-    /// A `[global]` table with this config's own API socket and BPF pin
-    /// path (`/sys/fs/bpf/xlb-TAG`), so parallel tests never share them.
-    pub fn global(&self, tag: &str) -> String {
-        format!(
-            "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n",
-            self.dir.join("xlb.sock").display()
-        )
-    }
-
-    /// Replaces the file's contents (write to a temporary name, then
-    /// rename, so a reload never reads half a file).
-    pub fn write(&self, text: &str) -> Result<()> {
-        let tmp = self.dir.join("xlb.toml.new");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.file)
-            .with_context(|| format!("renaming to {}", self.file.display()))?;
-        Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.file
-    }
-
-    /// The directory the config lives in (for other per-test files).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The HTTP health check (`GET /healthz`) of a lab config's pool.
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +139,7 @@ impl<'a> L4Config<'a> {
     }
 
     /// The file's text after the `[global]` table `global`
-    /// ([`TempConfig::global`]).
+    /// ([`TempDir::global_toml`]).
     pub fn render(&self, global: &str) -> String {
         let health = match self.health {
             Some(h) => format!(
@@ -245,18 +193,18 @@ backend = "{pool}"
     }
 }
 
-/// Writes the config `tag` (`text` gets its `[global]` table,
-/// [`TempConfig::global`]) and starts `xlb run` on it in the lb namespace
-/// of `topo`, ready within [`XLB_READY_TIMEOUT`].
+/// Writes the config `tag` in a new [`TempDir`] (`text` gets its
+/// `[global]` table, [`TempDir::global_toml`]) and starts `xlb run` on it
+/// in the lb namespace of `topo`, ready within [`XLB_READY_TIMEOUT`].
 pub fn run_xlb(
     topo: &L4Topology,
     tag: &str,
     text: impl FnOnce(&str) -> String,
-) -> Result<(TempConfig, XlbDaemon)> {
-    let cfg = TempConfig::new(tag)?;
-    cfg.write(&text(&cfg.global(tag)))?;
-    let daemon = topo.lb().spawn_xlb(cfg.path(), XLB_READY_TIMEOUT)?;
-    Ok((cfg, daemon))
+) -> Result<(TempDir, XlbDaemon)> {
+    let dir = TempDir::new(tag)?;
+    let cfg = dir.write_config(&text(&dir.global_toml(tag)))?;
+    let daemon = topo.lb().spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;
+    Ok((dir, daemon))
 }
 
 /// SIGTERM to `xlb run`; an error (quoting its stderr) unless it exits 0

@@ -1,56 +1,19 @@
-//! Helpers for the L7 end-to-end tests: a config directory removed on
-//! drop, the pieces of a lab config, servers in the backend namespaces,
+//! Helpers for the L7 end-to-end tests: the pieces of a lab config, servers in the backend namespaces,
 //! curl in a namespace with its status and headers (or several transfers
 //! on one connection), the access log lines of a daemon, and a test CA
 //! issuing server certificates (rcgen).
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Output,
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, process::Output, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    Lab, http_backend::HttpBackend, netns::Namespace, topology::L4Topology, xlb_daemon::XlbDaemon,
+    Lab, TempDir, http_backend::HttpBackend, netns::Namespace, topology::L4Topology,
+    xlb_daemon::XlbDaemon,
 };
 
 /// The VIP the L7 tests' frontends bind (on `lo` of the lb namespace).
 pub const VIP: &str = "198.18.0.100";
-
-/// A directory under the temp dir (configs, certificates), removed on drop.
-pub struct TempDir {
-    dir: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> Result<TempDir> {
-        let dir = std::env::temp_dir().join(format!("xlb-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir { dir })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Writes `name` in the directory and returns its path.
-    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> Result<PathBuf> {
-        let p = self.dir.join(name);
-        std::fs::write(&p, contents).with_context(|| format!("writing {}", p.display()))?;
-        Ok(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A lab config written to `dir`: one pool `web` with server `web1`
 /// (backend 1, no health check), then `frontends`.
@@ -60,15 +23,16 @@ pub fn web1_config(dir: &TempDir, tag: &str, frontends: &str) -> std::path::Path
         head_toml(dir, tag),
         server_toml("web1", "198.18.1.11:8080"),
     );
-    dir.write("xlb.toml", text).expect("writing the config")
+    dir.write_config(&text).expect("writing the config")
 }
 
 /// The `[global]` and `[[xdp]]` sections of a lab config: the API socket
-/// in `dir`, maps pinned under `/sys/fs/bpf/xlb-{tag}`, XDP on `eth0`.
+/// in `dir`, maps pinned under `/sys/fs/bpf/xlb-{tag}`
+/// ([`TempDir::global_toml`]), XDP on `eth0`.
 pub fn head_toml(dir: &TempDir, tag: &str) -> String {
     format!(
-        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{tag}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n",
-        dir.path().join("xlb.sock").display()
+        "{}\n[[xdp]]\ninterface = \"eth0\"\n\n",
+        dir.global_toml(tag)
     )
 }
 

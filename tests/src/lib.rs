@@ -13,7 +13,8 @@
 //! - [`process`]: [`Process`], a child killed (whole process group) on drop.
 //! - [`backend`]: the `lab-backend` test server binary and how to start it.
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
-//! - [`l4traffic`]: temp configs, TCP/HTTP from fixed source ports, counters.
+//! - [`tempdir`]: [`TempDir`], a per-test directory removed on drop.
+//! - [`l4traffic`]: L4 configs, TCP/HTTP from fixed source ports, counters.
 //! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod lab;
 pub mod link;
 pub mod netns;
 pub mod process;
+pub mod tempdir;
 pub mod topology;
 pub mod xlb_daemon;
 
@@ -34,5 +36,6 @@ pub use lab::{Lab, check_root, sweep};
 pub use link::{VethEnd, check_lab_addr, veth};
 pub use netns::{Namespace, NetnsGuard};
 pub use process::Process;
+pub use tempdir::TempDir;
 pub use topology::L4Topology;
 pub use xlb_daemon::{XlbDaemon, xlb_path};

@@ -11,10 +11,10 @@ use std::{
 };
 
 use xlb_lab::{
-    L4Topology, Lab,
+    L4Topology, Lab, TempDir,
     api::{check_exposition, sample},
     l4traffic::{run_batch, server_names, socket_addrs, spawn_backends, stop_xlb},
-    l7::{TempDir, VIP, curl},
+    l7::{VIP, curl},
 };
 
 const TEST: &str = "apimetrics";
@@ -80,7 +80,7 @@ fn metrics_count_requests_packets_and_states() {
     let addrs = socket_addrs(topo.backend_addrs(), 8080);
     let _servers = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
     let dir = TempDir::new(TEST).unwrap();
-    let cfg = dir.write("xlb.toml", config_text(&dir)).unwrap();
+    let cfg = dir.write_config(&config_text(&dir)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
 
     let timeout = Duration::from_secs(5);

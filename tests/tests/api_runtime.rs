@@ -14,10 +14,10 @@ use std::{
 };
 
 use xlb_lab::{
-    L4Topology, Lab, XlbDaemon,
+    L4Topology, Lab, TempDir, XlbDaemon,
     api::{ctl, ctl_ok, raw_exchange, stat_rows, statuses},
     l4traffic::{count_by_name, run_batch, server_names, socket_addrs, spawn_backends, stop_xlb},
-    l7::{TempDir, VIP, curl_many},
+    l7::{VIP, curl_many},
 };
 
 const TEST: &str = "apirt";
@@ -112,7 +112,7 @@ fn ctl_changes_apply_to_both_tiers() {
     let addrs = socket_addrs(topo.backend_addrs(), BACKEND_PORT);
     let mut servers = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
     let dir = TempDir::new(TEST).unwrap();
-    let cfg = dir.write("xlb.toml", config_text(&dir)).unwrap();
+    let cfg = dir.write_config(&config_text(&dir)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
     let sock = socket(&dir);
     let mut rig = Rig {
@@ -242,7 +242,7 @@ fn bad_commands_answer_error_and_the_daemon_stays_up() {
         "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{TAG}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n  [[backend.server]]\n  name = \"web1\"\n  address = \"198.18.1.11:8080\"\n\n[[l4]]\nname = \"web-l4\"\nvip = \"{VIP}:80\"\nbackend = \"web\"\n",
         sock.display()
     );
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
 
     for bad in [

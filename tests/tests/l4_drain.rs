@@ -52,7 +52,7 @@ fn drained_server_keeps_its_connection_and_takes_no_new_ones() {
     let names = server_names("web", 3);
     let addrs = socket_addrs(topo.backend_addrs(), BACKEND_PORT);
     let _backends = spawn_backends(&topo, &names, &addrs).unwrap_or_else(|e| panic!("{e:#}"));
-    let (cfg, mut daemon) = run_xlb(&topo, TEST, |g| config(&topo, &names, &addrs, None, g))
+    let (dir, mut daemon) = run_xlb(&topo, TEST, |g| config(&topo, &names, &addrs, None, g))
         .unwrap_or_else(|e| panic!("{e:#}"));
     let client = topo.client();
     let src = IpAddr::V4(topo.client_addr());
@@ -77,8 +77,14 @@ fn drained_server_keeps_its_connection_and_takes_no_new_ones() {
     long_lived.wait_answers(5, Duration::from_secs(5));
 
     // 3. Drain K: weight 0, SIGHUP, wait for `config reloaded`.
-    cfg.write(&config(&topo, &names, &addrs, Some(k), &cfg.global(TEST)))
-        .unwrap();
+    dir.write_config(&config(
+        &topo,
+        &names,
+        &addrs,
+        Some(k),
+        &dir.global_toml(TEST),
+    ))
+    .unwrap();
     let reloaded_at = Instant::now();
     daemon
         .reload(RELOAD_TIMEOUT)

@@ -13,10 +13,10 @@ use std::{
 
 use anyhow::Result;
 use xlb_lab::{
-    L4Topology, Lab, Process, XlbDaemon,
+    L4Topology, Lab, Process, TempDir, XlbDaemon,
     l4traffic::{
-        HttpHealth, L4Config, LAB_HEALTH, LongLived, TempConfig, count_by_name, http_get, packets,
-        run_batch, run_xlb, server_entries, server_names, snmp, socket_addrs, stat, stop_xlb,
+        HttpHealth, L4Config, LAB_HEALTH, LongLived, count_by_name, http_get, packets, run_batch,
+        run_xlb, server_entries, server_names, snmp, socket_addrs, stat, stop_xlb,
     },
 };
 
@@ -290,11 +290,11 @@ fn second_daemon_on_same_interface_is_refused() {
     let (_first_cfg, mut first) =
         run_xlb(&topo, "l4dup1", |g| web.config(&topo, g)).unwrap_or_else(|e| panic!("{e:#}"));
 
-    let second_cfg = TempConfig::new("l4dup2").unwrap();
-    second_cfg
-        .write(&web.config(&topo, &second_cfg.global("l4dup2")))
+    let second_dir = TempDir::new("l4dup2").unwrap();
+    let second_cfg = second_dir
+        .write_config(&web.config(&topo, &second_dir.global_toml("l4dup2")))
         .unwrap();
-    let second = topo.lb().spawn_xlb_nowait(second_cfg.path()).unwrap();
+    let second = topo.lb().spawn_xlb_nowait(&second_cfg).unwrap();
     let status = second
         .wait_exit(Duration::from_secs(10))
         .unwrap_or_else(|| {

@@ -21,7 +21,7 @@ fn connect_tunnels_to_pool_servers_only() {
     }
     text += &frontend_toml("tunnel", 8080, "web", "connect = true\n");
     text += &frontend_toml("plain", 8081, "web", "");
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     let daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
     let proxy = format!("http://{VIP}:8080");

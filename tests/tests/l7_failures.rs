@@ -24,15 +24,15 @@ use std::{
 };
 
 use xlb_lab::{
-    L4Topology, Lab, Namespace, Process, XlbDaemon,
+    L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon,
     l7::{
-        TempDir, VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab, http1_get,
+        VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab, http1_get,
         server_toml, start_servers,
     },
 };
 
 fn start(topo: &L4Topology, dir: &TempDir, text: String) -> XlbDaemon {
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     topo.lb().start_xlb(&cfg)
 }
 

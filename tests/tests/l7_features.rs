@@ -12,10 +12,11 @@
 use std::{io::Read, net::SocketAddr, time::Duration};
 
 use xlb_lab::{
+    TempDir,
     http_backend::{gzip, noise, text_body},
     l7::{
-        AccessLine, TempDir, TestCa, VIP, access_log_file, block_on_in, curl, frontend_toml,
-        head_toml, http_lab, server_toml, web1_config,
+        AccessLine, TestCa, VIP, access_log_file, block_on_in, curl, frontend_toml, head_toml,
+        http_lab, server_toml, web1_config,
     },
 };
 
@@ -222,7 +223,7 @@ fn reload_switches_frontends_without_dropping_connections() {
             server_toml("web1", "198.18.1.11:8080"),
             server_toml("web2", "198.18.1.12:8080"),
         );
-        dir.write("xlb.toml", text).unwrap()
+        dir.write_config(&text).unwrap()
     };
     let fe = |backend: &str| frontend_toml("fe", 8080, backend, "");
     let cfg = write(&fe("a"), "");

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use xlb_lab::{
-    L4Topology, Lab,
+    L4Topology, Lab, TempDir,
     grpc::{EchoClient, GrpcBackend},
     http_backend::HttpBackend,
-    l7::{TempDir, VIP, block_on_in, curl, frontend_toml, head_toml, server_toml, start_servers},
+    l7::{VIP, block_on_in, curl, frontend_toml, head_toml, server_toml, start_servers},
 };
 
 #[test]
@@ -40,7 +40,7 @@ health = {{ check = "none" }}
         grpc = frontend_toml("grpc", 8080, "grpc", "h2c = true\n"),
         h1_to_h2 = frontend_toml("h1-to-h2", 8081, "h2web", ""),
     );
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     let daemon = topo.lb().start_xlb(&cfg);
 
     let result = block_on_in(topo.client(), || {

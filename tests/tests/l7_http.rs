@@ -17,10 +17,9 @@ use std::{
 };
 
 use xlb_lab::{
-    L4Topology, Lab, Namespace, Process, XlbDaemon,
+    L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon,
     l7::{
-        CurlMany, TempDir, VIP, access_lines, curl_many, curl_ok, frontend_toml, head_toml,
-        start_servers,
+        CurlMany, VIP, access_lines, curl_many, curl_ok, frontend_toml, head_toml, start_servers,
     },
 };
 
@@ -86,7 +85,7 @@ forward = "nat"
         weighted = servers([300, 100, 100]),
         plain = servers([100, 100, 100]),
     );
-    dir.write("xlb.toml", text).unwrap()
+    dir.write_config(&text).unwrap()
 }
 
 /// `lab-backend` servers `webK` for each `K` in `ks`.

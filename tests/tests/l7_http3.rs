@@ -20,11 +20,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
 use xlb_lab::{
-    L4Topology, Lab,
+    L4Topology, Lab, TempDir,
     grpc::GrpcBackend,
     http_backend::noise,
     l7::{
-        TempDir, TestCa, VIP, access_lines, curl, frontend_toml, head_toml, http_lab, server_toml,
+        TestCa, VIP, access_lines, curl, frontend_toml, head_toml, http_lab, server_toml,
         start_servers,
     },
 };
@@ -217,7 +217,7 @@ fn http3_frontend() {
     let (topo, _web, dir) = http_lab("l7h3", 3).unwrap();
     let _grpc = start_servers(&topo, [1], 9090, GrpcBackend::start).unwrap();
     let ca = certs(&dir).unwrap();
-    let cfg = dir.write("xlb.toml", config(&dir, "web", true)).unwrap();
+    let cfg = dir.write_config(&config(&dir, "web", true)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
     let ca_pem = ca.pem().to_string();
 
@@ -378,7 +378,7 @@ fn http3_bind_taken_fails_start() {
         pool("web", &[1]),
         frontend_toml("h3", PORT, "web", &format!("{TLS}http3 = true\n")),
     );
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     let _taken = topo
         .lb()
         .with(|| std::net::UdpSocket::bind(format!("{VIP}:{PORT}")))

@@ -31,7 +31,7 @@ fn reloads_under_load_lose_no_request() {
             server_toml("web2", "198.18.1.12:8080"),
             frontend_toml("fe", 8080, backend, "access_log = \"off\"\n"),
         );
-        dir.write("xlb.toml", text).unwrap()
+        dir.write_config(&text).unwrap()
     };
     let cfg = write("a");
     let mut daemon = topo.lb().start_xlb(&cfg);

@@ -12,10 +12,8 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use xlb_lab::{
-    l7::{
-        CurlMany, TempDir, TestCa, VIP, curl, curl_many, frontend_toml, head_toml, http_lab,
-        server_toml,
-    },
+    TempDir,
+    l7::{CurlMany, TestCa, VIP, curl, curl_many, frontend_toml, head_toml, http_lab, server_toml},
     xlb_daemon::{xlb_check, xlb_path},
 };
 
@@ -72,7 +70,7 @@ fn tls_sni_alpn_and_h2() {
         frontend_toml("tls", 8443, "web", sni),
         frontend_toml("h2c", 8080, "web", "h2c = true\n"),
     );
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     let check = Command::new(xlb_path().unwrap())
         .args(["check", "--config"])
         .arg(&cfg)

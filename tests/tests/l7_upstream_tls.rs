@@ -16,9 +16,9 @@
 use std::time::Duration;
 
 use xlb_lab::{
-    Lab,
+    Lab, TempDir,
     http_backend::HttpBackend,
-    l7::{TempDir, TestCa, VIP, curl, frontend_toml, head_toml, server_toml, start_servers},
+    l7::{TestCa, VIP, curl, frontend_toml, head_toml, server_toml, start_servers},
     topology::L4Topology,
     xlb_daemon::xlb_check,
 };
@@ -87,7 +87,7 @@ fn upstream_tls_verified_refused_and_insecure() {
     {
         text += &frontend_toml(b, 8080 + i as u16, b, "");
     }
-    let cfg = dir.write("xlb.toml", text).unwrap();
+    let cfg = dir.write_config(&text).unwrap();
     let daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
     let get = |port: u16, path: &str| {
