@@ -56,7 +56,7 @@ use anyhow::{Context, Result, bail};
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon, check_root,
     http_backend::HttpBackend,
-    l7::{TestCa, VIP, frontend_toml, head_toml, read_response, server_toml},
+    l7::{TestCa, VIP, frontend_toml, head_toml, pool_toml, read_response},
     xlb_daemon::XLB_READY_TIMEOUT,
 };
 
@@ -330,9 +330,9 @@ fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> R
                 anyhow::ensure!(!head.contains("[[xdp]]"), "xlb-l7 config still has [[xdp]]");
             }
             let text = format!(
-                "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}{}{}",
+                "{}{}{}{}{}",
                 head,
-                server_toml("web1", BACKEND),
+                pool_toml("web", "", &[("web1", BACKEND)]),
                 frontend_toml("h1", 8080, "web", "access_log = \"off\"\n"),
                 frontend_toml("h2c", 8081, "web", "h2c = true\naccess_log = \"off\"\n"),
                 frontend_toml("tls", 8443, "web", tls),

@@ -49,6 +49,16 @@ pub struct HttpHealth {
     pub fall: u64,
 }
 
+impl HttpHealth {
+    /// The value of a pool's `health` key for this check.
+    pub fn toml(&self) -> String {
+        format!(
+            "{{ check = \"http\", path = \"/healthz\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {} }}",
+            self.interval_ms, self.timeout_ms, self.rise, self.fall
+        )
+    }
+}
+
 /// The health check timings of the L4 lab tests.
 pub const LAB_HEALTH: HttpHealth = HttpHealth {
     interval_ms: 300,
@@ -142,10 +152,7 @@ impl<'a> L4Config<'a> {
     /// ([`TempDir::global_toml`]).
     pub fn render(&self, global: &str) -> String {
         let health = match self.health {
-            Some(h) => format!(
-                "{{ check = \"http\", path = \"/healthz\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {} }}",
-                h.interval_ms, h.timeout_ms, h.rise, h.fall
-            ),
+            Some(h) => h.toml(),
             None => "{ check = \"none\" }".to_owned(),
         };
         let servers: String = self

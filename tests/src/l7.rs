@@ -8,7 +8,10 @@ use std::{future::Future, net::SocketAddr, process::Output, time::Duration};
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    Lab, TempDir, http_backend::HttpBackend, netns::Namespace, topology::L4Topology,
+    Lab, TempDir,
+    http_backend::HttpBackend,
+    netns::Namespace,
+    topology::{L4Topology, backend_addr},
     xlb_daemon::XlbDaemon,
 };
 
@@ -19,9 +22,9 @@ pub const VIP: &str = "198.18.0.100";
 /// (backend 1, no health check), then `frontends`.
 pub fn web1_config(dir: &TempDir, tag: &str, frontends: &str) -> std::path::PathBuf {
     let text = format!(
-        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{frontends}",
+        "{}{}{frontends}",
         head_toml(dir, tag),
-        server_toml("web1", "198.18.1.11:8080"),
+        pool_toml("web", "", &web_servers([1], 8080)),
     );
     dir.write_config(&text).expect("writing the config")
 }
@@ -39,6 +42,34 @@ pub fn head_toml(dir: &TempDir, tag: &str) -> String {
 /// A `[[backend.server]]` entry (after its `[[backend]]`).
 pub fn server_toml(name: &str, addr: &str) -> String {
     format!("  [[backend.server]]\n  name = \"{name}\"\n  address = \"{addr}\"\n\n")
+}
+
+/// A `[[backend]]` named `name` with the `keys` lines (such as
+/// `balance = "roundrobin"\n`), then a [`server_toml`] entry for each
+/// `(name, address)` of `servers`. Without a `health` key in `keys`, the
+/// pool has no health check (`health = { check = "none" }`).
+pub fn pool_toml(name: &str, keys: &str, servers: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
+    let health = if keys.lines().any(|l| l.trim_start().starts_with("health ")) {
+        ""
+    } else {
+        "health = { check = \"none\" }\n"
+    };
+    let mut s = format!("[[backend]]\nname = \"{name}\"\n{keys}{health}\n");
+    for (server, addr) in servers {
+        s.push_str(&server_toml(server.as_ref(), addr.as_ref()));
+    }
+    s
+}
+
+/// The [`pool_toml`] key of a roundrobin pool.
+pub const ROUNDROBIN: &str = "balance = \"roundrobin\"\n";
+
+/// The lab's web servers as [`pool_toml`] takes them: `webK` on backend
+/// `K`'s address ([`backend_addr`]) and `port`, for each `K` in `ks`.
+pub fn web_servers(ks: impl IntoIterator<Item = usize>, port: u16) -> Vec<(String, String)> {
+    ks.into_iter()
+        .map(|k| (format!("web{k}"), format!("{}:{port}", backend_addr(k))))
+        .collect()
 }
 
 /// A `[[frontend]]` on `VIP:port` to `backend`, then the `extra` lines.
@@ -364,6 +395,31 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+
+    /// [`TestCa::issue`] for `names`, written to `dir` as `STEM.pem` and
+    /// `STEM.key`.
+    pub fn issue_to(&self, dir: &TempDir, stem: &str, names: &[&str]) -> Result<()> {
+        let (cert, key) = self.issue(names)?;
+        dir.write(&format!("{stem}.pem"), cert)?;
+        dir.write(&format!("{stem}.key"), key)?;
+        Ok(())
+    }
+}
+
+/// A frontend's `tls` key for the certificates of [`sni_certs`]:
+/// a.xlb.test by default, b.xlb.test by SNI.
+pub const SNI_TLS: &str =
+    "tls = { cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"b.key\" }] }\n";
+
+/// A test CA, written to `dir` as `ca.pem`, and the certificates
+/// [`SNI_TLS`] names: `a.pem`/`a.key` for a.xlb.test, `b.pem`/`b.key` for
+/// b.xlb.test and *.b.xlb.test.
+pub fn sni_certs(dir: &TempDir) -> Result<TestCa> {
+    let ca = TestCa::new("xlb test CA")?;
+    dir.write("ca.pem", ca.pem())?;
+    ca.issue_to(dir, "a", &["a.xlb.test"])?;
+    ca.issue_to(dir, "b", &["b.xlb.test", "*.b.xlb.test"])?;
+    Ok(ca)
 }
 
 /// A minimal HTTP/1.1 client on a std stream (for keep-alive loops and

@@ -8,17 +8,16 @@
 
 use std::time::Duration;
 
-use xlb_lab::l7::{VIP, curl, curl_many, frontend_toml, head_toml, http_lab, server_toml};
+use xlb_lab::l7::{
+    VIP, curl, curl_many, frontend_toml, head_toml, http_lab, pool_toml, web_servers,
+};
 
 #[test]
 fn connect_tunnels_to_pool_servers_only() {
     let (topo, _web, dir) = http_lab("l7conn", 2).unwrap();
     let addrs = topo.backend_addrs();
     let mut text = head_toml(&dir, "l7conn");
-    text += "[[backend]]\nname = \"web\"\nhealth = { check = \"none\" }\n\n";
-    for k in 1..=2 {
-        text += &server_toml(&format!("web{k}"), &format!("{}:8080", addrs[k - 1]));
-    }
+    text += &pool_toml("web", "", &web_servers(1..=2, 8080));
     text += &frontend_toml("tunnel", 8080, "web", "connect = true\n");
     text += &frontend_toml("plain", 8081, "web", "");
     let cfg = dir.write_config(&text).unwrap();

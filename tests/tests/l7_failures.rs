@@ -25,9 +25,10 @@ use std::{
 
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon,
+    l4traffic::LAB_HEALTH,
     l7::{
-        VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab, http1_get,
-        server_toml, start_servers,
+        ROUNDROBIN, VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab,
+        http1_get, pool_toml, start_servers, web_servers,
     },
 };
 
@@ -50,13 +51,16 @@ fn connect(client: &Namespace, port: u16) -> TcpStream {
 #[test]
 fn refused_server_is_skipped() {
     let (topo, _web, dir) = http_lab("l7refuse", 3).unwrap();
+    // Nothing listens on web2's port 8081: connections are refused.
+    let servers = [
+        ("web1", "198.18.1.11:8080"),
+        ("web2", "198.18.1.12:8081"),
+        ("web3", "198.18.1.13:8080"),
+    ];
     let text = format!(
-        "{}[[backend]]\nname = \"web\"\nbalance = \"roundrobin\"\nhealth = {{ check = \"none\" }}\n\n{}{}{}{}",
+        "{}{}{}",
         head_toml(&dir, "l7refuse"),
-        server_toml("web1", "198.18.1.11:8080"),
-        // Nothing listens on 8081: connections are refused.
-        server_toml("web2", "198.18.1.12:8081"),
-        server_toml("web3", "198.18.1.13:8080"),
+        pool_toml("web", ROUNDROBIN, &servers),
         frontend_toml("fe", 8080, "web", ""),
     );
     let daemon = start(&topo, &dir, text);
@@ -143,13 +147,11 @@ fn killed_server_under_load_loses_nothing() {
         .map(Some)
         .collect();
     let dir = TempDir::new("l7kill").unwrap();
+    let keys = format!("{ROUNDROBIN}health = {}\n", LAB_HEALTH.toml());
     let text = format!(
-        "{}[[backend]]\nname = \"web\"\nbalance = \"roundrobin\"\n\
-         health = {{ check = \"http\", path = \"/healthz\", interval_ms = 300, timeout_ms = 200, rise = 2, fall = 2 }}\n\n{}{}{}{}",
+        "{}{}{}",
         head_toml(&dir, "l7kill"),
-        server_toml("web1", "198.18.1.11:8080"),
-        server_toml("web2", "198.18.1.12:8080"),
-        server_toml("web3", "198.18.1.13:8080"),
+        pool_toml("web", &keys, &web_servers(1..=3, 8080)),
         frontend_toml("fe", 8080, "web", ""),
     );
     let mut daemon = start(&topo, &dir, text);
@@ -192,9 +194,13 @@ fn killed_server_under_load_loses_nothing() {
 fn hung_server_gives_504() {
     let (topo, _web, dir) = http_lab("l7hang", 1).unwrap();
     let text = format!(
-        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\nresponse_timeout_ms = 1000\n\n{}{}",
+        "{}{}{}",
         head_toml(&dir, "l7hang"),
-        server_toml("web1", "198.18.1.11:8080"),
+        pool_toml(
+            "web",
+            "response_timeout_ms = 1000\n",
+            &web_servers([1], 8080)
+        ),
         frontend_toml("fe", 8080, "web", ""),
     );
     let daemon = start(&topo, &dir, text);
@@ -283,9 +289,9 @@ fn limits_and_client_timeouts() {
     let (topo, _web, dir) = http_lab("l7limits", 1).unwrap();
     let limits = "header_timeout_ms = 1000\nidle_timeout_ms = 2500\nmax_header_bytes = 16384\nmax_headers = 50\n";
     let text = format!(
-        "{}[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n\n{}{}",
+        "{}{}{}",
         head_toml(&dir, "l7limits"),
-        server_toml("web1", "198.18.1.11:8080"),
+        pool_toml("web", "", &web_servers([1], 8080)),
         frontend_toml("fe", 8080, "web", limits),
     );
     // The same limits on a cleartext frontend that also takes HTTP/2 by

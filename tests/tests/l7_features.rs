@@ -16,7 +16,7 @@ use xlb_lab::{
     http_backend::{gzip, noise, text_body},
     l7::{
         AccessLine, TestCa, VIP, access_log_file, block_on_in, curl, frontend_toml, head_toml,
-        http_lab, server_toml, web1_config,
+        http_lab, pool_toml, web_servers, web1_config,
     },
 };
 
@@ -216,12 +216,10 @@ fn reload_switches_frontends_without_dropping_connections() {
     let (topo, _web, dir) = http_lab("l7reload", 2).unwrap();
     let write = |fe: &str, extra: &str| {
         let text = format!(
-            "{}[[backend]]\nname = \"a\"\nhealth = {{ check = \"none\" }}\n{}\
-             [[backend]]\nname = \"b\"\nhealth = {{ check = \"none\" }}\n{}\
-             {fe}{extra}",
+            "{}{}{}{fe}{extra}",
             head_toml(&dir, "l7reload"),
-            server_toml("web1", "198.18.1.11:8080"),
-            server_toml("web2", "198.18.1.12:8080"),
+            pool_toml("a", "", &web_servers([1], 8080)),
+            pool_toml("b", "", &web_servers([2], 8080)),
         );
         dir.write_config(&text).unwrap()
     };

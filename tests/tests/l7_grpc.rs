@@ -11,7 +11,10 @@ use xlb_lab::{
     L4Topology, Lab, TempDir,
     grpc::{EchoClient, GrpcBackend},
     http_backend::HttpBackend,
-    l7::{VIP, block_on_in, curl, frontend_toml, head_toml, server_toml, start_servers},
+    l7::{
+        ROUNDROBIN, VIP, block_on_in, curl, frontend_toml, head_toml, pool_toml, start_servers,
+        web_servers,
+    },
 };
 
 #[test]
@@ -20,25 +23,18 @@ fn grpc_unary_streaming_and_h2_backends() {
     let _grpc = start_servers(&topo, 1..=2, 9090, GrpcBackend::start).unwrap();
     let _h2web = start_servers(&topo, [3], 8080, HttpBackend::start).unwrap();
     let dir = TempDir::new("l7grpc").unwrap();
+    let h2 = "proto = \"h2\"\n";
     let text = format!(
-        r#"{head}[[backend]]
-name = "grpc"
-balance = "roundrobin"
-proto = "h2"
-health = {{ check = "tcp", interval_ms = 500 }}
-
-{web1}{web2}[[backend]]
-name = "h2web"
-proto = "h2"
-health = {{ check = "none" }}
-
-{web3}{grpc}{h1_to_h2}"#,
-        head = head_toml(&dir, "l7grpc"),
-        web1 = server_toml("web1", "198.18.1.11:9090"),
-        web2 = server_toml("web2", "198.18.1.12:9090"),
-        web3 = server_toml("web3", "198.18.1.13:8080"),
-        grpc = frontend_toml("grpc", 8080, "grpc", "h2c = true\n"),
-        h1_to_h2 = frontend_toml("h1-to-h2", 8081, "h2web", ""),
+        "{}{}{}{}{}",
+        head_toml(&dir, "l7grpc"),
+        pool_toml(
+            "grpc",
+            &format!("{ROUNDROBIN}{h2}health = {{ check = \"tcp\", interval_ms = 500 }}\n"),
+            &web_servers(1..=2, 9090),
+        ),
+        pool_toml("h2web", h2, &web_servers([3], 8080)),
+        frontend_toml("grpc", 8080, "grpc", "h2c = true\n"),
+        frontend_toml("h1-to-h2", 8081, "h2web", ""),
     );
     let cfg = dir.write_config(&text).unwrap();
     let daemon = topo.lb().start_xlb(&cfg);

@@ -24,8 +24,8 @@ use xlb_lab::{
     grpc::GrpcBackend,
     http_backend::noise,
     l7::{
-        TestCa, VIP, access_lines, curl, frontend_toml, head_toml, http_lab, server_toml,
-        start_servers,
+        ROUNDROBIN, SNI_TLS, VIP, access_lines, curl, frontend_toml, head_toml, http_lab,
+        pool_toml, sni_certs, start_servers, web_servers,
     },
 };
 
@@ -34,50 +34,26 @@ type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 const PORT: u16 = 8443;
 const T: Duration = Duration::from_secs(5);
 
-fn pool(name: &str, servers: &[usize]) -> String {
-    let mut s = format!(
-        "[[backend]]\nname = \"{name}\"\nbalance = \"roundrobin\"\nhealth = {{ check = \"none\" }}\n\n"
-    );
-    for &k in servers {
-        s.push_str(&server_toml(
-            &format!("web{k}"),
-            &format!("198.18.1.{}:8080", 10 + k),
-        ));
-    }
-    s
-}
-
-/// Test CA plus certificates for a.xlb.test (default) and b.xlb.test (SNI).
-fn certs(dir: &TempDir) -> Result<TestCa> {
-    let ca = TestCa::new("xlb h3 test CA")?;
-    let (c, k) = ca.issue(&["a.xlb.test"])?;
-    dir.write("a.pem", c)?;
-    dir.write("a.key", k)?;
-    let (c, k) = ca.issue(&["b.xlb.test", "*.b.xlb.test"])?;
-    dir.write("b.pem", c)?;
-    dir.write("b.key", k)?;
-    dir.write("ca.pem", ca.pem())?;
-    Ok(ca)
-}
-
-const TLS: &str =
-    "tls = { cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"b.key\" }] }\n";
-
 fn config(dir: &TempDir, backend: &str, http3: bool) -> String {
-    let extra = format!("{TLS}http3 = {http3}\nidle_timeout_ms = 10000\n");
+    let extra = format!("{SNI_TLS}http3 = {http3}\nidle_timeout_ms = 10000\n");
     // gRPC (HTTP/2 to the servers) behind HTTP/3: trailers pass.
-    let grpc = format!(
-        "[[backend]]\nname = \"grpc\"\nbalance = \"roundrobin\"\nproto = \"h2\"\n\
-         health = {{ check = \"none\" }}\n\n{}",
-        server_toml("web1", "198.18.1.11:9090")
+    let grpc = pool_toml(
+        "grpc",
+        &format!("{ROUNDROBIN}proto = \"h2\"\n"),
+        &web_servers([1], 9090),
     );
     format!(
         "{}{}{}{grpc}{}{}",
         head_toml(dir, "l7h3"),
-        pool("web", &[1, 2, 3]),
-        pool("one", &[1]),
+        pool_toml("web", ROUNDROBIN, &web_servers(1..=3, 8080)),
+        pool_toml("one", ROUNDROBIN, &web_servers([1], 8080)),
         frontend_toml("h3", PORT, backend, &extra),
-        frontend_toml("grpc", GRPC_PORT, "grpc", &format!("{TLS}http3 = true\n")),
+        frontend_toml(
+            "grpc",
+            GRPC_PORT,
+            "grpc",
+            &format!("{SNI_TLS}http3 = true\n")
+        ),
     )
 }
 
@@ -216,7 +192,7 @@ fn assert_in_turn(names: &[String]) {
 fn http3_frontend() {
     let (topo, _web, dir) = http_lab("l7h3", 3).unwrap();
     let _grpc = start_servers(&topo, [1], 9090, GrpcBackend::start).unwrap();
-    let ca = certs(&dir).unwrap();
+    let ca = sni_certs(&dir).unwrap();
     let cfg = dir.write_config(&config(&dir, "web", true)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
     let ca_pem = ca.pem().to_string();
@@ -371,12 +347,12 @@ fn http3_frontend() {
 fn http3_bind_taken_fails_start() {
     let topo = L4Topology::build(Lab::new("l7h3bind").unwrap(), 1).unwrap();
     let dir = TempDir::new("l7h3bind").unwrap();
-    certs(&dir).unwrap();
+    sni_certs(&dir).unwrap();
     let text = format!(
         "{}{}{}",
         head_toml(&dir, "l7h3bind"),
-        pool("web", &[1]),
-        frontend_toml("h3", PORT, "web", &format!("{TLS}http3 = true\n")),
+        pool_toml("web", ROUNDROBIN, &web_servers([1], 8080)),
+        frontend_toml("h3", PORT, "web", &format!("{SNI_TLS}http3 = true\n")),
     );
     let cfg = dir.write_config(&text).unwrap();
     let _taken = topo

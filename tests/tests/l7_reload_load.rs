@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xlb_lab::l7::{VIP, frontend_toml, head_toml, http_lab, http1_get, server_toml};
+use xlb_lab::l7::{VIP, frontend_toml, head_toml, http_lab, http1_get, pool_toml, web_servers};
 
 const CLIENTS: usize = 4;
 const RELOADS: usize = 8;
@@ -24,11 +24,10 @@ fn reloads_under_load_lose_no_request() {
     let (topo, _web, dir) = http_lab("l7reloadload", 2).unwrap();
     let write = |backend: &str| {
         let text = format!(
-            "{}[[backend]]\nname = \"a\"\nhealth = {{ check = \"none\" }}\n{}\
-             [[backend]]\nname = \"b\"\nhealth = {{ check = \"none\" }}\n{}{}",
+            "{}{}{}{}",
             head_toml(&dir, "l7reloadload"),
-            server_toml("web1", "198.18.1.11:8080"),
-            server_toml("web2", "198.18.1.12:8080"),
+            pool_toml("a", "", &web_servers([1], 8080)),
+            pool_toml("b", "", &web_servers([2], 8080)),
             frontend_toml("fe", 8080, backend, "access_log = \"off\"\n"),
         );
         dir.write_config(&text).unwrap()

@@ -13,35 +13,12 @@ use std::{path::Path, process::Command, time::Duration};
 
 use xlb_lab::{
     TempDir,
-    l7::{CurlMany, TestCa, VIP, curl, curl_many, frontend_toml, head_toml, http_lab, server_toml},
+    l7::{
+        CurlMany, ROUNDROBIN, SNI_TLS, VIP, curl, curl_many, frontend_toml, head_toml, http_lab,
+        pool_toml, sni_certs, web_servers,
+    },
     xlb_daemon::{xlb_check, xlb_path},
 };
-
-fn pool(name: &str, balance: &str) -> String {
-    let mut s = format!(
-        "[[backend]]\nname = \"{name}\"\nbalance = \"{balance}\"\nhealth = {{ check = \"none\" }}\n\n"
-    );
-    for k in 1..=3 {
-        s.push_str(&server_toml(
-            &format!("web{k}"),
-            &format!("198.18.1.{}:8080", 10 + k),
-        ));
-    }
-    s
-}
-
-/// Test CA plus certificates for a.xlb.test (default) and b.xlb.test (SNI).
-fn certs(dir: &TempDir) -> TestCa {
-    let ca = TestCa::new("xlb test CA").unwrap();
-    dir.write("ca.pem", ca.pem()).unwrap();
-    let (c, k) = ca.issue(&["a.xlb.test"]).unwrap();
-    dir.write("a.pem", c).unwrap();
-    dir.write("a.key", k).unwrap();
-    let (c, k) = ca.issue(&["b.xlb.test", "*.b.xlb.test"]).unwrap();
-    dir.write("b.pem", c).unwrap();
-    dir.write("b.key", k).unwrap();
-    ca
-}
 
 /// curl options that reach the VIP's TLS frontend by name (`resolve` is
 /// `HOST:8443:VIP`) and verify it against the test CA (`ca`, a path).
@@ -61,13 +38,12 @@ fn version_and_body(out: &xlb_lab::l7::CurlResult) -> (String, String) {
 fn tls_sni_alpn_and_h2() {
     let (topo, _web, dir) = http_lab("l7tls", 3).unwrap();
     // a.xlb.test by default, b.xlb.test by SNI.
-    let sni = "tls = { cert = \"a.pem\", key = \"a.key\", sni = [{ cert = \"b.pem\", key = \"b.key\" }] }\n";
-    let _ca = certs(&dir);
+    let _ca = sni_certs(&dir).unwrap();
     let text = format!(
         "{}{}{}{}",
         head_toml(&dir, "l7tls"),
-        pool("web", "roundrobin"),
-        frontend_toml("tls", 8443, "web", sni),
+        pool_toml("web", ROUNDROBIN, &web_servers(1..=3, 8080)),
+        frontend_toml("tls", 8443, "web", SNI_TLS),
         frontend_toml("h2c", 8080, "web", "h2c = true\n"),
     );
     let cfg = dir.write_config(&text).unwrap();
@@ -182,7 +158,7 @@ fn tls_sni_alpn_and_h2() {
 #[test]
 fn bad_or_mismatched_key_fails_check() {
     let dir = TempDir::new("l7badkey").unwrap();
-    let _ca = certs(&dir);
+    let _ca = sni_certs(&dir).unwrap();
     dir.write("garbage.key", "not a key\n").unwrap();
     let cfg_with = |name: &str, tls: &str| {
         let text = format!(

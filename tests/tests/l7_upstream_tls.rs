@@ -18,21 +18,22 @@ use std::time::Duration;
 use xlb_lab::{
     Lab, TempDir,
     http_backend::HttpBackend,
-    l7::{TestCa, VIP, curl, frontend_toml, head_toml, server_toml, start_servers},
+    l7::{
+        ROUNDROBIN, TestCa, VIP, curl, frontend_toml, head_toml, pool_toml, start_servers,
+        web_servers,
+    },
     topology::L4Topology,
     xlb_daemon::xlb_check,
 };
 
-/// A `[[backend]]` named `name` with the `extra` keys and the servers
-/// `(name, address)`.
-fn pool(name: &str, extra: &str, servers: &[(&str, String)]) -> String {
-    let mut s = format!(
-        "[[backend]]\nname = \"{name}\"\nbalance = \"roundrobin\"\nhealth = {{ check = \"none\" }}\n{extra}\n"
-    );
-    for (n, a) in servers {
-        s.push_str(&server_toml(n, a));
-    }
-    s
+/// A roundrobin `[[backend]]` named `name` with the `extra` keys over the
+/// lab's `webK` on port 8443 for each `K` in `ks`.
+fn pool(name: &str, extra: &str, ks: impl IntoIterator<Item = usize>) -> String {
+    pool_toml(
+        name,
+        &format!("{ROUNDROBIN}{extra}"),
+        &web_servers(ks, 8443),
+    )
 }
 
 #[test]
@@ -48,13 +49,12 @@ fn upstream_tls_verified_refused_and_insecure() {
     dir.write("other-ca.pem", other.pem()).unwrap();
     for k in 1..=3 {
         let ip = addrs[k - 1].to_string();
-        let (c, key) = if k == 3 {
-            other.issue(&[&ip, "web.xlb.test"]).unwrap()
+        let stem = format!("web{k}");
+        if k == 3 {
+            other.issue_to(&dir, &stem, &[&ip, "web.xlb.test"]).unwrap();
         } else {
-            ca.issue(&[&ip]).unwrap()
-        };
-        dir.write(&format!("web{k}.pem"), c).unwrap();
-        dir.write(&format!("web{k}.key"), key).unwrap();
+            ca.issue_to(&dir, &stem, &[&ip]).unwrap();
+        }
     }
     let web = start_servers(&topo, 1..=3, 8443, |ns, name, addr| {
         let cert = dir.path().join(format!("{name}.pem"));
@@ -62,25 +62,18 @@ fn upstream_tls_verified_refused_and_insecure() {
         HttpBackend::start_tls(ns, name, addr, &cert, &key)
     })
     .unwrap();
-    let server = |k: usize| {
-        (
-            ["web1", "web2", "web3"][k - 1],
-            format!("{}:8443", addrs[k - 1]),
-        )
-    };
-    let good = [server(1), server(2)];
     let ca_key = "tls = true\ntls_ca = \"ca.pem\"\n";
     let mut text = head_toml(&dir, "l7uptls");
-    text += &pool("good", ca_key, &good);
-    text += &pool("good-h2", &format!("proto = \"h2\"\n{ca_key}"), &good);
-    text += &pool("bad", ca_key, &[server(3)]);
-    text += &pool("insecure", "tls = true\ntls_verify = false\n", &[server(3)]);
+    text += &pool("good", ca_key, 1..=2);
+    text += &pool("good-h2", &format!("proto = \"h2\"\n{ca_key}"), 1..=2);
+    text += &pool("bad", ca_key, [3]);
+    text += &pool("insecure", "tls = true\ntls_verify = false\n", [3]);
     text += &pool(
         "named",
         "tls = true\ntls_ca = \"other-ca.pem\"\ntls_server_name = \"web.xlb.test\"\n",
-        &[server(3)],
+        [3],
     );
-    text += &pool("system", "tls = true\n", &[server(1)]);
+    text += &pool("system", "tls = true\n", [1]);
     for (i, b) in ["good", "good-h2", "bad", "insecure", "named", "system"]
         .iter()
         .enumerate()
@@ -125,9 +118,10 @@ fn upstream_tls_verified_refused_and_insecure() {
     assert_eq!(out.status, 502, "{out:?}");
     assert!(out.text().contains("TLS handshake"), "{}", out.text());
     let log = daemon.stderr();
+    let web3 = format!("{}:8443", addrs[2]);
     assert!(
         log.lines()
-            .any(|l| l.contains("TLS handshake with") && l.contains(&server(3).1)),
+            .any(|l| l.contains("TLS handshake with") && l.contains(&web3)),
         "no log line for the refused server:\n{log}"
     );
     assert_eq!(web[2].tls_handshakes(), 0);
