@@ -2,7 +2,7 @@
 //! only what is missing. One progress line per step.
 //!
 //! 1. Debian packages the lab tests use.
-//! 2. The nightly toolchain (the eBPF crate needs it).
+//! 2. The nightly toolchain (the eBPF crate needs it), [`NIGHTLY`].
 //! 3. Its `rust-src` component (for `-Z build-std=core`).
 //! 4. `bpf-linker`, built against the nightly's own LLVM.
 //!
@@ -32,6 +32,13 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",     // the nftables DNAT peer in benches
 ];
 
+/// The toolchain the eBPF crate builds with, by the one name every call
+/// uses (`rustup run`, `--toolchain`; aya-build's default in
+/// `userspace/build.rs` is this same `nightly`). A dated nightly
+/// (`nightly-YYYY-MM-DD`) is another toolchain: it does not count as
+/// installed.
+pub const NIGHTLY: &str = "nightly";
+
 /// The bpf-linker release line that builds on this toolchain.
 const BPF_LINKER_VERSION: &str = "^0.13";
 
@@ -50,7 +57,7 @@ pub fn setup() -> Result<()> {
 /// them.
 fn lint_components() -> Result<()> {
     // None: the toolchain cargo runs with here (the default one).
-    for toolchain in [None, Some("nightly")] {
+    for toolchain in [None, Some(NIGHTLY)] {
         let label = toolchain.unwrap_or("default");
         let with_toolchain = |c: &mut std::process::Command| {
             if let Some(t) = toolchain {
@@ -125,15 +132,16 @@ fn dpkg_installed(package: &str) -> Result<bool> {
 fn nightly_toolchain() -> Result<()> {
     let list = cmd::output(cmd::command("rustup")?.args(["toolchain", "list"]))
         .context("rustup is needed to manage the nightly toolchain")?;
-    if list.lines().any(|line| line.starts_with("nightly-")) {
-        println!("setup: nightly toolchain ... present");
+    let host = host_triple()?;
+    if has_toolchain(&list, NIGHTLY, &host) {
+        println!("setup: {NIGHTLY} toolchain ... present");
         return Ok(());
     }
-    println!("setup: nightly toolchain ... installing");
+    println!("setup: {NIGHTLY} toolchain ... installing");
     let install = cmd::run(cmd::command("rustup")?.args([
         "toolchain",
         "install",
-        "nightly",
+        NIGHTLY,
         "--profile",
         "minimal",
     ]));
@@ -145,27 +153,39 @@ fn nightly_toolchain() -> Result<()> {
     )
 }
 
+/// Whether `rustup toolchain list` output names `toolchain` itself, as
+/// rustup lists it (`TOOLCHAIN-HOST`), not a dated or other-host
+/// toolchain whose name merely starts the same.
+fn has_toolchain(list: &str, toolchain: &str, host: &str) -> bool {
+    let full = format!("{toolchain}-{host}");
+    list.lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|name| name == full)
+}
+
+/// The host triple (`rustc -vV`'s `host:` line).
+fn host_triple() -> Result<String> {
+    let out = cmd::output(cmd::command("rustc")?.arg("-vV"))?;
+    out.lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(|host| host.trim().to_string())
+        .context("no `host:` line in `rustc -vV`")
+}
+
 fn nightly_sysroot() -> Result<PathBuf> {
-    let out = cmd::output(
-        cmd::command("rustup")?.args(["run", "nightly", "rustc", "--print", "sysroot"]),
-    )?;
+    let out =
+        cmd::output(cmd::command("rustup")?.args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))?;
     Ok(PathBuf::from(out.trim()))
 }
 
 fn rust_src(sysroot: &Path) -> Result<()> {
     let library = sysroot.join("lib/rustlib/src/rust/library");
     if library.is_dir() {
-        println!("setup: nightly rust-src ... present");
+        println!("setup: {NIGHTLY} rust-src ... present");
         return Ok(());
     }
-    println!("setup: nightly rust-src ... installing");
-    cmd::run(cmd::command("rustup")?.args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        "nightly",
-    ]))
+    println!("setup: {NIGHTLY} rust-src ... installing");
+    cmd::run(cmd::command("rustup")?.args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
 }
 
 fn bpf_linker(sysroot: &Path) -> Result<()> {
@@ -283,6 +303,23 @@ mod tests {
         assert_eq!(llvm_major("libLLVM-22-rust-1.97.0-nightly.so"), None);
         assert_eq!(llvm_major("libLLVM.so"), None);
         assert_eq!(llvm_major("librustc_driver-b5a965480ee51f9a.so"), None);
+    }
+
+    #[test]
+    fn only_the_named_toolchain_counts() {
+        let host = "x86_64-unknown-linux-gnu";
+        let dated = "stable-x86_64-unknown-linux-gnu (active, default)\n\
+                     nightly-2026-01-15-x86_64-unknown-linux-gnu\n";
+        assert!(!has_toolchain(dated, NIGHTLY, host));
+        let other_host = "nightly-aarch64-unknown-linux-gnu\n";
+        assert!(!has_toolchain(other_host, NIGHTLY, host));
+        let both = format!("{dated}nightly-x86_64-unknown-linux-gnu\n");
+        assert!(has_toolchain(&both, NIGHTLY, host));
+        assert!(has_toolchain(
+            dated,
+            "nightly-2026-01-15",
+            "x86_64-unknown-linux-gnu"
+        ));
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn test() -> Result<()> {
     let mut clippy_ebpf = cmd::command("rustup")?;
     clippy_ebpf
         .current_dir(cmd::workspace_root().join("xdp-ebpf"))
-        .args(["run", "nightly", "cargo", "clippy", "--release"])
+        .args(["run", setup::NIGHTLY, "cargo", "clippy", "--release"])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .args(["--", "-D", "warnings"]);
     results.push(("clippy (eBPF)", step(3, "clippy (eBPF)", &mut clippy_ebpf)?));
