@@ -23,7 +23,19 @@ pub fn bench(kind: Kind) -> Result<()> {
     }
 }
 
+/// Every bench needs root: each builds network namespaces and loads XDP
+/// programs (the xdp bench runs them with BPF_PROG_TEST_RUN in a
+/// namespace of its own).
+fn require_root(name: &str) -> Result<()> {
+    if !cmd::is_root() {
+        bail!("bench {name} builds network namespaces and loads XDP programs: run it as root");
+    }
+    Ok(())
+}
+
+/// Setup, then the `xdp` bench (`tests/benches/xdp.rs`).
 fn xdp() -> Result<()> {
+    require_root("xdp")?;
     setup::setup()?;
     let mut bench = cmd::cargo()?;
     bench.args(["bench", "-p", "xlb-lab", "--bench", "xdp"]);
@@ -52,9 +64,7 @@ fn http() -> Result<()> {
 /// it needs, release build of xlb and the lab binaries, then
 /// `tests/benches/{name}.rs` with `XLB_BIN` naming the release `xlb`.
 fn lab_bench(name: &str, packages: &[&str]) -> Result<()> {
-    if !cmd::is_root() {
-        bail!("bench {name} builds network namespaces and attaches XDP: run it as root");
-    }
+    require_root(name)?;
     setup::setup()?;
     if !packages.is_empty() {
         install_quietly(packages)?;
