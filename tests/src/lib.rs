@@ -12,6 +12,7 @@
 //! - [`link`]: veth pairs, bridges, addresses, routes, sysctls, neighbors.
 //! - [`process`]: [`Process`], a child killed (whole process group) on drop.
 //! - [`backend`]: the `lab-backend` test server binary and how to start it.
+//! - [`checksum`]: internet checksums of the XDP fixtures' frames.
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
 //! - [`tempdir`]: [`TempDir`], a per-test directory removed on drop.
 //! - [`l4traffic`]: L4 configs, TCP/HTTP from fixed source ports, counters.
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod checksum;
 pub mod grpc;
 pub mod http_backend;
 pub mod l4traffic;

@@ -10,7 +10,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6Header, PacketBuilder};
 use xlb::decap::Decap;
 use xlb_common::DecapStat;
-use xlb_lab::{Lab, NetnsGuard};
+use xlb_lab::{Lab, NetnsGuard, checksum::fix_ipv4_checksum};
 
 const XDP_PASS: u32 = 2;
 
@@ -386,12 +386,6 @@ fn with_byte(b: &[u8], i: usize, v: u8) -> Vec<u8> {
     let mut out = b.to_vec();
     out[i] = v;
     out
-}
-
-fn fix_ipv4_checksum(frame: &mut [u8], off: usize) {
-    let (ip, _) = Ipv4Header::from_slice(&frame[off..]).unwrap();
-    let sum = ip.calc_header_checksum().to_be_bytes();
-    frame[off + 10..off + 12].copy_from_slice(&sum);
 }
 
 fn arp() -> Vec<u8> {

@@ -32,11 +32,12 @@ use xdp::{
     backend_ip, backend_ip6, backend_mac, config_dual, frame, hex,
     packets::{
         Kind, Seg, dsr_source_v4, dsr_source_v6, flow_key, icmp4, icmp6, ip6_tunnel, ipip,
-        ones_sum, verify_all,
+        verify_all,
     },
 };
 use xlb::config::Forward;
 use xlb_common::Stat;
+use xlb_lab::checksum::ones_sum;
 
 const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);

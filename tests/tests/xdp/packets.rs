@@ -14,6 +14,7 @@ use etherparse::{
     Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader,
 };
 use xlb_common::{AF_INET, AF_INET6, FlowKey, PROTO_TCP, PROTO_UDP, hash::encap_source_bits};
+use xlb_lab::checksum::ones_sum;
 
 use super::{CLIENT_MAC, LB_MAC};
 
@@ -350,21 +351,6 @@ pub fn icmp6(
     let mut out = Vec::new();
     b.write(&mut out, body).unwrap();
     out
-}
-
-/// The one's-complement sum of `bytes` (odd length padded with a zero),
-/// folded to 16 bits, plus `initial`.
-pub fn ones_sum(initial: u32, bytes: &[u8]) -> u16 {
-    let mut sum = initial as u64;
-    for pair in bytes.chunks(2) {
-        let hi = pair[0] as u64;
-        let lo = pair.get(1).copied().unwrap_or(0) as u64;
-        sum += (hi << 8) | lo;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 /// Check every checksum in an output frame from scratch: IPv4 header,
