@@ -12,7 +12,8 @@
 //! - [`link`]: veth pairs, bridges, addresses, routes, sysctls, neighbors.
 //! - [`process`]: [`Process`], a child killed (whole process group) on drop.
 //! - [`backend`]: the `lab-backend` test server binary and how to start it.
-//! - [`checksum`]: internet checksums of the XDP fixtures' frames.
+//! - [`checksum`]: internet checksums of the XDP fixtures' frames, and
+//!   [`checksum::verify_checksums`], which checks them all in a frame.
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
 //! - [`tempdir`]: [`TempDir`], a per-test directory removed on drop.
 //! - [`l4traffic`]: L4 configs, TCP/HTTP from fixed source ports, counters.

@@ -30,14 +30,11 @@ use etherparse::{
 use xdp::{
     BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_PASS, XDP_TX,
     backend_ip, backend_ip6, backend_mac, config_dual, frame, hex,
-    packets::{
-        Kind, Seg, dsr_source_v4, dsr_source_v6, flow_key, icmp4, icmp6, ip6_tunnel, ipip,
-        verify_all,
-    },
+    packets::{Kind, Seg, dsr_source_v4, dsr_source_v6, flow_key, icmp4, icmp6, ip6_tunnel, ipip},
 };
 use xlb::config::Forward;
 use xlb_common::Stat;
-use xlb_lab::checksum::ones_sum;
+use xlb_lab::checksum::{ones_sum, verify_checksums};
 
 const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
@@ -257,7 +254,7 @@ fn run_cases(dut: &Dut, cases: Vec<Case>) {
         assert_eq!(action, case.action, "{}: action", case.name);
         let expected = case.output.unwrap_or(case.input.clone());
         assert_eq!(hex(&out), hex(&expected), "{}: bytes", case.name);
-        verify_all(&out, case.name);
+        verify_checksums(&out, case.name);
     }
 }
 
@@ -463,7 +460,7 @@ fn checksum_checker_catches_bad_icmp_and_quoted_header() {
     let tcp4 = vip_to_client(VIP.into(), CLIENT.into(), 40000, Kind::Data).ip_packet();
     let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
     let good = icmp4((CLIENT_MAC, LB_MAC), ROUTER, VIP, 64, port_unreach, &tcp4);
-    verify_all(&good, "good");
+    verify_checksums(&good, "good");
     let mut bad_icmp = good.clone();
     bad_icmp[14 + 20 + 2] ^= 0x01;
     let mut bad_quote = good.clone();
@@ -477,7 +474,7 @@ fn checksum_checker_catches_bad_icmp_and_quoted_header() {
         (bad_icmp, "icmp checksum"),
         (bad_quote, "quoted ipv4 header"),
     ] {
-        let caught = std::panic::catch_unwind(|| verify_all(&frame, what));
+        let caught = std::panic::catch_unwind(|| verify_checksums(&frame, what));
         assert!(caught.is_err(), "a bad {what} went unnoticed");
     }
 }

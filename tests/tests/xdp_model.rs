@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use xdp::{CLIENT_MAC, Dut, LB_MAC, VIP, VIP_PORT, XDP_TX, backend_ip, config, frame};
 use xlb::dataplane::model::ReferenceModel;
 use xlb_common::{AF_INET, FlowKey, PROTO_TCP};
+use xlb_lab::checksum::verify_checksums;
 
 const BACKENDS: usize = 3;
 
@@ -54,10 +55,13 @@ fn key(src: Ipv4Addr, sport: u16) -> FlowKey {
     }
 }
 
-/// Which backend (1-based) the kernel sent the frame to.
+/// Which backend (1-based) the kernel sent the frame to; the frame's
+/// checksums must hold (random addresses and ports test the data path's
+/// incremental updates far beyond the fixtures' few).
 fn kernel_choice(dut: &Dut, frame: &[u8]) -> usize {
     let (action, out) = dut.run(frame);
     assert_eq!(action, XDP_TX);
+    verify_checksums(&out, "random flow");
     let dst = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
     (1..=BACKENDS)
         .find(|&i| backend_ip(i) == dst)

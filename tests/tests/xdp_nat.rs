@@ -11,9 +11,10 @@ use frames::udp_nat;
 use xdp::{
     CLIENT, CLIENT_MAC, Dut, LB_MAC, VIP, XDP_DROP, XDP_PASS, XDP_TX, config,
     frame::{self, client_tcp},
-    hex, verify_checksums,
+    hex,
 };
 use xlb_common::Stat;
+use xlb_lab::checksum::verify_checksums;
 
 struct Case {
     name: &'static str,

@@ -13,10 +13,11 @@ use frames::{
 };
 use xdp::{
     BACKEND_PORT, CLIENT, CLIENT_MAC, Dut, LB_MAC, VIP, VIP_PORT, XDP_TX, backend_ip, backend_mac,
-    config, hex, verify_checksums,
+    config, hex,
 };
 use xlb::{config::Steering, dataplane::model::ReferenceModel};
 use xlb_common::{PROTO_UDP, Stat};
+use xlb_lab::checksum::verify_checksums;
 
 /// VIP id of `config()`'s UDP VIP.
 const UDP_VIP: u32 = 1;

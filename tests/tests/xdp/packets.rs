@@ -1,4 +1,4 @@
-//! Frame builders and independent checks for the IPv6, DSR and ICMP
+//! Frame builders for the IPv6, DSR and ICMP
 //! fixtures (`xdp_ipv6.rs`, `xdp_dsr.rs`, `xdp_icmp.rs`). Additions only:
 //! nothing in `mod.rs` depends on this module.
 //!
@@ -11,10 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     EtherType, Ethernet2Header, Icmpv4Type, Icmpv6Type, IpHeaders, IpNumber, Ipv4Dscp, Ipv4Ecn,
-    Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader,
+    Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder,
 };
 use xlb_common::{AF_INET, AF_INET6, FlowKey, PROTO_TCP, PROTO_UDP, hash::encap_source_bits};
-use xlb_lab::checksum::ones_sum;
 
 use super::{CLIENT_MAC, LB_MAC};
 
@@ -351,73 +350,4 @@ pub fn icmp6(
     let mut out = Vec::new();
     b.write(&mut out, body).unwrap();
     out
-}
-
-/// Check every checksum in an output frame from scratch: IPv4 header,
-/// TCP/UDP (IPv4 and IPv6), ICMPv4 (and the IPv4 header an ICMP error
-/// quotes), ICMPv6 with its pseudo-header; tunnels are opened and their
-/// inner packet checked the same way.
-pub fn verify_all(frame: &[u8], name: &str) {
-    assert!(frame.len() >= 14, "{name}: frame too short");
-    let ether_type = u16::from_be_bytes([frame[12], frame[13]]);
-    match ether_type {
-        0x0800 | 0x86dd => verify_ip(&frame[14..], name),
-        _ => {}
-    }
-}
-
-fn verify_ip(ip: &[u8], name: &str) {
-    if ip[0] >> 4 == 4 {
-        let (h, _) = Ipv4Header::from_slice(ip).unwrap_or_else(|e| panic!("{name}: ipv4: {e}"));
-        assert_eq!(
-            ones_sum(0, &ip[..h.header_len()]),
-            0xffff,
-            "{name}: ipv4 header checksum"
-        );
-        let payload = &ip[h.header_len()..h.total_len as usize];
-        let pseudo = pseudo_sum(&h.source, &h.destination, h.protocol.0, payload.len());
-        verify_l4(h.protocol.0, payload, pseudo, name);
-    } else {
-        let (h, _) = Ipv6Header::from_slice(ip).unwrap_or_else(|e| panic!("{name}: ipv6: {e}"));
-        let payload = &ip[40..40 + h.payload_length as usize];
-        let pseudo = pseudo_sum(&h.source, &h.destination, h.next_header.0, payload.len());
-        verify_l4(h.next_header.0, payload, pseudo, name);
-    }
-}
-
-/// The sum of the TCP/UDP/ICMPv6 pseudo-header (unfolded).
-fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut sum = ones_sum(0, src) as u32 + ones_sum(0, dst) as u32;
-    sum += proto as u32 + (len as u32 >> 16) + (len as u32 & 0xffff);
-    sum
-}
-
-fn verify_l4(proto: u8, l4: &[u8], pseudo: u32, name: &str) {
-    match proto {
-        4 | 41 => verify_ip(l4, &format!("{name} (inner)")),
-        6 => {
-            TcpHeader::from_slice(l4).unwrap_or_else(|e| panic!("{name}: tcp: {e}"));
-            assert_eq!(ones_sum(pseudo, l4), 0xffff, "{name}: tcp checksum");
-        }
-        17 => {
-            let (u, _) = UdpHeader::from_slice(l4).unwrap_or_else(|e| panic!("{name}: udp: {e}"));
-            if u.checksum != 0 {
-                assert_eq!(ones_sum(pseudo, l4), 0xffff, "{name}: udp checksum");
-            }
-        }
-        1 => {
-            assert_eq!(ones_sum(0, l4), 0xffff, "{name}: icmp checksum");
-            if matches!(l4[0], 3 | 11 | 12) && l4.len() >= 28 {
-                let quoted = &l4[8..];
-                let ihl = (quoted[0] & 0x0f) as usize * 4;
-                assert_eq!(
-                    ones_sum(0, &quoted[..ihl]),
-                    0xffff,
-                    "{name}: quoted ipv4 header checksum"
-                );
-            }
-        }
-        58 => assert_eq!(ones_sum(pseudo, l4), 0xffff, "{name}: icmpv6 checksum"),
-        _ => {}
-    }
 }
