@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4::DestUnreachableHeader};
 use xdp::{
-    CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_TX, backend_ip, backend_ip6,
+    CLIENT, CLIENT_MAC, CLIENT6, Case, Dut, LB_MAC, VIP, VIP_PORT, VIP6, backend_ip, backend_ip6,
     backend_mac, config_dual, hex,
     packets::{Kind, Seg, dsr_source_v4, dsr_source_v6, icmp4, icmp6, ip6_tunnel, ipip},
 };
@@ -108,29 +108,8 @@ fn too_big(seg: &Seg, mtu: u16) -> Vec<u8> {
     }
 }
 
-struct Case {
-    name: &'static str,
-    input: Vec<u8>,
-    action: u32,
-    output: Vec<u8>,
-}
-
 fn case(name: &'static str, input: &Seg, output: Vec<u8>) -> Case {
-    Case {
-        name,
-        input: input.build(),
-        action: XDP_TX,
-        output,
-    }
-}
-
-fn run_cases(dut: &Dut, cases: Vec<Case>) {
-    for case in cases {
-        let (action, out) = dut.run(&case.input);
-        assert_eq!(action, case.action, "{}: action", case.name);
-        assert_eq!(hex(&out), hex(&case.output), "{}: bytes", case.name);
-        verify_checksums(&out, case.name);
-    }
+    Case::tx(name, input.build(), output)
 }
 
 fn encap_cases() -> Vec<Case> {
@@ -199,13 +178,13 @@ fn dsr_encapsulation_exact_bytes() {
     let a = dsr_source_v4(&v4(40000, Kind::Syn).key());
     let b = dsr_source_v4(&v4(5353, Kind::Udp).key());
     assert_ne!(a, b, "test flows should differ in outer source");
-    run_cases(&dut, encap_cases());
+    dut.run_cases(encap_cases());
     let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 8, "8 new flows");
-    assert_eq!(stats.stat(Stat::FlowHit).unwrap(), 3, "3 data packets hit");
-    assert_eq!(stats.stat(Stat::IcmpTooBig).unwrap(), 0);
-    assert_eq!(stats.stat(Stat::DropEncap).unwrap(), 0);
-    assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 0);
+    assert_eq!(dut.stat(Stat::FlowMiss), 8, "8 new flows");
+    assert_eq!(dut.stat(Stat::FlowHit), 3, "3 data packets hit");
+    assert_eq!(dut.stat(Stat::IcmpTooBig), 0);
+    assert_eq!(dut.stat(Stat::DropEncap), 0);
+    assert_eq!(dut.stat(Stat::NatReverse), 0);
     let packets = |id| stats.vip(id).unwrap().packets;
     assert_eq!(packets(VIP_TCP), 3, "syn, data, fit4");
     assert_eq!(packets(VIP_UDP), 1);
@@ -273,26 +252,26 @@ fn too_big_for_ipip_and_4in6_answers_fragmentation_needed() {
     for case in frag_needed_cases() {
         let (action, out) = dut.run(&case.input);
         assert_eq!(action, case.action, "{}: action", case.name);
-        let expected_icmp = case.output[14 + 20] == 3;
+        let expected = case.expected();
+        let expected_icmp = expected[14 + 20] == 3;
         if expected_icmp {
             let icmp = &out[14 + 20..];
             assert_eq!((icmp[0], icmp[1]), (3, 4), "{}: type 3 code 4", case.name);
             assert_eq!(
                 hex(&icmp[4..8]),
-                hex(&case.output[14 + 20 + 4..14 + 20 + 8]),
+                hex(&expected[14 + 20 + 4..14 + 20 + 8]),
                 "{}: bytes 4-7 of the ICMP header must be 0000 (unused) then the \
                  next-hop MTU (RFC 1191); the MTU is in the unused half",
                 case.name
             );
         }
-        assert_eq!(hex(&out), hex(&case.output), "{}: bytes", case.name);
+        assert_eq!(hex(&out), hex(expected), "{}: bytes", case.name);
         verify_checksums(&out, case.name);
     }
-    let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::IcmpTooBig).unwrap(), 4);
-    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 4, "2 big + 2 syn");
-    assert_eq!(stats.stat(Stat::FlowHit).unwrap(), 3, "2 over + 1 fit");
-    assert_eq!(stats.stat(Stat::DropEncap).unwrap(), 0);
+    assert_eq!(dut.stat(Stat::IcmpTooBig), 4);
+    assert_eq!(dut.stat(Stat::FlowMiss), 4, "2 big + 2 syn");
+    assert_eq!(dut.stat(Stat::FlowHit), 3, "2 over + 1 fit");
+    assert_eq!(dut.stat(Stat::DropEncap), 0);
 }
 
 /// IPv6 clients (IP6IP6): ICMPv6 "packet too big".
@@ -324,10 +303,9 @@ fn packet_too_big_cases() -> Vec<Case> {
 #[test]
 fn too_big_for_ip6ip6_answers_packet_too_big() {
     let dut = Dut::new("fixdsrbig6", dsr_config());
-    run_cases(&dut, packet_too_big_cases());
-    let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::IcmpTooBig).unwrap(), 2);
-    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 2, "1 big + 1 syn");
-    assert_eq!(stats.stat(Stat::FlowHit).unwrap(), 2, "1 over + 1 fit");
-    assert_eq!(stats.stat(Stat::DropEncap).unwrap(), 0);
+    dut.run_cases(packet_too_big_cases());
+    assert_eq!(dut.stat(Stat::IcmpTooBig), 2);
+    assert_eq!(dut.stat(Stat::FlowMiss), 2, "1 big + 1 syn");
+    assert_eq!(dut.stat(Stat::FlowHit), 2, "1 over + 1 fit");
+    assert_eq!(dut.stat(Stat::DropEncap), 0);
 }

@@ -449,8 +449,7 @@ fn try_run(dut: &Dut, prog: &Xdp, packet: &[u8]) -> Result<(u32, Vec<u8>), Strin
 /// kernel because the route lookup failed (no neighbour yet, or the FIB
 /// refuses, e.g. an IPv6 multicast or link-local source).
 fn handed_to_kernel(dut: &Dut) -> u64 {
-    let stat = |s| dut.stats().stat(s).unwrap();
-    stat(Stat::PassNoRoute) + stat(Stat::PassNoNeigh)
+    dut.stat(Stat::PassNoRoute) + dut.stat(Stat::PassNoNeigh)
 }
 
 fn check(dut: &Dut, prog: &Xdp, input: &[u8]) -> Result<u32, String> {
@@ -510,7 +509,6 @@ fn mutated_frames_never_abort_or_corrupt() {
             Err(e) => violations.push(format!("case {n}: {e}\n  input {}", hex(&input))),
         }
     }
-    let stat = |s| dut.stats().stat(s).unwrap();
     eprintln!(
         "{cases} cases (seed {seed:#x}) in {:?}: drop {} pass {} tx {} redirect {}; flow_miss {} flow_hit {} \
          nat_reverse {} quic_hit {} quic_miss {} syslog {} fragment {} icmp_to_backend {} \
@@ -520,17 +518,17 @@ fn mutated_frames_never_abort_or_corrupt() {
         actions[2],
         actions[3],
         actions[4],
-        stat(Stat::FlowMiss),
-        stat(Stat::FlowHit),
-        stat(Stat::NatReverse),
-        stat(Stat::QuicCidHit),
-        stat(Stat::QuicCidMiss),
-        stat(Stat::SyslogSpread),
-        stat(Stat::Fragment),
-        stat(Stat::IcmpToBackend),
-        stat(Stat::IcmpTooBig),
-        stat(Stat::DropMalformedIp),
-        stat(Stat::DropMalformedL4),
+        dut.stat(Stat::FlowMiss),
+        dut.stat(Stat::FlowHit),
+        dut.stat(Stat::NatReverse),
+        dut.stat(Stat::QuicCidHit),
+        dut.stat(Stat::QuicCidMiss),
+        dut.stat(Stat::SyslogSpread),
+        dut.stat(Stat::Fragment),
+        dut.stat(Stat::IcmpToBackend),
+        dut.stat(Stat::IcmpTooBig),
+        dut.stat(Stat::DropMalformedIp),
+        dut.stat(Stat::DropMalformedL4),
     );
     assert!(
         violations.is_empty(),
@@ -556,7 +554,7 @@ fn mutated_frames_never_abort_or_corrupt() {
         Stat::DropMalformedIp,
         Stat::DropMalformedL4,
     ] {
-        assert!(stat(s) > 0, "no case reached {}", s.name());
+        assert!(dut.stat(s) > 0, "no case reached {}", s.name());
     }
     assert!(actions[1] > 0 && actions[2] > 0 && actions[3] > 0);
 }

@@ -28,8 +28,8 @@ use etherparse::{
     icmpv6::{DestUnreachableCode, TimeExceededCode as TimeExceededCode6},
 };
 use xdp::{
-    BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_PASS, XDP_TX,
-    backend_ip, backend_ip6, backend_mac, config_dual, frame, hex,
+    BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Case, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_PASS,
+    XDP_TX, backend_ip, backend_ip6, backend_mac, config_dual, frame,
     packets::{Kind, Seg, dsr_source_v4, dsr_source_v6, flow_key, icmp4, icmp6, ip6_tunnel, ipip},
 };
 use xlb::config::Forward;
@@ -102,30 +102,12 @@ fn error6(from: Ipv6Addr, kind: Icmpv6Type, quoted: &[u8], rewritten: &[u8]) -> 
     )
 }
 
-struct Case {
-    name: &'static str,
-    input: Vec<u8>,
-    action: u32,
-    /// None: the packet must come out unchanged.
-    output: Option<Vec<u8>>,
-}
-
 fn forwarded(name: &'static str, (input, output): (Vec<u8>, Vec<u8>)) -> Case {
-    Case {
-        name,
-        input,
-        action: XDP_TX,
-        output: Some(output),
-    }
+    Case::tx(name, input, output)
 }
 
 fn passed(name: &'static str, input: Vec<u8>) -> Case {
-    Case {
-        name,
-        input,
-        action: XDP_PASS,
-        output: None,
-    }
+    Case::kept(name, input, XDP_PASS)
 }
 
 fn nat_cases() -> Vec<Case> {
@@ -248,16 +230,6 @@ fn echo6() -> Vec<u8> {
     icmp6((CLIENT_MAC, LB_MAC), CLIENT6, VIP6, 64, echo, b"ping")
 }
 
-fn run_cases(dut: &Dut, cases: Vec<Case>) {
-    for case in cases {
-        let (action, out) = dut.run(&case.input);
-        assert_eq!(action, case.action, "{}: action", case.name);
-        let expected = case.output.unwrap_or(case.input.clone());
-        assert_eq!(hex(&out), hex(&expected), "{}: bytes", case.name);
-        verify_checksums(&out, case.name);
-    }
-}
-
 fn open_flows(dut: &Dut) {
     for seg in client_flows() {
         let (action, _) = dut.run(&seg.build());
@@ -269,11 +241,11 @@ fn open_flows(dut: &Dut) {
 fn nat_icmp_errors_follow_the_flow_to_its_backend() {
     let dut = Dut::new("fixicmp", config_dual(1));
     open_flows(&dut);
-    run_cases(&dut, nat_cases());
+    dut.run_cases(nat_cases());
     let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::IcmpToBackend).unwrap(), 8);
-    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 4, "only the 4 flows");
-    assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 0);
+    assert_eq!(dut.stat(Stat::IcmpToBackend), 8);
+    assert_eq!(dut.stat(Stat::FlowMiss), 4, "only the 4 flows");
+    assert_eq!(dut.stat(Stat::NatReverse), 0);
     let packets = |id| stats.vip(id).unwrap().packets;
     assert_eq!(packets(0), 1 + 3, "v4 tcp: syn + 3 errors");
     assert_eq!(packets(1), 1 + 2, "v4 udp: datagram + 2 errors");
@@ -366,11 +338,11 @@ fn backend_cases() -> Vec<Case> {
 fn nat_icmp_errors_from_a_backend_reach_the_client_from_the_vip() {
     let dut = Dut::new("fixicmpbe", config_dual(1));
     open_flows(&dut);
-    run_cases(&dut, backend_cases());
+    dut.run_cases(backend_cases());
     let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::IcmpToClient).unwrap(), 3);
-    assert_eq!(stats.stat(Stat::IcmpToBackend).unwrap(), 0);
-    assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 0);
+    assert_eq!(dut.stat(Stat::IcmpToClient), 3);
+    assert_eq!(dut.stat(Stat::IcmpToBackend), 0);
+    assert_eq!(dut.stat(Stat::NatReverse), 0);
     let packets = |id| stats.vip(id).unwrap().packets;
     assert_eq!(packets(0), 1 + 1, "v4 tcp: syn + 1 error");
     assert_eq!(packets(1), 1 + 1, "v4 udp: datagram + 1 error");
@@ -403,24 +375,19 @@ fn dsr_cases() -> Vec<Case> {
     let src4 = dsr_source_v4(&flow_key(ROUTER.into(), 0, v4, 0, 1));
     let src6 = dsr_source_v6(&flow_key(ROUTER6.into(), 0, v6, 0, 58));
     let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    let err4_out = ipip(&err4[14..], src4, backend_ip(1), backend_mac(1));
+    let err6_out = ip6_tunnel(&err6[14..], src6, backend_ip6(1), backend_mac(1));
     vec![
-        Case {
-            name: "dsr: v4 fragmentation needed about a flow, in ipip to its backend",
-            output: Some(ipip(&err4[14..], src4, backend_ip(1), backend_mac(1))),
-            input: err4,
-            action: XDP_TX,
-        },
-        Case {
-            name: "dsr: v6 packet too big about a flow, in ip6ip6 to its backend",
-            output: Some(ip6_tunnel(
-                &err6[14..],
-                src6,
-                backend_ip6(1),
-                backend_mac(1),
-            )),
-            input: err6,
-            action: XDP_TX,
-        },
+        Case::tx(
+            "dsr: v4 fragmentation needed about a flow, in ipip to its backend",
+            err4,
+            err4_out,
+        ),
+        Case::tx(
+            "dsr: v6 packet too big about a flow, in ip6ip6 to its backend",
+            err6,
+            err6_out,
+        ),
         passed(
             "dsr: error about an unknown flow passes",
             icmp4(
@@ -445,10 +412,10 @@ fn dsr_icmp_errors_are_encapsulated_unchanged() {
     }
     let dut = Dut::new("fixicmpdsr", config);
     open_flows(&dut);
-    run_cases(&dut, dsr_cases());
+    dut.run_cases(dsr_cases());
     let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::IcmpToBackend).unwrap(), 2);
-    assert_eq!(stats.stat(Stat::IcmpTooBig).unwrap(), 0);
+    assert_eq!(dut.stat(Stat::IcmpToBackend), 2);
+    assert_eq!(dut.stat(Stat::IcmpTooBig), 0);
     assert_eq!(stats.vip(0).unwrap().packets, 1 + 1, "v4 tcp: syn + error");
     assert_eq!(stats.vip(2).unwrap().packets, 1 + 1, "v6 tcp: syn + error");
 }

@@ -9,42 +9,12 @@ mod xdp;
 
 use frames::udp_nat;
 use xdp::{
-    CLIENT, CLIENT_MAC, Dut, LB_MAC, VIP, XDP_DROP, XDP_PASS, XDP_TX, config,
+    CLIENT, CLIENT_MAC, Case, Dut, LB_MAC, VIP, XDP_DROP, XDP_PASS, XDP_TX, config,
     frame::{self, client_tcp},
     hex,
 };
 use xlb_common::Stat;
 use xlb_lab::checksum::verify_checksums;
-
-struct Case {
-    name: &'static str,
-    input: Vec<u8>,
-    action: u32,
-    /// None: the packet must come out unchanged.
-    output: Option<Vec<u8>>,
-}
-
-impl Case {
-    /// `input` must leave by XDP_TX as `output`.
-    fn tx(name: &'static str, input: Vec<u8>, output: Vec<u8>) -> Case {
-        Case {
-            name,
-            input,
-            action: XDP_TX,
-            output: Some(output),
-        }
-    }
-
-    /// `input` must meet `action` and, if passed, come out unchanged.
-    fn kept(name: &'static str, input: Vec<u8>, action: u32) -> Case {
-        Case {
-            name,
-            input,
-            action,
-            output: None,
-        }
-    }
-}
 
 fn nat_cases() -> Vec<Case> {
     let request = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
@@ -83,26 +53,11 @@ fn nat_cases() -> Vec<Case> {
 #[test]
 fn nat_fixtures_exact_bytes() {
     let dut = Dut::new("fixnat", config(1));
-    for case in nat_cases() {
-        let (action, out) = dut.run(&case.input);
-        assert_eq!(action, case.action, "{}: action", case.name);
-        let expected = case.output.unwrap_or(case.input.clone());
-        assert_eq!(hex(&out), hex(&expected), "{}: bytes", case.name);
-        verify_checksums(&out, case.name);
-    }
-    let stats = dut.stats();
-    assert_eq!(
-        stats.stat(Stat::FlowMiss).unwrap(),
-        2,
-        "syn and udp are new flows"
-    );
-    assert_eq!(
-        stats.stat(Stat::FlowHit).unwrap(),
-        2,
-        "data and udp (no csum) hit"
-    );
-    assert_eq!(stats.stat(Stat::NatReverse).unwrap(), 1);
-    let vip = stats.vip(0).unwrap();
+    dut.run_cases(nat_cases());
+    assert_eq!(dut.stat(Stat::FlowMiss), 2, "syn and udp are new flows");
+    assert_eq!(dut.stat(Stat::FlowHit), 2, "data and udp (no csum) hit");
+    assert_eq!(dut.stat(Stat::NatReverse), 1);
+    let vip = dut.stats().vip(0).unwrap();
     assert_eq!(vip.packets, 3, "tcp vip: syn, data, reply");
 }
 
@@ -182,14 +137,9 @@ fn parse_rules() {
             );
         }
     }
-    let stats = dut.stats();
-    assert_eq!(stats.stat(Stat::DropMalformedIp).unwrap(), 4);
-    assert_eq!(stats.stat(Stat::DropMalformedL4).unwrap(), 1);
-    assert_eq!(
-        stats.stat(Stat::FlowMiss).unwrap(),
-        0,
-        "nothing reached a vip"
-    );
+    assert_eq!(dut.stat(Stat::DropMalformedIp), 4);
+    assert_eq!(dut.stat(Stat::DropMalformedL4), 1);
+    assert_eq!(dut.stat(Stat::FlowMiss), 0, "nothing reached a vip");
 }
 
 #[test]
@@ -211,5 +161,5 @@ fn vip_without_live_backend_drops() {
     dut.sync();
     let (action, _) = dut.run(&client_tcp(40003, true, b"").build());
     assert_eq!(action, XDP_DROP);
-    assert_eq!(dut.stats().stat(Stat::DropNoBackend).unwrap(), 1);
+    assert_eq!(dut.stat(Stat::DropNoBackend), 1);
 }

@@ -31,10 +31,6 @@ const UDP_VIP: u32 = 1;
 /// `config_dual()`'s IPv6 UDP VIP.
 const UDP6_VIP: u32 = 3;
 
-fn stat(dut: &Dut, s: Stat) -> u64 {
-    dut.stats().stat(s).unwrap()
-}
-
 /// Run a client segment; it must leave by XDP_TX to a lab backend with
 /// exactly the NAT bytes for it. Returns the backend (1-based).
 fn run_tcp(dut: &Dut, name: &str, seg: &frame::Tcp) -> usize {
@@ -128,10 +124,10 @@ fn vlan_tagged_frames_are_forwarded_with_their_tags() {
         );
         verify_checksums(&out, name);
     }
-    assert_eq!(stat(&dut, Stat::Vlan), 2, "the two tagged new flows");
-    assert_eq!(stat(&dut, Stat::FlowMiss), 2);
-    assert_eq!(stat(&dut, Stat::FlowHit), 1);
-    assert_eq!(stat(&dut, Stat::NatReverse), 1);
+    assert_eq!(dut.stat(Stat::Vlan), 2, "the two tagged new flows");
+    assert_eq!(dut.stat(Stat::FlowMiss), 2);
+    assert_eq!(dut.stat(Stat::FlowHit), 1);
+    assert_eq!(dut.stat(Stat::NatReverse), 1);
 }
 
 /// IPv4 fragments of one UDP datagram: every fragment (first with ports,
@@ -167,9 +163,9 @@ fn ipv4_fragments_follow_the_addresses() {
             "{name}: ip checksum"
         );
     }
-    assert_eq!(stat(&dut, Stat::Fragment), 4);
+    assert_eq!(dut.stat(Stat::Fragment), 4);
     assert_eq!(
-        stat(&dut, Stat::FlowMiss),
+        dut.stat(Stat::FlowMiss),
         0,
         "fragments take no 5-tuple path"
     );
@@ -206,8 +202,8 @@ fn ipv6_fragment_header_follows_the_addresses() {
             "{name}: bytes (to b6-{by_addr})"
         );
     }
-    assert_eq!(stat(&dut, Stat::Fragment), 3);
-    assert_eq!(stat(&dut, Stat::FlowMiss), 0);
+    assert_eq!(dut.stat(Stat::Fragment), 3);
+    assert_eq!(dut.stat(Stat::FlowMiss), 0);
     let back = reverse_key(CLIENT6.into(), sport, by_addr, PROTO_UDP);
     let entry = flow_entry(&dut, &back).expect("reverse entry for replies");
     assert_eq!((entry.kind, entry.vip_id), (FLOW_TO_CLIENT, UDP6_VIP));
@@ -225,8 +221,8 @@ fn ipv6_fragment_header_follows_the_addresses() {
         "atomic fragment: bytes (to b6-{by_tuple})"
     );
     verify_checksums(&out, "atomic fragment");
-    assert_eq!(stat(&dut, Stat::Fragment), 3, "not counted as a fragment");
-    assert_eq!(stat(&dut, Stat::FlowMiss), 1);
+    assert_eq!(dut.stat(Stat::Fragment), 3, "not counted as a fragment");
+    assert_eq!(dut.stat(Stat::FlowMiss), 1);
 }
 
 /// Deterministic pseudo-random client flows (a 64-bit LCG).
@@ -263,7 +259,7 @@ fn tcp_without_syn_for_an_unknown_flow_goes_by_maglev() {
         let want = index_of(&dut, model.choose(TCP_VIP, &k).unwrap());
         assert_eq!(got, want, "{name}: kernel vs model");
     }
-    assert_eq!(stat(&dut, Stat::FlowMiss), 500);
+    assert_eq!(dut.stat(Stat::FlowMiss), 500);
     // They are in the table now.
     for &(src, sport) in &flows[..50] {
         let seg = frame::Tcp {
@@ -272,7 +268,7 @@ fn tcp_without_syn_for_an_unknown_flow_goes_by_maglev() {
         };
         run_tcp(&dut, "second segment", &seg);
     }
-    assert_eq!(stat(&dut, Stat::FlowHit), 50);
+    assert_eq!(dut.stat(Stat::FlowHit), 50);
 }
 
 /// Flood guard at 5 new flows per second per CPU. BPF_PROG_TEST_RUN runs
@@ -301,9 +297,9 @@ fn flood_guard_forwards_without_filling_the_table() {
         );
         chosen.push(got);
     }
-    assert_eq!(stat(&dut, Stat::FlowMiss), 8);
+    assert_eq!(dut.stat(Stat::FlowMiss), 8);
     assert_eq!(
-        stat(&dut, Stat::FloodBypass),
+        dut.stat(Stat::FloodBypass),
         3,
         "flows 6..8 bypass the table"
     );
@@ -335,15 +331,11 @@ fn flood_guard_forwards_without_filling_the_table() {
     // (still the same backend, still no entry).
     let hit = run_tcp(&dut, "flow 0 again", &client_tcp(sports[0], false, b"x"));
     assert_eq!(hit, chosen[0]);
-    assert_eq!(stat(&dut, Stat::FlowHit), 1);
+    assert_eq!(dut.stat(Stat::FlowHit), 1);
     let again = run_tcp(&dut, "flow 5 again", &client_tcp(sports[5], false, b"x"));
     assert_eq!(again, chosen[5], "same backend by Maglev");
-    assert_eq!(
-        stat(&dut, Stat::FlowMiss),
-        9,
-        "a bypassed flow misses again"
-    );
-    assert_eq!(stat(&dut, Stat::FloodBypass), 4);
+    assert_eq!(dut.stat(Stat::FlowMiss), 9, "a bypassed flow misses again");
+    assert_eq!(dut.stat(Stat::FloodBypass), 4);
     let fwd = key(CLIENT.into(), sports[5], VIP.into(), VIP_PORT, PROTO_TCP);
     assert_eq!(flow_entry(&dut, &fwd), None);
     assert!(
@@ -408,7 +400,7 @@ fn drain_keeps_flows_maint_and_down_move_them() {
         dut.sync();
         model.update(&dut.config, &dut.registry);
 
-        let hits = stat(&dut, Stat::FlowHit);
+        let hits = dut.stat(Stat::FlowHit);
         let mut now = Vec::new();
         for &(sport, before) in &flows {
             let name = format!("{change:?}: established {sport} (was b{before})");
@@ -427,7 +419,7 @@ fn drain_keeps_flows_maint_and_down_move_them() {
         }
         let expect_hits = if stays { 60 } else { 60 - on_b2 as u64 };
         assert_eq!(
-            stat(&dut, Stat::FlowHit),
+            dut.stat(Stat::FlowHit),
             hits + expect_hits,
             "{change:?}: hits"
         );

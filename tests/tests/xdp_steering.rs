@@ -56,10 +56,6 @@ fn run_udp(dut: &Dut, name: &str, sport: u16, payload: &[u8]) -> usize {
     i
 }
 
-fn stat(dut: &Dut, s: Stat) -> u64 {
-    dut.stats().stat(s).unwrap()
-}
-
 #[test]
 fn syslog_spreads_one_flow_over_every_live_backend() {
     // The round-robin position is per CPU: keep every run on one CPU.
@@ -78,9 +74,9 @@ fn syslog_spreads_one_flow_over_every_live_backend() {
         assert_eq!(hex(&out), hex(&to_backend(want, sport, msg)), "{name}");
         verify_checksums(&out, &name);
     }
-    assert_eq!(stat(&dut, Stat::SyslogSpread), 3);
-    assert_eq!(stat(&dut, Stat::FlowMiss), 0, "syslog takes no table");
-    assert_eq!(stat(&dut, Stat::FlowHit), 0, "syslog takes no table");
+    assert_eq!(dut.stat(Stat::SyslogSpread), 3);
+    assert_eq!(dut.stat(Stat::FlowMiss), 0, "syslog takes no table");
+    assert_eq!(dut.stat(Stat::FlowHit), 0, "syslog takes no table");
     for i in 1..=3 {
         let id = server_id(&dut, "pool", &format!("b{i}"));
         assert_eq!(dut.stats().backend(id).unwrap().packets, 1, "b{i}");
@@ -110,7 +106,7 @@ fn syslog_spreads_one_flow_over_every_live_backend() {
         .collect();
     seq.sort();
     assert_eq!(seq, vec![1, 2, 3]);
-    assert_eq!(stat(&dut, Stat::SyslogSpread), 12);
+    assert_eq!(dut.stat(Stat::SyslogSpread), 12);
 }
 
 /// A config whose UDP VIP steers QUIC by server id (offset 1, 2 bytes, as
@@ -213,9 +209,9 @@ fn quic_short_header_follows_the_server_id() {
         // backend the CID names (2 for the Initial).
         sport = port_not_on(&dut, sport + 1, case.backend.unwrap_or(2));
         let (hits, misses, flow_miss) = (
-            stat(&dut, Stat::QuicCidHit),
-            stat(&dut, Stat::QuicCidMiss),
-            stat(&dut, Stat::FlowMiss),
+            dut.stat(Stat::QuicCidHit),
+            dut.stat(Stat::QuicCidMiss),
+            dut.stat(Stat::FlowMiss),
         );
         let got = run_udp(&dut, case.name, sport, &case.payload);
         let want = match case.backend {
@@ -224,27 +220,27 @@ fn quic_short_header_follows_the_server_id() {
         };
         assert_eq!(got, want, "{}: backend", case.name);
         assert_eq!(
-            stat(&dut, Stat::QuicCidHit),
+            dut.stat(Stat::QuicCidHit),
             hits + case.hits,
             "{}: hits",
             case.name
         );
         assert_eq!(
-            stat(&dut, Stat::QuicCidMiss),
+            dut.stat(Stat::QuicCidMiss),
             misses + case.misses,
             "{}: misses",
             case.name
         );
         let maglev = u64::from(case.backend.is_none());
         assert_eq!(
-            stat(&dut, Stat::FlowMiss),
+            dut.stat(Stat::FlowMiss),
             flow_miss + maglev,
             "{}: flow_miss",
             case.name
         );
     }
     // The Initial's flow is in the table now: its next packet hits it.
-    let hit = stat(&dut, Stat::FlowHit);
+    let hit = dut.stat(Stat::FlowHit);
     let again = run_udp(
         &dut,
         "second Initial of the same flow",
@@ -252,7 +248,7 @@ fn quic_short_header_follows_the_server_id() {
         &quic_initial(&cid(2)),
     );
     assert_eq!(again, model_choice(&dut, &mut model, sport));
-    assert_eq!(stat(&dut, Stat::FlowHit), hit + 1);
+    assert_eq!(dut.stat(Stat::FlowHit), hit + 1);
 
     // A CID naming a DOWN server falls back to Maglev (and the model).
     let b2 = server_id(&dut, "pool", "b2");
@@ -261,7 +257,7 @@ fn quic_short_header_follows_the_server_id() {
     model.update(&dut.config, &dut.registry);
     for n in 0..20u16 {
         let sport = 45000 + n;
-        let misses = stat(&dut, Stat::QuicCidMiss);
+        let misses = dut.stat(Stat::QuicCidMiss);
         let got = run_udp(&dut, "server id 2, b2 down", sport, &quic_short(&cid(2)));
         assert_ne!(got, 2, "sent to a down backend by its CID");
         assert_eq!(
@@ -269,7 +265,7 @@ fn quic_short_header_follows_the_server_id() {
             model_choice(&dut, &mut model, sport),
             "fallback = model"
         );
-        assert_eq!(stat(&dut, Stat::QuicCidMiss), misses + 1);
+        assert_eq!(dut.stat(Stat::QuicCidMiss), misses + 1);
     }
 
     // Draining keeps existing connections: a CID naming a draining server
@@ -277,7 +273,7 @@ fn quic_short_header_follows_the_server_id() {
     dut.registry.set_healthy(b2, true);
     dut.registry.set_admin(b2, xlb::registry::Admin::Drain);
     dut.sync();
-    let hits = stat(&dut, Stat::QuicCidHit);
+    let hits = dut.stat(Stat::QuicCidHit);
     let got = run_udp(
         &dut,
         "server id 2, b2 draining",
@@ -285,7 +281,7 @@ fn quic_short_header_follows_the_server_id() {
         &quic_short(&cid(2)),
     );
     assert_eq!(got, 2);
-    assert_eq!(stat(&dut, Stat::QuicCidHit), hits + 1);
+    assert_eq!(dut.stat(Stat::QuicCidHit), hits + 1);
 }
 
 /// The issue's rule: a short header "goes to that backend if it is known
@@ -309,7 +305,7 @@ fn quic_server_id_wins_over_a_stale_table_entry() {
     );
     assert_ne!(first, 2);
     // Now a short header of the connection that lives on b2.
-    let hits = stat(&dut, Stat::QuicCidHit);
+    let hits = dut.stat(Stat::QuicCidHit);
     let got = run_udp(
         &dut,
         "short header naming b2 on that tuple",
@@ -323,5 +319,5 @@ fn quic_server_id_wins_over_a_stale_table_entry() {
          entry its Initial left) instead of b2; input {}",
         hex(&to_vip(sport, &quic_short(&cid2)))
     );
-    assert_eq!(stat(&dut, Stat::QuicCidHit), hits + 1);
+    assert_eq!(dut.stat(Stat::QuicCidHit), hits + 1);
 }

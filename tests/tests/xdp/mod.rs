@@ -18,7 +18,8 @@ use xlb::{
     dataplane::{loader, maps::Maps, object::PROG_L4, stats::StatsReader},
     registry::Registry,
 };
-use xlb_lab::{Lab, NetnsGuard};
+use xlb_common::Stat;
+use xlb_lab::{Lab, NetnsGuard, checksum::verify_checksums};
 
 /// Frame builders and checksum checks of the IPv6, DSR and ICMP fixtures
 /// (`packets.rs`, kept apart from the helpers in this file).
@@ -236,9 +237,62 @@ impl Dut {
         &self.stats
     }
 
+    /// A global counter of the data path.
+    pub fn stat(&self, s: Stat) -> u64 {
+        self.stats.stat(s).expect("stat counter")
+    }
+
     /// Push the registry's current state to the maps (after a change).
     pub fn sync(&mut self) {
         self.maps.sync(&self.config, &self.registry).expect("sync");
+    }
+
+    /// Runs each case in turn: its action, its output to the byte, and
+    /// every checksum of the output ([`verify_checksums`]).
+    pub fn run_cases(&self, cases: impl IntoIterator<Item = Case>) {
+        for case in cases {
+            let (action, out) = self.run(&case.input);
+            assert_eq!(action, case.action, "{}: action", case.name);
+            assert_eq!(hex(&out), hex(case.expected()), "{}: bytes", case.name);
+            verify_checksums(&out, case.name);
+        }
+    }
+}
+
+/// One fixture: a frame in, the action it must meet and the frame that
+/// must come out.
+pub struct Case {
+    pub name: &'static str,
+    pub input: Vec<u8>,
+    pub action: u32,
+    /// None: the frame must come out unchanged.
+    pub output: Option<Vec<u8>>,
+}
+
+impl Case {
+    /// `input` must leave by XDP_TX as `output`.
+    pub fn tx(name: &'static str, input: Vec<u8>, output: Vec<u8>) -> Case {
+        Case {
+            name,
+            input,
+            action: XDP_TX,
+            output: Some(output),
+        }
+    }
+
+    /// `input` must meet `action` and come out unchanged.
+    pub fn kept(name: &'static str, input: Vec<u8>, action: u32) -> Case {
+        Case {
+            name,
+            input,
+            action,
+            output: None,
+        }
+    }
+
+    /// The frame that must come out.
+    pub fn expected(&self) -> &[u8] {
+        self.output.as_deref().unwrap_or(&self.input)
     }
 }
 
