@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use aya::{
     maps::{Array, ProgramArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use etherparse::PacketBuilder;
 use xdp::{CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, config_dual};
@@ -231,17 +231,8 @@ fn set_template(dut: &mut Dut, frame: &[u8], vary: Option<(u32, u32)>) {
 /// Average ns per run, as the kernel reports it. The frame arrives on the
 /// lab interface, so forwarded packets take the XDP_TX path, as in the lab.
 fn time(dut: &Dut, program: &str, frame: &[u8], repeat: u32) -> f64 {
-    let p: &Xdp = dut.ebpf.program(program).unwrap().try_into().unwrap();
-    let mut out = vec![0u8; frame.len() + 128];
-    let ctx = dut.ctx_in(frame.len());
-    let r = p
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat,
-            ..Default::default()
-        })
+    let (r, _) = dut
+        .test_run(program, frame, repeat)
         .expect("BPF_PROG_TEST_RUN");
     r.duration.as_nanos() as f64
 }

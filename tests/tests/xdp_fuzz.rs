@@ -24,7 +24,6 @@ mod xdp;
 
 use std::net::Ipv4Addr;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
 use frames::{
     TPID_8021AD, TPID_8021Q, dcid_with, fragment_v4, fragment_v6, icmp4_frag_needed, icmp6_too_big,
     pin_to_current_cpu, quic_initial, quic_short, tagged, tcp6, udp4, udp6,
@@ -429,19 +428,10 @@ fn check_sent(input: &[u8], out: &[u8]) -> Result<(), String> {
     }
 }
 
-fn try_run(dut: &Dut, prog: &Xdp, packet: &[u8]) -> Result<(u32, Vec<u8>), String> {
-    let mut out = vec![0u8; packet.len() + 256];
-    let ctx = dut.ctx_in(packet.len());
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat: 1,
-            ..Default::default()
-        })
+fn try_run(dut: &Dut, packet: &[u8]) -> Result<(u32, Vec<u8>), String> {
+    let (r, out) = dut
+        .test_run(PROG_L4, packet, 1)
         .map_err(|e| format!("BPF_PROG_TEST_RUN failed: {e}"))?;
-    out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
 }
 
@@ -452,9 +442,9 @@ fn handed_to_kernel(dut: &Dut) -> u64 {
     dut.stat(Stat::PassNoRoute) + dut.stat(Stat::PassNoNeigh)
 }
 
-fn check(dut: &Dut, prog: &Xdp, input: &[u8]) -> Result<u32, String> {
+fn check(dut: &Dut, input: &[u8]) -> Result<u32, String> {
     let handed = handed_to_kernel(dut);
-    let (action, out) = try_run(dut, prog, input)?;
+    let (action, out) = try_run(dut, input)?;
     match action {
         // The one documented exception (forward.rs, `NoRoute::Pass`): a
         // rewritten packet whose route lookup failed goes to the kernel
@@ -483,14 +473,13 @@ fn mutated_frames_never_abort_or_corrupt() {
     // run reproducible.
     pin_to_current_cpu();
     let dut = Dut::new("fxfuzz", fuzz_config());
-    let prog: &Xdp = dut.ebpf.program(PROG_L4).unwrap().try_into().unwrap();
     let seeds = seeds();
     let mut violations = Vec::new();
     let mut actions = [0usize; 5];
     // The seeds themselves first (they also fill the connection table, so
     // mutated packets of known flows take the hit and reply paths).
     for s in &seeds {
-        match check(&dut, prog, s) {
+        match check(&dut, s) {
             Ok(a) => actions[a as usize] += 1,
             Err(e) => violations.push(format!("seed: {e}\n  input {}", hex(s))),
         }
@@ -504,7 +493,7 @@ fn mutated_frames_never_abort_or_corrupt() {
     for n in 0..cases {
         let base = &seeds[rng.below(seeds.len())];
         let input = mutate(&mut rng, base, &seeds);
-        match check(&dut, prog, &input) {
+        match check(&dut, &input) {
             Ok(a) => actions[a as usize] += 1,
             Err(e) => violations.push(format!("case {n}: {e}\n  input {}", hex(&input))),
         }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aya::{
     Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use xlb::{
     config::{
@@ -207,28 +207,41 @@ impl Dut {
         }
     }
 
-    /// Run one packet as if received on eth0; returns the action and the
-    /// packet as the program left it.
+    /// Run one packet through the L4 program as if received on eth0;
+    /// returns the action and the packet as the program left it.
     pub fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &Xdp = self.ebpf.program(PROG_L4).unwrap().try_into().unwrap();
+        let (result, out) = self
+            .test_run(PROG_L4, packet, 1)
+            .expect("BPF_PROG_TEST_RUN");
+        (result.return_value, out)
+    }
+
+    /// BPF_PROG_TEST_RUN of `program` on `packet`, `repeat` times, as if
+    /// received on eth0: the kernel's result and the packet as the program
+    /// left it.
+    pub fn test_run(
+        &self,
+        program: &str,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<(TestRunResult, Vec<u8>), ProgramError> {
+        let prog: &Xdp = self.ebpf.program(program).unwrap().try_into().unwrap();
         let mut out = vec![0u8; packet.len() + 256];
         let ctx_bytes = self.ctx_in(packet.len());
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx_bytes),
-                repeat: 1,
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx_bytes),
+            repeat,
+            ..Default::default()
+        })?;
         out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        Ok((result, out))
     }
 
     /// A `struct xdp_md` (data, data_end, data_meta, ingress_ifindex,
     /// rx_queue_index, egress_ifindex) saying the frame arrived on eth0.
-    pub fn ctx_in(&self, frame_len: usize) -> Vec<u8> {
+    fn ctx_in(&self, frame_len: usize) -> Vec<u8> {
         let ctx: [u32; 6] = [0, frame_len as u32, 0, self.eth0, 0, 0];
         ctx.iter().flat_map(|w| w.to_ne_bytes()).collect()
     }
