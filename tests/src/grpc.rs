@@ -8,7 +8,7 @@
 //!   (the status travels in the trailers after the messages).
 //! - `Bidi`: echoes each request message as `NAME:` + message.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, thread};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use anyhow::{Context, Result};
 use bytes::{Buf, BufMut, Bytes};
@@ -19,7 +19,7 @@ use tonic::{
     server::{Grpc, NamedService, ServerStreamingService, StreamingService, UnaryService},
 };
 
-use crate::netns::Namespace;
+use crate::{http_backend::ServerThread, netns::Namespace};
 
 /// Messages are plain bytes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -161,62 +161,24 @@ where
 /// A gRPC server (tonic's server-side handling, served by hyper) with [`Echo`] named `name`, listening on `addr` inside
 /// `ns` (HTTP/2 cleartext) until dropped.
 pub struct GrpcBackend {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl GrpcBackend {
     pub fn start(ns: &Namespace, name: &str, addr: SocketAddr) -> Result<GrpcBackend> {
-        let listener = ns
-            .with(|| std::net::TcpListener::bind(addr))?
-            .with_context(|| format!("binding {addr} in {}", ns.name()))?;
-        listener.set_nonblocking(true)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let echo = Echo { name: name.into() };
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let mut stopped = stopped;
-                loop {
-                    let stream = tokio::select! {
-                        _ = &mut stopped => return,
-                        a = listener.accept() => match a {
-                            Ok((s, _)) => s,
-                            Err(_) => continue,
-                        },
-                    };
-                    let svc = hyper_util::service::TowerToHyperService::new(echo.clone());
-                    tokio::spawn(async move {
-                        let _ = hyper::server::conn::http2::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                    });
-                }
-            });
-            rt.shutdown_timeout(std::time::Duration::from_millis(100));
-        });
-        Ok(GrpcBackend {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for GrpcBackend {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let server =
+            ServerThread::spawn(ns, addr, format!("grpc-backend-{name}"), move |stream| {
+                let svc = hyper_util::service::TowerToHyperService::new(echo.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            })?;
+        Ok(GrpcBackend { _server: server })
     }
 }
 

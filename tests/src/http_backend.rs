@@ -84,9 +84,71 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 pub struct HttpBackend {
     name: String,
     addr: SocketAddr,
+    handshakes: Arc<AtomicU64>,
+    _server: ServerThread,
+}
+
+/// A tokio server on a thread of its own (two workers) over a listener
+/// bound inside a lab namespace, for [`HttpBackend`] and
+/// [`crate::grpc::GrpcBackend`]. Dropping it stops accepting, shuts the
+/// runtime down (closing every connection) and joins the thread.
+pub(crate) struct ServerThread {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
-    handshakes: Arc<AtomicU64>,
+}
+
+impl ServerThread {
+    /// Binds `addr` inside `ns` and hands every accepted connection to
+    /// `on_conn` (on the runtime: it spawns the connection's task), on a
+    /// thread named `thread_name`.
+    pub(crate) fn spawn(
+        ns: &Namespace,
+        addr: SocketAddr,
+        thread_name: String,
+        mut on_conn: impl FnMut(tokio::net::TcpStream) + Send + 'static,
+    ) -> Result<ServerThread> {
+        let listener = ns
+            .with(|| std::net::TcpListener::bind(addr))?
+            .with_context(|| format!("binding {addr} in {}", ns.name()))?;
+        listener.set_nonblocking(true)?;
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let thread = thread::Builder::new().name(thread_name).spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                loop {
+                    let stream = tokio::select! {
+                        _ = &mut stopped => return,
+                        a = listener.accept() => match a {
+                            Ok((s, _)) => s,
+                            Err(_) => continue,
+                        },
+                    };
+                    on_conn(stream);
+                }
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        })?;
+        Ok(ServerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl HttpBackend {
@@ -125,29 +187,32 @@ impl HttpBackend {
     ) -> Result<HttpBackend> {
         let handshakes = Arc::new(AtomicU64::new(0));
         let counter = handshakes.clone();
-        let listener = ns
-            .with(|| std::net::TcpListener::bind(addr))?
-            .with_context(|| format!("binding {addr} in {}", ns.name()))?;
-        listener.set_nonblocking(true)?;
-        let (stop, stopped) = oneshot::channel();
         let name_owned: Arc<str> = name.into();
-        let thread = thread::Builder::new()
-            .name(format!("http-backend-{name}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime");
-                rt.block_on(serve(listener, name_owned, stopped, tls, counter));
-                rt.shutdown_timeout(Duration::from_millis(100));
+        let server =
+            ServerThread::spawn(ns, addr, format!("http-backend-{name}"), move |stream| {
+                let name = name_owned.clone();
+                let Some(acceptor) = tls.clone() else {
+                    tokio::spawn(serve_conn(stream, name, None));
+                    return;
+                };
+                let handshakes = counter.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    handshakes.fetch_add(1, Ordering::Relaxed);
+                    let alpn = stream.get_ref().1.alpn_protocol().map_or_else(
+                        || "none".to_string(),
+                        |p| String::from_utf8_lossy(p).into_owned(),
+                    );
+                    serve_conn(stream, name, Some(alpn)).await;
+                });
             })?;
         Ok(HttpBackend {
             name: name.to_string(),
             addr,
-            stop: Some(stop),
-            thread: Some(thread),
             handshakes,
+            _server: server,
         })
     }
 
@@ -157,53 +222,6 @@ impl HttpBackend {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-impl Drop for HttpBackend {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    name: Arc<str>,
-    mut stopped: oneshot::Receiver<()>,
-    tls: Option<xlb::l7::tls::Acceptor>,
-    handshakes: Arc<AtomicU64>,
-) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut stopped => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-        };
-        let name = name.clone();
-        let Some(acceptor) = tls.clone() else {
-            tokio::spawn(serve_conn(stream, name, None));
-            continue;
-        };
-        let handshakes = handshakes.clone();
-        tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(stream).await else {
-                return;
-            };
-            handshakes.fetch_add(1, Ordering::Relaxed);
-            let alpn = stream.get_ref().1.alpn_protocol().map_or_else(
-                || "none".to_string(),
-                |p| String::from_utf8_lossy(p).into_owned(),
-            );
-            serve_conn(stream, name, Some(alpn)).await;
-        });
     }
 }
 
