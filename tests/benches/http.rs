@@ -56,7 +56,7 @@ use anyhow::{Context, Result, bail};
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon, check_root,
     http_backend::HttpBackend,
-    l7::{TestCa, VIP, frontend_toml, head_toml, pool_toml, read_response},
+    l7::{NO_ACCESS_LOG, TestCa, VIP, frontend_toml, head_toml, pool_toml, read_response},
     xlb_daemon::XLB_READY_TIMEOUT,
 };
 
@@ -322,20 +322,21 @@ fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> R
     let d = dir.path().display();
     match peer {
         "xlb" | "xlb-l7" => {
-            let tls = "tls = { cert = \"cert.pem\", key = \"key.pem\" }\naccess_log = \"off\"\n";
-            let mut head = head_toml(dir, "benchhttp");
-            if peer == "xlb-l7" {
+            let tls =
+                format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{NO_ACCESS_LOG}");
+            let head = if peer == "xlb-l7" {
                 // No XDP program: the L7 tier alone.
-                head = head.replace("[[xdp]]\ninterface = \"eth0\"\n", "");
-                anyhow::ensure!(!head.contains("[[xdp]]"), "xlb-l7 config still has [[xdp]]");
-            }
+                format!("{}\n", dir.global_toml("benchhttp"))
+            } else {
+                head_toml(dir, "benchhttp")
+            };
             let text = format!(
                 "{}{}{}{}{}",
                 head,
                 pool_toml("web", "", &[("web1", BACKEND)]),
-                frontend_toml("h1", 8080, "web", "access_log = \"off\"\n"),
-                frontend_toml("h2c", 8081, "web", "h2c = true\naccess_log = \"off\"\n"),
-                frontend_toml("tls", 8443, "web", tls),
+                frontend_toml("h1", 8080, "web", NO_ACCESS_LOG),
+                frontend_toml("h2c", 8081, "web", &format!("h2c = true\n{NO_ACCESS_LOG}")),
+                frontend_toml("tls", 8443, "web", &tls),
             );
             let cfg = dir.write_config(&text)?;
             let daemon = lb.spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;

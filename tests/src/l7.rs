@@ -31,13 +31,13 @@ pub fn web1_config(dir: &TempDir, tag: &str, frontends: &str) -> std::path::Path
 
 /// The `[global]` and `[[xdp]]` sections of a lab config: the API socket
 /// in `dir`, maps pinned under `/sys/fs/bpf/xlb-{tag}`
-/// ([`TempDir::global_toml`]), XDP on `eth0`.
+/// ([`TempDir::global_toml`]), then [`XDP_TOML`].
 pub fn head_toml(dir: &TempDir, tag: &str) -> String {
-    format!(
-        "{}\n[[xdp]]\ninterface = \"eth0\"\n\n",
-        dir.global_toml(tag)
-    )
+    format!("{}\n{XDP_TOML}", dir.global_toml(tag))
 }
+
+/// The lab's `[[xdp]]` section: XDP on the lb's `eth0`.
+pub const XDP_TOML: &str = "[[xdp]]\ninterface = \"eth0\"\n\n";
 
 /// A `[[backend.server]]` entry (after its `[[backend]]`).
 pub fn server_toml(name: &str, addr: &str) -> String {
@@ -71,6 +71,16 @@ pub fn web_servers(ks: impl IntoIterator<Item = usize>, port: u16) -> Vec<(Strin
         .map(|k| (format!("web{k}"), format!("{}:{port}", backend_addr(k))))
         .collect()
 }
+
+/// An `[[l4]]` TCP VIP on `VIP:port`, forwarded to `backend` by NAT.
+pub fn l4_toml(name: &str, port: u16, backend: &str) -> String {
+    format!(
+        "[[l4]]\nname = \"{name}\"\nvip = \"{VIP}:{port}\"\nbackend = \"{backend}\"\nforward = \"nat\"\n\n"
+    )
+}
+
+/// A `[[frontend]]` line that turns its access log off.
+pub const NO_ACCESS_LOG: &str = "access_log = \"off\"\n";
 
 /// A `[[frontend]]` on `VIP:port` to `backend`, then the `extra` lines.
 pub fn frontend_toml(name: &str, port: u16, backend: &str, extra: &str) -> String {

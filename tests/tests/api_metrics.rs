@@ -14,7 +14,10 @@ use xlb_lab::{
     L4Topology, Lab, TempDir,
     api::{check_exposition, sample},
     l4traffic::{run_batch, server_names, socket_addrs, spawn_backends, stop_xlb},
-    l7::{VIP, curl},
+    l7::{
+        NO_ACCESS_LOG, ROUNDROBIN, VIP, XDP_TOML, curl, frontend_toml, l4_toml, pool_toml,
+        web_servers,
+    },
 };
 
 const TEST: &str = "apimetrics";
@@ -22,54 +25,19 @@ const OK_REQUESTS: usize = 12;
 const BAD_REQUESTS: usize = 3;
 const FLOWS: u16 = 20;
 
+/// Metrics on 127.0.0.1:9100; pool `web` (roundrobin, web1 and web2)
+/// behind the L4 VIP `web-l4` (port 80) and the frontend `web-l7` (8080);
+/// pool `dead`, whose one server refuses connections, behind the
+/// frontend `broken` (8081).
 fn config_text(dir: &TempDir) -> String {
     format!(
-        r#"[global]
-api_socket = "{socket}"
-bpf_pin_path = "/sys/fs/bpf/xlb-{TEST}"
-metrics = "127.0.0.1:9100"
-
-[[xdp]]
-interface = "eth0"
-
-[[backend]]
-name = "web"
-balance = "roundrobin"
-health = {{ check = "none" }}
-  [[backend.server]]
-  name = "web1"
-  address = "198.18.1.11:8080"
-  [[backend.server]]
-  name = "web2"
-  address = "198.18.1.12:8080"
-
-[[backend]]
-name = "dead"
-health = {{ check = "none" }}
-retries = 0
-  [[backend.server]]
-  name = "nobody"
-  address = "198.18.1.12:9999"
-
-[[l4]]
-name = "web-l4"
-vip = "{VIP}:80"
-backend = "web"
-forward = "nat"
-
-[[frontend]]
-name = "web-l7"
-bind = "{VIP}:8080"
-default_backend = "web"
-access_log = "off"
-
-[[frontend]]
-name = "broken"
-bind = "{VIP}:8081"
-default_backend = "dead"
-access_log = "off"
-"#,
-        socket = dir.path().join("xlb.sock").display()
+        "{}metrics = \"127.0.0.1:9100\"\n\n{XDP_TOML}{}{}{}{}{}",
+        dir.global_toml(TEST),
+        pool_toml("web", ROUNDROBIN, &web_servers(1..=2, 8080)),
+        pool_toml("dead", "retries = 0\n", &[("nobody", "198.18.1.12:9999")]),
+        l4_toml("web-l4", 80, "web"),
+        frontend_toml("web-l7", 8080, "web", NO_ACCESS_LOG),
+        frontend_toml("broken", 8081, "dead", NO_ACCESS_LOG),
     )
 }
 
@@ -189,7 +157,7 @@ fn metrics_count_requests_packets_and_states() {
     );
 
     // A server in maint reads 0.
-    let sock = dir.path().join("xlb.sock");
+    let sock = dir.socket();
     xlb_lab::api::ctl_ok(&sock, "set server web/web2 state maint").unwrap();
     let text = curl(topo.lb(), &["http://127.0.0.1:9100/metrics"], timeout)
         .unwrap()

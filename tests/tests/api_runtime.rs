@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
@@ -16,8 +16,13 @@ use std::{
 use xlb_lab::{
     L4Topology, Lab, TempDir, XlbDaemon,
     api::{ctl, ctl_ok, raw_exchange, stat_rows, statuses},
-    l4traffic::{count_by_name, run_batch, server_names, socket_addrs, spawn_backends, stop_xlb},
-    l7::{VIP, curl_many},
+    l4traffic::{
+        LAB_HEALTH, count_by_name, run_batch, server_names, socket_addrs, spawn_backends, stop_xlb,
+    },
+    l7::{
+        NO_ACCESS_LOG, ROUNDROBIN, VIP, curl_many, frontend_toml, head_toml, l4_toml, pool_toml,
+        web_servers,
+    },
 };
 
 const TEST: &str = "apirt";
@@ -27,46 +32,17 @@ const FLOWS: u16 = 60;
 /// L7 requests per check (roundrobin: 20 per live server of three).
 const REQUESTS: usize = 30;
 
+/// Pool `web` (roundrobin, HTTP health checks) of web1..web3, the L4 VIP
+/// `web-l4` on port 80 and the L7 frontend `web-l7` on 8080 over it.
 fn config_text(dir: &TempDir) -> String {
-    let servers: String = (1..=3)
-        .map(|k| {
-            format!(
-                "  [[backend.server]]\n  name = \"web{k}\"\n  address = \"198.18.1.{}:{BACKEND_PORT}\"\n\n",
-                10 + k
-            )
-        })
-        .collect();
+    let keys = format!("{ROUNDROBIN}health = {}\n", LAB_HEALTH.toml());
     format!(
-        r#"[global]
-api_socket = "{socket}"
-bpf_pin_path = "/sys/fs/bpf/xlb-{TEST}"
-
-[[xdp]]
-interface = "eth0"
-
-[[backend]]
-name = "web"
-balance = "roundrobin"
-health = {{ check = "http", path = "/healthz", interval_ms = 300, timeout_ms = 200, rise = 2, fall = 2 }}
-
-{servers}[[l4]]
-name = "web-l4"
-vip = "{VIP}:80"
-backend = "web"
-forward = "nat"
-
-[[frontend]]
-name = "web-l7"
-bind = "{VIP}:8080"
-default_backend = "web"
-access_log = "off"
-"#,
-        socket = socket(dir).display()
+        "{}{}{}{}",
+        head_toml(dir, TEST),
+        pool_toml("web", &keys, &web_servers(1..=3, BACKEND_PORT)),
+        l4_toml("web-l4", 80, "web"),
+        frontend_toml("web-l7", 8080, "web", NO_ACCESS_LOG),
     )
-}
-
-fn socket(dir: &TempDir) -> PathBuf {
-    dir.path().join("xlb.sock")
 }
 
 struct Rig {
@@ -114,7 +90,7 @@ fn ctl_changes_apply_to_both_tiers() {
     let dir = TempDir::new(TEST).unwrap();
     let cfg = dir.write_config(&config_text(&dir)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
-    let sock = socket(&dir);
+    let sock = dir.socket();
     let mut rig = Rig {
         topo,
         names,
@@ -237,10 +213,12 @@ fn bad_commands_answer_error_and_the_daemon_stays_up() {
     const TAG: &str = "apibad";
     let topo = L4Topology::build(Lab::new(TAG).unwrap(), 1).unwrap_or_else(|e| panic!("{e:#}"));
     let dir = TempDir::new(TAG).unwrap();
-    let sock = dir.path().join("xlb.sock");
+    let sock = dir.socket();
     let text = format!(
-        "[global]\napi_socket = \"{}\"\nbpf_pin_path = \"/sys/fs/bpf/xlb-{TAG}\"\n\n[[xdp]]\ninterface = \"eth0\"\n\n[[backend]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\n  [[backend.server]]\n  name = \"web1\"\n  address = \"198.18.1.11:8080\"\n\n[[l4]]\nname = \"web-l4\"\nvip = \"{VIP}:80\"\nbackend = \"web\"\n",
-        sock.display()
+        "{}{}{}",
+        head_toml(&dir, TAG),
+        pool_toml("web", "", &web_servers([1], BACKEND_PORT)),
+        l4_toml("web-l4", 80, "web"),
     );
     let cfg = dir.write_config(&text).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);

@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xlb_lab::l7::{VIP, frontend_toml, head_toml, http_lab, http1_get, pool_toml, web_servers};
+use xlb_lab::l7::{
+    NO_ACCESS_LOG, VIP, frontend_toml, head_toml, http_lab, http1_get, pool_toml, web_servers,
+};
 
 const CLIENTS: usize = 4;
 const RELOADS: usize = 8;
@@ -28,7 +30,7 @@ fn reloads_under_load_lose_no_request() {
             head_toml(&dir, "l7reloadload"),
             pool_toml("a", "", &web_servers([1], 8080)),
             pool_toml("b", "", &web_servers([2], 8080)),
-            frontend_toml("fe", 8080, backend, "access_log = \"off\"\n"),
+            frontend_toml("fe", 8080, backend, NO_ACCESS_LOG),
         );
         dir.write_config(&text).unwrap()
     };
