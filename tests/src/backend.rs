@@ -7,9 +7,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
-use crate::{netns::Namespace, process::Process};
+use crate::{
+    netns::Namespace,
+    process::{Process, workspace_binary},
+};
 
 /// How long [`Namespace::spawn_backend`] waits for the readiness line.
 pub const BACKEND_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,21 +26,10 @@ pub const BACKEND_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// does so for the integration tests, which may also simply use
 /// `env!("CARGO_BIN_EXE_lab-backend")`).
 pub fn lab_backend_path() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("XLB_LAB_BACKEND") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let mut tried = Vec::new();
-    for dir in exe.ancestors().skip(1).take(2) {
-        let candidate = dir.join("lab-backend");
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-        tried.push(candidate);
-    }
-    bail!(
-        "lab-backend not found (tried {tried:?}); build it with `cargo build -p xlb-lab --bins` \
-         or set XLB_LAB_BACKEND"
+    workspace_binary(
+        "lab-backend",
+        "XLB_LAB_BACKEND",
+        "cargo build -p xlb-lab --bins",
     )
 }
 

@@ -283,3 +283,23 @@ fn drain(pipe: impl Read + Send + 'static, into: Lines) {
         }
     });
 }
+
+/// Locates a binary of the workspace named `name`: `$ENV` if set, else
+/// next to the current executable (`target/<profile>/`), or one level up
+/// when the executable is a test in `target/<profile>/deps/`. The error
+/// names the places tried and `build`, the command that builds it.
+pub(crate) fn workspace_binary(name: &str, env: &str, build: &str) -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    let mut tried = Vec::new();
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        tried.push(candidate);
+    }
+    bail!("{name} not found (tried {tried:?}); build it with `{build}` or set {env}")
+}

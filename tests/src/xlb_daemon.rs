@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     netns::Namespace,
-    process::{Process, run_timeout},
+    process::{Process, run_timeout, workspace_binary},
 };
 
 /// How long [`Namespace::spawn_xlb`] waits for `xlb running`.
@@ -39,21 +39,7 @@ pub const XLB_RELOAD_FAILED: [&str; 2] = ["reload rejected", "applying the reloa
 /// a test in `target/<profile>/deps/`. Build it with
 /// `cargo build -p xlb --bins`.
 pub fn xlb_path() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let mut tried = Vec::new();
-    for dir in exe.ancestors().skip(1).take(2) {
-        let candidate = dir.join("xlb");
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-        tried.push(candidate);
-    }
-    bail!(
-        "xlb not found (tried {tried:?}); build it with `cargo build -p xlb --bins` or set XLB_BIN"
-    )
+    workspace_binary("xlb", "XLB_BIN", "cargo build -p xlb --bins")
 }
 
 /// Removes ANSI escape sequences (`ESC [ ... letter`) from a log line.
