@@ -62,7 +62,8 @@ stats! {
     /// as if from the VIP.
     IcmpToClient = "icmp_to_client",
     /// "Fragmentation needed" / "packet too big" sent back to a client
-    /// whose packet would not fit the DSR tunnel.
+    /// whose packet would not fit the route to its backend (DSR: with the
+    /// tunnel header).
     IcmpTooBig = "icmp_too_big",
     /// A VLAN-tagged packet that needed the VIP (new flow or table miss;
     /// tagged table hits are not counted here).

@@ -12,15 +12,12 @@
 
 mod xdp;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4::DestUnreachableHeader};
 use xdp::{
-    CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_TX, backend_ip, backend_ip6,
-    backend_mac, config_dual, hex,
-    packets::{
-        Kind, Seg, dsr_source_v4, dsr_source_v6, icmp4, icmp6, ip6_tunnel, ipip, verify_all,
-    },
+    CLIENT, CLIENT6, Dut, VIP, VIP_PORT, VIP6, XDP_TX, backend_ip, backend_ip6, backend_mac,
+    config_dual, hex,
+    packets::{Kind, Seg, dsr_source_v4, dsr_source_v6, ip6_tunnel, ipip, too_big, verify_all},
 };
 use xlb::config::{Config, Forward};
 use xlb_common::Stat;
@@ -79,34 +76,6 @@ fn ip6_out(seg: &Seg) -> Vec<u8> {
         backend_ip6(1),
         backend_mac(1),
     )
-}
-
-/// The LB's answer to a client packet too big for the tunnel: from the
-/// VIP to the client, the way the packet came, quoting its IP header and
-/// the next 8 bytes; `mtu` is what fits the tunnel.
-fn too_big(seg: &Seg, mtu: u16) -> Vec<u8> {
-    let ip = seg.ip_packet();
-    match (seg.dst, seg.src) {
-        (IpAddr::V4(vip), IpAddr::V4(client)) => icmp4(
-            (LB_MAC, CLIENT_MAC),
-            vip,
-            client,
-            64,
-            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
-                next_hop_mtu: mtu,
-            }),
-            &ip[..20 + 8],
-        ),
-        (IpAddr::V6(vip), IpAddr::V6(client)) => icmp6(
-            (LB_MAC, CLIENT_MAC),
-            vip,
-            client,
-            64,
-            Icmpv6Type::PacketTooBig { mtu: mtu as u32 },
-            &ip[..40 + 8],
-        ),
-        _ => unreachable!(),
-    }
 }
 
 struct Case {

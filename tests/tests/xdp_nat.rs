@@ -7,11 +7,16 @@
 mod frames;
 mod xdp;
 
+use std::net::IpAddr;
+
 use frames::udp_nat;
 use xdp::{
-    CLIENT, CLIENT_MAC, Dut, LB_MAC, VIP, XDP_DROP, XDP_PASS, XDP_TX, config,
+    BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_DROP,
+    XDP_PASS, XDP_TX, backend_ip, backend_ip6, backend_mac, config, config_dual,
     frame::{self, client_tcp},
-    hex, verify_checksums,
+    hex,
+    packets::{Kind, Seg, too_big, verify_all},
+    verify_checksums,
 };
 use xlb_common::Stat;
 
@@ -211,4 +216,116 @@ fn vip_without_live_backend_drops() {
     let (action, _) = dut.run(&client_tcp(40003, true, b"").build());
     assert_eq!(action, XDP_DROP);
     assert_eq!(dut.stats().stat(Stat::DropNoBackend).unwrap(), 1);
+}
+
+/// A NAT packet over the route's MTU (eth0's 1500) gets what DSR gives a
+/// packet that would not fit its tunnel: ICMP "fragmentation needed" /
+/// "packet too big" from the VIP, quoting the packet as the client sent
+/// it, whether the route comes from a fresh lookup (new flow) or from the
+/// cache (established flow). An IPv4 packet without DF goes to the kernel
+/// (rewritten), which may fragment it.
+#[test]
+fn over_the_route_mtu_answers_too_big() {
+    let dut = Dut::new("fixnatmtu", config_dual(1));
+    let v4 = |sport| Seg::new(CLIENT.into(), sport, VIP.into(), VIP_PORT, Kind::Data);
+    let v6 = |sport| Seg::new(CLIENT6.into(), sport, VIP6.into(), VIP_PORT, Kind::Data);
+    let nat = |seg: &Seg, be: IpAddr| {
+        seg.clone()
+            .to(be, BACKEND_PORT)
+            .macs(LB_MAC, backend_mac(1))
+            .build()
+    };
+    let (be4, be6): (IpAddr, IpAddr) = (backend_ip(1).into(), backend_ip6(1).into());
+    let syn4 = Seg {
+        kind: Kind::Syn,
+        ..v4(40031)
+    };
+    let syn6 = Seg {
+        kind: Kind::Syn,
+        ..v6(40031)
+    };
+    let (new4, over4, fit4) = (
+        v4(40030).ip_len(1501),
+        v4(40031).ip_len(1501),
+        v4(40031).ip_len(1500),
+    );
+    let (new6, over6, fit6) = (
+        v6(40030).ip_len(1501),
+        v6(40031).ip_len(1501),
+        v6(40031).ip_len(1500),
+    );
+    // The same over-sized segment without DF: rewritten, then passed.
+    let no_df = clear_df(&over4.build());
+    let no_df_out = clear_df(&over4.clone().to(be4, BACKEND_PORT).build());
+    let cases = [
+        (
+            "v4 new flow, 1501 bytes",
+            new4.build(),
+            XDP_TX,
+            too_big(&new4, 1500),
+        ),
+        ("v4 syn of a flow", syn4.build(), XDP_TX, nat(&syn4, be4)),
+        (
+            "v4 established, 1501 bytes",
+            over4.build(),
+            XDP_TX,
+            too_big(&over4, 1500),
+        ),
+        (
+            "v4 established, 1500 bytes fit",
+            fit4.build(),
+            XDP_TX,
+            nat(&fit4, be4),
+        ),
+        (
+            "v4 established, 1501 bytes, no df",
+            no_df,
+            XDP_PASS,
+            no_df_out,
+        ),
+        (
+            "v6 new flow, 1501 bytes",
+            new6.build(),
+            XDP_TX,
+            too_big(&new6, 1500),
+        ),
+        ("v6 syn of a flow", syn6.build(), XDP_TX, nat(&syn6, be6)),
+        (
+            "v6 established, 1501 bytes",
+            over6.build(),
+            XDP_TX,
+            too_big(&over6, 1500),
+        ),
+        (
+            "v6 established, 1500 bytes fit",
+            fit6.build(),
+            XDP_TX,
+            nat(&fit6, be6),
+        ),
+    ];
+    for (name, input, action, output) in cases {
+        let (got, out) = dut.run(&input);
+        assert_eq!(got, action, "{name}: action");
+        assert_eq!(hex(&out), hex(&output), "{name}: bytes");
+        verify_all(&out, name);
+    }
+    let stats = dut.stats();
+    assert_eq!(stats.stat(Stat::IcmpTooBig).unwrap(), 4);
+    assert_eq!(stats.stat(Stat::FlowMiss).unwrap(), 4, "2 big + 2 syn");
+    assert_eq!(
+        stats.stat(Stat::FlowHit).unwrap(),
+        5,
+        "2 over, 2 fit, no df"
+    );
+}
+
+/// The IPv4 frame with DF cleared (header checksum recomputed).
+fn clear_df(frame: &[u8]) -> Vec<u8> {
+    let (mut ip, rest) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
+    ip.dont_fragment = false;
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = frame[..14].to_vec();
+    ip.write(&mut out).unwrap();
+    out.extend_from_slice(rest);
+    out
 }

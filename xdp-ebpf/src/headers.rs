@@ -12,6 +12,8 @@ pub const MAX_VLAN_TAGS: usize = 2;
 
 pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
+/// IPv4 "don't fragment" flag.
+pub const IP_DF: u16 = 0x4000u16.to_be();
 pub const IP_MF: u16 = 0x2000u16.to_be();
 pub const IP_OFFSET_MASK: u16 = 0x1fffu16.to_be();
 
