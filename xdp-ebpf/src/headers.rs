@@ -1,6 +1,8 @@
 //! Wire headers, laid out as on the wire. Multi-byte fields stay in network
 //! byte order.
 
+use core::mem::offset_of;
+
 pub const ETH_P_IP: u16 = 0x0800u16.to_be();
 pub const ETH_P_IPV6: u16 = 0x86DDu16.to_be();
 pub const ETH_P_8021Q: u16 = 0x8100u16.to_be();
@@ -86,6 +88,15 @@ pub struct IcmpHdr {
     pub rest: u32,
 }
 
+/// Offsets of the fields the NAT rewrites touch.
+pub const IPV4_CSUM_OFF: usize = offset_of!(Ipv4Hdr, check);
+pub const IPV4_SADDR_OFF: usize = offset_of!(Ipv4Hdr, saddr);
+pub const IPV4_DADDR_OFF: usize = offset_of!(Ipv4Hdr, daddr);
+pub const IPV6_SADDR_OFF: usize = offset_of!(Ipv6Hdr, saddr);
+pub const IPV6_DADDR_OFF: usize = offset_of!(Ipv6Hdr, daddr);
+pub const SPORT_OFF: usize = offset_of!(Ports, sport);
+pub const DPORT_OFF: usize = offset_of!(Ports, dport);
+pub const ICMP_CSUM_OFF: usize = offset_of!(IcmpHdr, check);
 /// Offset of the checksum inside the TCP and UDP headers.
 pub const TCP_CSUM_OFF: usize = 16;
 pub const UDP_CSUM_OFF: usize = 6;
