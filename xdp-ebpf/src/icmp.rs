@@ -15,8 +15,8 @@ use xlb_common::{
 use crate::{
     encap::{open_gap, write_ipv4},
     headers::{
-        EthHdr, ICMP_CSUM_OFF, ICMP_HLEN, IPV4_CSUM_OFF, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr,
-        Ipv6Hdr, PROTO_ICMP, PROTO_ICMPV6,
+        EthHdr, ICMP_CSUM_OFF, ICMP_HLEN, IPV4_CSUM_OFF, IPV4_HLEN, IPV6_HLEN, IPV6_SADDR_OFF,
+        IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP, PROTO_ICMPV6,
     },
     nat::{End, l4_checksum, set_v4_addr},
     packet::{len, ptr_at},
@@ -83,11 +83,7 @@ fn build_too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> Option<()> {
             (*icmp).rest = (mtu as u32).to_be();
         }
         let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V4) / 2]>(ctx, l3 + ip_len)?;
-        let mut sum = 0u32;
-        for w in unsafe { *words } {
-            sum += w as u32;
-        }
-        unsafe { (*icmp).check = !csum::fold(sum) };
+        unsafe { (*icmp).check = csum::finish(csum::sum_words(0, &*words)) };
     } else {
         let ip = ptr_at::<Ipv6Hdr>(ctx, l3)?;
         unsafe {
@@ -104,15 +100,12 @@ fn build_too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> Option<()> {
         }
         // Pseudo-header: addresses, length, next header; then the message.
         let mut sum = (msg_len as u16).to_be() as u32 + (PROTO_ICMPV6 as u16).to_be() as u32;
-        for i in 0..4 {
-            let (a, b) = (pkt.key.src[i], pkt.key.dst[i]);
-            sum += (a & 0xffff) + (a >> 16) + (b & 0xffff) + (b >> 16);
-        }
+        // The addresses as just written: source and destination follow
+        // each other in the header.
+        let addrs = ptr_at::<[u16; 16]>(ctx, l3 + IPV6_SADDR_OFF)?;
+        sum = csum::sum_words(sum, unsafe { &*addrs });
         let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V6) / 2]>(ctx, l3 + ip_len)?;
-        for w in unsafe { *words } {
-            sum += w as u32;
-        }
-        unsafe { (*icmp).check = !csum::fold(sum) };
+        unsafe { (*icmp).check = csum::finish(csum::sum_words(sum, &*words)) };
     }
     Some(())
 }
