@@ -57,7 +57,8 @@ stats! {
         /// Forwarded packet whose route lookup failed, or a VLAN-tagged one
         /// whose route leaves by another interface: passed to the kernel.
         PassNoRoute = "pass_no_route",
-        /// Connection-table insert failed (map full and LRU could not evict).
+        /// Connection-table insert failed (map full and LRU could not evict),
+        /// for a new flow or a NAT first fragment.
         FlowInsertFailed = "flow_insert_failed",
         /// IP fragment of VIP traffic, steered by addresses only.
         Fragment = "fragment",
@@ -67,7 +68,9 @@ stats! {
         QuicCidMiss = "quic_cid_miss",
         /// Syslog datagram spread round robin.
         SyslogSpread = "syslog_spread",
-        /// New flow above the flood threshold: forwarded without a table entry.
+        /// New flow above the flood threshold: forwarded without a client ->
+        /// VIP table entry (NAT still records the way back; a NAT first
+        /// fragment counts as a new flow).
         FloodBypass = "flood_bypass",
         /// ICMP error about a VIP flow, sent on to the flow's backend.
         IcmpToBackend = "icmp_to_backend",

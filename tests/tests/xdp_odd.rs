@@ -348,6 +348,51 @@ fn flood_guard_forwards_without_filling_the_table() {
     );
 }
 
+/// NAT first fragments are new flows to the flood guard (2 per second
+/// here): they count towards its rate and, above it, as bypassing the
+/// table; the way back for replies is written all the same, as for any
+/// new NAT flow. Then the guard holds for the next new flow too.
+#[test]
+fn first_fragments_count_towards_the_flood_guard() {
+    pin_to_current_cpu();
+    let mut c = config(3);
+    c.global.flood_new_flows_per_sec = 2;
+    let dut = Dut::new("fxfragflood", c);
+    let started = std::time::Instant::now();
+    let payload: Vec<u8> = (0..120u8).collect();
+    let portless = key(CLIENT.into(), 0, VIP.into(), 0, PROTO_UDP);
+    let by_addr = index_of(&dut, maglev_id(&dut, "pool", &portless));
+    for (n, sport) in (47201..=47203).enumerate() {
+        let (datagram, nat) = udp_nat(CLIENT.into(), sport, VIP.into(), by_addr, &payload);
+        let id = 0x4300 + n as u16;
+        let (input, output) = (
+            fragment_v4(&datagram, &[48], id),
+            fragment_v4(&nat, &[48], id),
+        );
+        let (action, out) = dut.run(&input[0]);
+        assert_eq!(action, XDP_TX, "first fragment {n}: action");
+        assert_eq!(hex(&out), hex(&output[0]), "first fragment {n}: bytes");
+        let back = reverse_key(CLIENT.into(), sport, by_addr, PROTO_UDP);
+        assert_eq!(
+            flow_entry(&dut, &back).map(|e| e.kind),
+            Some(FLOW_TO_CLIENT),
+            "first fragment {n}: the way back"
+        );
+    }
+    assert_eq!(stat(&dut, Stat::Fragment), 3);
+    assert_eq!(stat(&dut, Stat::FloodBypass), 1, "the third is over");
+    assert_eq!(stat(&dut, Stat::FlowInsertFailed), 0);
+    run_tcp(&dut, "new tcp flow", &client_tcp(47204, true, b""));
+    assert_eq!(stat(&dut, Stat::FloodBypass), 2, "the fragments used it up");
+    let fwd = key(CLIENT.into(), 47204, VIP.into(), VIP_PORT, PROTO_TCP);
+    assert_eq!(flow_entry(&dut, &fwd), None, "over the limit: no entry");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "the test must run inside one flood window (took {:?})",
+        started.elapsed()
+    );
+}
+
 /// Establish `n` flows (SYNs from CLIENT, ports from `base`), checked
 /// against the model; returns (port, backend).
 fn establish(dut: &Dut, model: &mut ReferenceModel, base: u16, n: u16) -> Vec<(u16, usize)> {
