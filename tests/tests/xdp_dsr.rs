@@ -231,12 +231,9 @@ fn frag_needed_cases() -> Vec<Case> {
     ]
 }
 
-/// Known failure (reported, not fixed here: xdp-ebpf/ belongs to another
-/// engineer): `icmp.rs` `build_too_big` writes the next-hop MTU into bytes
-/// 4-5 of the ICMP header (`rest = ((mtu as u32) << 16).to_be()`), where
-/// RFC 1191 has "unused"; bytes 6-7, the next-hop MTU, are left zero. The
-/// checksum is right either way (a 16-bit word moved), so only the bytes
-/// show it.
+/// Bytes 4-7 of the ICMP header are checked on their own first: 4-5 are
+/// unused (zero) and 6-7 hold the next-hop MTU (RFC 1191). The checksum
+/// would be right with the two halves swapped, so only the bytes show it.
 #[test]
 fn too_big_for_ipip_and_4in6_answers_fragmentation_needed() {
     let dut = Dut::new("fixdsrbig4", dsr_config());
