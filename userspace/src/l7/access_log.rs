@@ -17,28 +17,77 @@
 //! `error="..."` at the end.
 //!
 //! Destinations: stderr, a file (appended), or syslog (one RFC 5424
-//! datagram per line, see [`super::syslog`]).
+//! datagram per line, see [`super::syslog`]). A reload opens a file
+//! again at its path ([`reopen`], [`Logger::switch_to`]), so a log that
+//! logrotate moved away is closed and a new one started.
 
 use std::{
     fs::OpenOptions,
     io::{BufWriter, Write},
     path::Path,
-    sync::mpsc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use super::syslog::Syslog;
 use crate::config::AccessLog;
 
-/// A handle to one log destination (cheap to clone).
-#[derive(Clone, Debug)]
+/// A handle to one log destination (cheap to clone). The writer thread
+/// ends once every handle is gone and the queue is written.
+#[derive(Clone)]
 pub struct Logger {
-    tx: Option<mpsc::Sender<String>>,
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// What the request side and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    /// Set with `reopened`: the writer switches before its next line.
+    switch: AtomicBool,
+    /// The destination opened anew by a reload ([`Logger::switch_to`]).
+    reopened: Mutex<Option<Output>>,
+}
+
+enum Msg {
+    Line(String),
+    /// Nothing to write: look at `Shared::switch` now.
+    Wake,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.enabled() {
+            "Logger"
+        } else {
+            "Logger(off)"
+        })
+    }
+}
+
+/// A file destination opened again by a reload, not written to yet
+/// ([`reopen`], then [`Logger::switch_to`]).
+pub struct Reopened(Output);
+
+/// First half of a reload for a file log: the file at `path` opened
+/// anew (a log that logrotate moved away is not written to any more once
+/// the writer switches, and the path gets a new file). Changes nothing
+/// that runs; dropping the result closes the file again.
+pub fn reopen(path: &Path) -> std::io::Result<Reopened> {
+    Ok(Reopened(Output::stream(open_file(path)?)))
 }
 
 impl Logger {
     pub fn off() -> Logger {
-        Logger { tx: None }
+        Logger { inner: None }
     }
 
     /// Opens `dest` and starts its writer thread. Fails when the file
@@ -51,21 +100,44 @@ impl Logger {
             AccessLog::File(p) => Output::stream(open_file(p)?),
             AccessLog::Syslog(target) => Output::Syslog(Syslog::open(*target)?),
         };
-        let (tx, rx) = mpsc::channel::<String>();
+        Logger::start(out)
+    }
+
+    fn start(out: Output) -> std::io::Result<Logger> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let shared = Arc::new(Shared::default());
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("xlb-access-log".into())
-            .spawn(move || write_loop(rx, out))?;
-        Ok(Logger { tx: Some(tx) })
+            .spawn(move || write_loop(rx, out, &writer))?;
+        Ok(Logger {
+            inner: Some(Arc::new(Inner { tx, shared })),
+        })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.inner.is_some()
     }
 
     pub fn write(&self, line: String) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(line);
+        if let Some(inner) = &self.inner {
+            let _ = inner.tx.send(Msg::Line(line));
         }
+    }
+
+    /// Second half of a reload: the writer thread writes the lines not
+    /// written yet, and all later ones, to `out` (the old file is closed).
+    pub fn switch_to(&self, out: Reopened) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        *inner
+            .shared
+            .reopened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(out.0);
+        inner.shared.switch.store(true, Ordering::Release);
+        let _ = inner.tx.send(Msg::Wake);
     }
 }
 
@@ -102,12 +174,28 @@ impl Output {
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<String>, mut out: Output) {
-    while let Ok(line) = rx.recv() {
-        out.line(&line);
+fn write_loop(rx: mpsc::Receiver<Msg>, mut out: Output, shared: &Shared) {
+    while let Ok(mut msg) = rx.recv() {
         // Batch what is queued, then flush.
-        while let Ok(line) = rx.try_recv() {
-            out.line(&line);
+        loop {
+            if shared.switch.swap(false, Ordering::Acquire) {
+                let new = shared
+                    .reopened
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(new) = new {
+                    out.flush();
+                    out = new;
+                }
+            }
+            if let Msg::Line(line) = msg {
+                out.line(&line);
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
         }
         out.flush();
     }
