@@ -17,7 +17,10 @@
 //! `error="..."` at the end.
 //!
 //! Destinations: stderr, a file (appended), or syslog (one RFC 5424
-//! datagram per line, see [`super::syslog`]). A reload opens a file
+//! datagram per line, see [`super::syslog`]). Each destination queues at
+//! most [`QUEUE_LINES`] lines for its writer: when the writer cannot keep
+//! up, further lines are dropped (counted in
+//! `xlb_access_log_dropped_total`), never waited for. A reload opens a file
 //! again at its path ([`reopen`], [`Logger::switch_to`]), so a log that
 //! logrotate moved away is closed and a new one started.
 
@@ -27,14 +30,22 @@ use std::{
     path::Path,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-        mpsc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{self, TrySendError},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use prometheus_client::metrics::counter::Counter;
+use tracing::warn;
+
 use super::syslog::Syslog;
 use crate::config::AccessLog;
+
+/// Lines one destination queues for its writer thread; a line that finds
+/// the queue full is dropped. (The queue's slots are allocated up front:
+/// 32 bytes each, 2 MiB, plus the lines queued.)
+pub const QUEUE_LINES: usize = 65_536;
 
 /// A handle to one log destination (cheap to clone). The writer thread
 /// ends once every handle is gone and the queue is written.
@@ -44,13 +55,17 @@ pub struct Logger {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     shared: Arc<Shared>,
 }
 
 /// What the request side and the writer thread share.
-#[derive(Default)]
 struct Shared {
+    /// Lines dropped at a full queue, all destinations together (the
+    /// `xlb_access_log_dropped_total` counter).
+    dropped: Counter,
+    /// Lines dropped here since the writer last warned about it.
+    lost: AtomicU64,
     /// Set with `reopened`: the writer switches before its next line.
     switch: AtomicBool,
     /// The destination opened anew by a reload ([`Logger::switch_to`]).
@@ -90,22 +105,28 @@ impl Logger {
         Logger { inner: None }
     }
 
-    /// Opens `dest` and starts its writer thread. Fails when the file
-    /// cannot be opened or the syslog socket not connected (no daemon on
+    /// Opens `dest` and starts its writer thread; lines dropped at a full
+    /// queue are counted on `dropped`. Fails when the file cannot be
+    /// opened or the syslog socket not connected (no daemon on
     /// `/dev/log`).
-    pub fn open(dest: &AccessLog) -> std::io::Result<Logger> {
+    pub fn open(dest: &AccessLog, dropped: Counter) -> std::io::Result<Logger> {
         let out = match dest {
             AccessLog::Off => return Ok(Logger::off()),
             AccessLog::Stderr => Output::stream(std::io::stderr()),
             AccessLog::File(p) => Output::stream(open_file(p)?),
             AccessLog::Syslog(target) => Output::Syslog(Syslog::open(*target)?),
         };
-        Logger::start(out)
+        Logger::start(out, QUEUE_LINES, dropped)
     }
 
-    fn start(out: Output) -> std::io::Result<Logger> {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let shared = Arc::new(Shared::default());
+    fn start(out: Output, queue: usize, dropped: Counter) -> std::io::Result<Logger> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(queue);
+        let shared = Arc::new(Shared {
+            dropped,
+            lost: AtomicU64::new(0),
+            switch: AtomicBool::new(false),
+            reopened: Mutex::new(None),
+        });
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("xlb-access-log".into())
@@ -119,9 +140,14 @@ impl Logger {
         self.inner.is_some()
     }
 
+    /// Queues `line` for the writer, or drops it (and counts it) when
+    /// the queue is full; never blocks.
     pub fn write(&self, line: String) {
-        if let Some(inner) = &self.inner {
-            let _ = inner.tx.send(Msg::Line(line));
+        if let Some(inner) = &self.inner
+            && let Err(TrySendError::Full(_)) = inner.tx.try_send(Msg::Line(line))
+        {
+            inner.shared.dropped.inc();
+            inner.shared.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -137,7 +163,9 @@ impl Logger {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(out.0);
         inner.shared.switch.store(true, Ordering::Release);
-        let _ = inner.tx.send(Msg::Wake);
+        // A full queue needs no wake-up: the writer is busy, and looks at
+        // `switch` before each line.
+        let _ = inner.tx.try_send(Msg::Wake);
     }
 }
 
@@ -198,6 +226,13 @@ fn write_loop(rx: mpsc::Receiver<Msg>, mut out: Output, shared: &Shared) {
             }
         }
         out.flush();
+        let lost = shared.lost.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            warn!(
+                lost,
+                "access log: lines dropped while the queue was full (the destination is too slow)"
+            );
+        }
     }
 }
 
@@ -256,6 +291,55 @@ mod tests {
         assert_eq!(timestamp(t), "2026-11-18T11:06:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    /// A writer whose first write blocks until `release` says go; what
+    /// it writes goes to `out`.
+    struct Gate {
+        entered: Option<mpsc::Sender<()>>,
+        release: mpsc::Receiver<()>,
+        out: mpsc::Sender<Vec<u8>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Some(entered) = self.entered.take() {
+                entered.send(()).unwrap();
+                self.release.recv().unwrap();
+            }
+            self.out.send(b.to_vec()).unwrap();
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_lines() {
+        let (entered, entered_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let (out, written) = mpsc::channel();
+        let gate = Gate {
+            entered: Some(entered),
+            release: release_rx,
+            out,
+        };
+        let dropped = Counter::default();
+        let log = Logger::start(Output::stream(gate), 4, dropped.clone()).unwrap();
+        log.write("1".into());
+        // The writer took line 1 and is stuck writing it.
+        entered_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        for i in 2..=7 {
+            log.write(i.to_string());
+        }
+        assert_eq!(dropped.get(), 2, "lines 6 and 7 found the queue full");
+        release.send(()).unwrap();
+        drop(log);
+        // The writer writes what was queued, then ends (dropping `out`).
+        let text: Vec<u8> = written.iter().flatten().collect();
+        assert_eq!(String::from_utf8(text).unwrap(), "1\n2\n3\n4\n5\n");
     }
 
     #[test]

@@ -158,9 +158,11 @@ impl L7 {
                     // anew below); a new one starts one.
                     let l = match self.logs.get(&f.access_log) {
                         Some(l) => l.clone(),
-                        None => access_log::Logger::open(&f.access_log).with_context(|| {
-                            format!("frontend {}: opening the access log", f.name)
-                        })?,
+                        None => access_log::Logger::open(
+                            &f.access_log,
+                            self.metrics.access_log_dropped(),
+                        )
+                        .with_context(|| format!("frontend {}: opening the access log", f.name))?,
                     };
                     logs.insert(f.access_log.clone(), l.clone());
                     l
