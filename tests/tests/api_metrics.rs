@@ -2,8 +2,9 @@
 //! the lb namespace. After known traffic, `/metrics` must count the L7
 //! requests by frontend, backend and status code (200 from a live pool,
 //! 502 from a pool whose only server refuses connections), show the L4
-//! VIP's packets and bytes, the servers' state, and the XDP path
-//! counters; every line must be well-formed. `/stats` lists the servers.
+//! VIP's packets and bytes, the servers' state, the XDP path counters
+//! and no dropped access log line; every line must be well-formed.
+//! `/stats` lists the servers.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -130,6 +131,11 @@ fn metrics_count_requests_packets_and_states() {
         &[("frontend", "web-l7"), ("le", "+Inf")],
     );
     assert_eq!(inf, Some(OK_REQUESTS as f64));
+    // Every access log line was written (none found its queue full).
+    assert_eq!(
+        sample(&text, "xlb_access_log_dropped_total", &[]),
+        Some(0.0)
+    );
     // Per server: the pool's servers answered every good request between
     // them; the dead pool's one server got one attempt per bad request.
     let per_server = |backend: &str| -> f64 {
