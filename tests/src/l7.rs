@@ -33,7 +33,13 @@ pub fn web1_config(dir: &TempDir, tag: &str, frontends: &str) -> std::path::Path
 /// in `dir`, maps pinned under `/sys/fs/bpf/xlb-{tag}`
 /// ([`TempDir::global_toml`]), then [`XDP_TOML`].
 pub fn head_toml(dir: &TempDir, tag: &str) -> String {
-    format!("{}\n{XDP_TOML}", dir.global_toml(tag))
+    head_toml_with(dir, tag, "")
+}
+
+/// [`head_toml`] with the `keys` lines (such as `l7_threads = 1\n`) added
+/// to its `[global]` table.
+pub fn head_toml_with(dir: &TempDir, tag: &str, keys: &str) -> String {
+    format!("{}{keys}\n{XDP_TOML}", dir.global_toml(tag))
 }
 
 /// The lab's `[[xdp]]` section: XDP on the lb's `eth0`.
@@ -84,8 +90,14 @@ pub const NO_ACCESS_LOG: &str = "access_log = \"off\"\n";
 
 /// A `[[frontend]]` on `VIP:port` to `backend`, then the `extra` lines.
 pub fn frontend_toml(name: &str, port: u16, backend: &str, extra: &str) -> String {
+    frontend_at_toml(name, &format!("{VIP}:{port}"), backend, extra)
+}
+
+/// A `[[frontend]]` bound to `bind` (`ADDR:PORT`) to `backend`, then the
+/// `extra` lines.
+pub fn frontend_at_toml(name: &str, bind: &str, backend: &str, extra: &str) -> String {
     format!(
-        "[[frontend]]\nname = \"{name}\"\nbind = \"{VIP}:{port}\"\ndefault_backend = \"{backend}\"\n{extra}\n"
+        "[[frontend]]\nname = \"{name}\"\nbind = \"{bind}\"\ndefault_backend = \"{backend}\"\n{extra}\n"
     )
 }
 
@@ -430,6 +442,21 @@ pub fn sni_certs(dir: &TempDir) -> Result<TestCa> {
     ca.issue_to(dir, "a", &["a.xlb.test"])?;
     ca.issue_to(dir, "b", &["b.xlb.test", "*.b.xlb.test"])?;
     Ok(ca)
+}
+
+/// A TCP connection from `ns` (the socket lives there) to `VIP:port`
+/// (2 s to connect), reads timing out after `read_timeout`.
+pub fn connect_vip(
+    ns: &Namespace,
+    port: u16,
+    read_timeout: Duration,
+) -> Result<std::net::TcpStream> {
+    let addr = SocketAddr::from((VIP.parse::<std::net::Ipv4Addr>()?, port));
+    let s = ns
+        .with(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)))?
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(read_timeout))?;
+    Ok(s)
 }
 
 /// A minimal HTTP/1.1 client on a std stream (for keep-alive loops and

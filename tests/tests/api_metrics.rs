@@ -2,8 +2,9 @@
 //! the lb namespace. After known traffic, `/metrics` must count the L7
 //! requests by frontend, backend and status code (200 from a live pool,
 //! 502 from a pool whose only server refuses connections), show the L4
-//! VIP's packets and bytes, the servers' state, and the XDP path
-//! counters; every line must be well-formed. `/stats` lists the servers.
+//! VIP's packets and bytes, the servers' state, the XDP path counters
+//! and no dropped access log line; every line must be well-formed.
+//! `/stats` lists the servers.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -15,7 +16,7 @@ use xlb_lab::{
     api::{check_exposition, sample},
     l4traffic::{run_batch, server_names, socket_addrs, spawn_backends, stop_xlb},
     l7::{
-        NO_ACCESS_LOG, ROUNDROBIN, VIP, XDP_TOML, curl, frontend_toml, l4_toml, pool_toml,
+        NO_ACCESS_LOG, ROUNDROBIN, VIP, curl, frontend_toml, head_toml_with, l4_toml, pool_toml,
         web_servers,
     },
 };
@@ -31,8 +32,8 @@ const FLOWS: u16 = 20;
 /// frontend `broken` (8081).
 fn config_text(dir: &TempDir) -> String {
     format!(
-        "{}metrics = \"127.0.0.1:9100\"\n\n{XDP_TOML}{}{}{}{}{}",
-        dir.global_toml(TEST),
+        "{}{}{}{}{}{}",
+        head_toml_with(dir, TEST, "metrics = \"127.0.0.1:9100\"\n"),
         pool_toml("web", ROUNDROBIN, &web_servers(1..=2, 8080)),
         pool_toml("dead", "retries = 0\n", &[("nobody", "198.18.1.12:9999")]),
         l4_toml("web-l4", 80, "web"),
@@ -98,6 +99,11 @@ fn metrics_count_requests_packets_and_states() {
         &[("frontend", "web-l7"), ("le", "+Inf")],
     );
     assert_eq!(inf, Some(OK_REQUESTS as f64));
+    // Every access log line was written (none found its queue full).
+    assert_eq!(
+        sample(&text, "xlb_access_log_dropped_total", &[]),
+        Some(0.0)
+    );
     // Per server: the pool's servers answered every good request between
     // them; the dead pool's one server got one attempt per bad request.
     let per_server = |backend: &str| -> f64 {

@@ -27,25 +27,14 @@ use xlb_lab::{
     L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon,
     l4traffic::LAB_HEALTH,
     l7::{
-        ROUNDROBIN, VIP, access_lines, curl, curl_ok, frontend_toml, head_toml, http_lab,
-        http1_get, pool_toml, start_servers, web_servers,
+        ROUNDROBIN, VIP, access_lines, connect_vip, curl, curl_ok, frontend_toml, head_toml,
+        http_lab, http1_get, pool_toml, start_servers, web_servers,
     },
 };
 
 fn start(topo: &L4Topology, dir: &TempDir, text: String) -> XlbDaemon {
     let cfg = dir.write_config(&text).unwrap();
     topo.lb().start_xlb(&cfg)
-}
-
-/// A connection from the client namespace (the socket lives there).
-fn connect(client: &Namespace, port: u16) -> TcpStream {
-    let addr: SocketAddr = format!("{VIP}:{port}").parse().unwrap();
-    let s = client
-        .with(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
-        .unwrap()
-        .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
 }
 
 #[test]
@@ -252,7 +241,7 @@ fn hung_server_gives_504() {
 /// complete request on the same connection with `after_a_request`):
 /// the bytes sent and when the connection was cut, if it was.
 fn slowloris(client: &Namespace, port: u16, after_a_request: bool) -> (usize, Option<Duration>) {
-    let mut s = connect(client, port);
+    let mut s = connect_vip(client, port, Duration::from_secs(10)).unwrap();
     if after_a_request {
         let mut r = BufReader::new(s.try_clone().unwrap());
         let (status, _) = http1_get(&mut s, &mut r, VIP, "/").unwrap();
@@ -352,7 +341,7 @@ fn limits_and_client_timeouts() {
 
     // Keep-alive: gaps of 1500 ms (> header timeout, < idle timeout) are
     // fine; then 3500 ms idle closes the connection.
-    let mut s = connect(topo.client(), 8080);
+    let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(10)).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     for i in 0..3 {
         let (status, body) =

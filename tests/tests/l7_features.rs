@@ -8,15 +8,18 @@
 //!   and `X-Forwarded-*`/`Forwarded` added as the backend sees them; a
 //!   WebSocket echo through xlb; the access log in a file, one line per
 //!   request in the documented format.
+//! - `access_log_file_reopened_on_reload`: logrotate's way (move the file,
+//!   then reload) starts a new file at the path; a refused reload does not.
 
-use std::{io::Read, net::SocketAddr, time::Duration};
+use std::{io::Read, time::Duration};
 
 use xlb_lab::{
     TempDir,
     http_backend::{gzip, noise, text_body},
     l7::{
-        AccessLine, TestCa, VIP, access_log_file, block_on_in, curl, frontend_toml, head_toml,
-        http_lab, pool_toml, web_servers, web1_config,
+        AccessLine, TestCa, VIP, access_log_file, block_on_in, connect_vip, curl, curl_ok,
+        frontend_at_toml, frontend_toml, head_toml, http_lab, http1_get, pool_toml, web_servers,
+        web1_config,
     },
 };
 
@@ -185,6 +188,85 @@ fn headers_websocket_and_access_log_file() {
     );
 }
 
+/// The request targets of the access log file at `path`, sorted (lines of
+/// different connections may be queued in either order).
+fn logged_targets(path: &std::path::Path) -> Vec<String> {
+    let mut targets: Vec<String> = access_log_file(path)
+        .into_iter()
+        .map(|l| l.request.split(' ').nth(1).unwrap_or("").to_string())
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// As logrotate does it: the access log file is moved away, then a reload
+/// (the API's `reload`, or SIGHUP) opens a new file at the configured
+/// path, and every connection writes there, one opened before the reload
+/// too; the moved file gets nothing more. A refused reload changes
+/// nothing: lines still go to the moved file and no new one is created.
+#[test]
+fn access_log_file_reopened_on_reload() {
+    let (topo, _web, dir) = http_lab("l7logrot", 1).unwrap();
+    let log = dir.path().join("access.log");
+    let rotated = [1, 2].map(|k| dir.path().join(format!("access.log.{k}")));
+    let extra = format!("access_log = \"{}\"\n", log.display());
+    let cfg = config(&dir, "l7logrot", &extra);
+    let mut daemon = topo.lb().start_xlb(&cfg);
+    let get = |path: &str| {
+        curl_ok(topo.client(), &[&format!("http://{VIP}:8080{path}")])
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let mut kept = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+    let mut kept_r = std::io::BufReader::new(kept.try_clone().unwrap());
+    let mut kept_get = |path: &str| {
+        let (status, _) = http1_get(&mut kept, &mut kept_r, VIP, path).unwrap();
+        assert_eq!(status, 200);
+    };
+    get("/a");
+    kept_get("/kept-a");
+    assert_eq!(logged_targets(&log), ["/a", "/kept-a"]);
+
+    std::fs::rename(&log, &rotated[0]).unwrap();
+    // Refused by the L7 tier (after the file check): a second frontend
+    // on an address the host does not have.
+    web1_config(
+        &dir,
+        "l7logrot",
+        &format!(
+            "{}{}",
+            frontend_toml("fe", 8080, "web", &extra),
+            frontend_at_toml("nowhere", "203.0.113.9:8080", "web", &extra),
+        ),
+    );
+    let e = daemon.reload(Duration::from_secs(10)).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("frontend nowhere: binding"),
+        "{e:#}"
+    );
+    get("/b");
+    assert!(!log.exists(), "a refused reload created {}", log.display());
+    assert_eq!(logged_targets(&rotated[0]), ["/a", "/b", "/kept-a"]);
+
+    // The API's `reload`.
+    config(&dir, "l7logrot", &extra);
+    let answer = xlb_lab::api::ctl_ok(&dir.socket(), "reload").unwrap();
+    assert_eq!(answer.trim(), "config reloaded");
+    get("/c");
+    kept_get("/kept-c");
+    assert_eq!(logged_targets(&log), ["/c", "/kept-c"]);
+    assert_eq!(logged_targets(&rotated[0]), ["/a", "/b", "/kept-a"]);
+
+    // SIGHUP.
+    std::fs::rename(&log, &rotated[1]).unwrap();
+    daemon
+        .reload(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    get("/d");
+    kept_get("/kept-d");
+    assert_eq!(logged_targets(&log), ["/d", "/kept-d"]);
+    assert_eq!(logged_targets(&rotated[1]), ["/c", "/kept-c"]);
+}
+
 async fn websocket_echo() -> Vec<String> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -227,19 +309,13 @@ fn reload_switches_frontends_without_dropping_connections() {
     let cfg = write(&fe("a"), "");
     let mut daemon = topo.lb().start_xlb(&cfg);
     let url = format!("http://{VIP}:8080/");
-    let get = |url: &str| xlb_lab::l7::curl_ok(topo.client(), &[url]).unwrap();
+    let get = |url: &str| curl_ok(topo.client(), &[url]).unwrap();
     assert_eq!(get(&url), "web1\n");
 
     // A keep-alive connection opened before the reload.
-    let addr: SocketAddr = format!("{VIP}:8080").parse().unwrap();
-    let mut kept = topo
-        .client()
-        .with(|| std::net::TcpStream::connect(addr))
-        .unwrap()
-        .unwrap();
-    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut kept = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
     let mut kept_r = std::io::BufReader::new(kept.try_clone().unwrap());
-    let (_, body) = xlb_lab::l7::http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
+    let (_, body) = http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
     assert_eq!(body, b"web1\n");
 
     write(&fe("b"), &frontend_toml("fe2", 8081, "a", ""));
@@ -252,7 +328,7 @@ fn reload_switches_frontends_without_dropping_connections() {
         "web1\n",
         "new frontend"
     );
-    let (_, body) = xlb_lab::l7::http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
+    let (_, body) = http1_get(&mut kept, &mut kept_r, VIP, "/").unwrap();
     assert_eq!(body, b"web1\n", "the open connection keeps its settings");
 
     // A bad key: rejected, the running config stays.

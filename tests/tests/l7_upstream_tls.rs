@@ -9,7 +9,8 @@
 //!   server whose certificate comes from another CA is refused (502 and a
 //!   log line) unless `tls_verify = false`, or is verified by its own CA
 //!   and `tls_server_name`; the system roots (the default) refuse the
-//!   test CA.
+//!   test CA. A reload that leaves a backend's TLS settings alone keeps
+//!   its pooled server connections (no new handshake).
 //! - `missing_or_bad_ca_fails_check`: `xlb check` exits 1 with
 //!   `FILE:LINE:COL: ...` (no lab needed).
 
@@ -19,7 +20,7 @@ use xlb_lab::{
     Lab, TempDir,
     http_backend::HttpBackend,
     l7::{
-        ROUNDROBIN, TestCa, VIP, curl, frontend_toml, head_toml, pool_toml, start_servers,
+        ROUNDROBIN, TestCa, VIP, curl, frontend_toml, head_toml_with, pool_toml, start_servers,
         web_servers,
     },
     topology::L4Topology,
@@ -63,7 +64,9 @@ fn upstream_tls_verified_refused_and_insecure() {
     })
     .unwrap();
     let ca_key = "tls = true\ntls_ca = \"ca.pem\"\n";
-    let mut text = head_toml(&dir, "l7uptls");
+    // One L7 thread: one server connection pool, so a request after the
+    // reload finds the connection the one before it left.
+    let mut text = head_toml_with(&dir, "l7uptls", "l7_threads = 1\n");
     text += &pool("good", ca_key, 1..=2);
     text += &pool("good-h2", &format!("proto = \"h2\"\n{ca_key}"), 1..=2);
     text += &pool("bad", ca_key, [3]);
@@ -81,7 +84,7 @@ fn upstream_tls_verified_refused_and_insecure() {
         text += &frontend_toml(b, 8080 + i as u16, b, "");
     }
     let cfg = dir.write_config(&text).unwrap();
-    let daemon = topo.lb().start_xlb(&cfg);
+    let mut daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
     let get = |port: u16, path: &str| {
         let url = format!("http://{VIP}:{port}{path}");
@@ -144,6 +147,18 @@ fn upstream_tls_verified_refused_and_insecure() {
     // The system roots do not know the test CA.
     let out = get(8085, "/");
     assert_eq!(out.status, 502, "{out:?}");
+
+    // A reload with the same settings: the pooled connection to web3
+    // (tls_server_name's) is used again, no handshake.
+    let handshakes = web[2].tls_handshakes();
+    daemon.reload(t * 2).unwrap_or_else(|e| panic!("{e:#}"));
+    let out = get(8084, "/");
+    assert_eq!((out.exit, out.status), (0, 200), "{out:?}");
+    assert_eq!(
+        web[2].tls_handshakes(),
+        handshakes,
+        "a new TLS connection after a reload that changed nothing"
+    );
     drop(daemon);
 }
 

@@ -67,6 +67,28 @@ fn from_backend(seg: &Seg) -> Seg {
     seg.clone().from(be, BACKEND_PORT)
 }
 
+/// `seg` (a VIP -> client UDP datagram) with two bytes put in front of its
+/// payload so that, with the backend as its source, its UDP checksum comes
+/// out zero, which is sent as 0xffff (RFC 768).
+fn zero_after_nat(seg: &Seg) -> Seg {
+    let csum = if seg.src.is_ipv4() { 20 + 6 } else { 40 + 6 };
+    let mut payload = vec![0, 0];
+    payload.extend_from_slice(&seg.payload);
+    // The checksum with the two bytes zero is the complement of the sum;
+    // adding it as a word makes the sum 0xffff, the checksum zero.
+    let probe = from_backend(&seg.clone().payload(&payload)).ip_packet();
+    payload[..2].copy_from_slice(&probe[csum..csum + 2]);
+    let out = seg.clone().payload(&payload);
+    let nat = from_backend(&out).ip_packet();
+    assert_eq!(nat[csum..csum + 2], [0xff, 0xff], "a computed zero");
+    assert_ne!(
+        out.ip_packet()[csum..csum + 2],
+        [0, 0],
+        "not \"no checksum\""
+    );
+    out
+}
+
 /// The first `len` bytes of an IP packet (None: all of it).
 fn quote(ip: &[u8], len: Option<usize>) -> Vec<u8> {
     ip[..len.unwrap_or(ip.len())].to_vec()
@@ -127,6 +149,9 @@ fn nat_cases() -> Vec<Case> {
     udp4_nocsum[26..28].copy_from_slice(&[0, 0]);
     let mut udp4_nocsum_b = from_backend(&udp4).ip_packet();
     udp4_nocsum_b[26..28].copy_from_slice(&[0, 0]);
+    // Quoted UDP checksums that come out zero after the NAT: sent as 0xffff.
+    let udp4_zero = zero_after_nat(&udp4);
+    let udp6_zero = zero_after_nat(&udp6);
     // A quoted IPv4 header with options: the quoted ports are found by IHL.
     let with_opts = |s: &Seg| frame::with_ip_options(&s.build())[14..].to_vec();
 
@@ -166,6 +191,15 @@ fn nat_cases() -> Vec<Case> {
             error4(CLIENT, port_unreach.clone(), &udp4_nocsum, &udp4_nocsum_b),
         ),
         forwarded(
+            "v4 quoted udp checksum that comes out zero is sent as 0xffff",
+            error4(
+                CLIENT,
+                port_unreach.clone(),
+                &q(&udp4_zero, None),
+                &qb(&udp4_zero, None),
+            ),
+        ),
+        forwarded(
             "v4 quoted ip header with options",
             error4(
                 CLIENT,
@@ -199,6 +233,15 @@ fn nat_cases() -> Vec<Case> {
                 Icmpv6Type::TimeExceeded(TimeExceededCode6::HopLimitExceeded),
                 &q(&udp6, None),
                 &qb(&udp6, None),
+            ),
+        ),
+        forwarded(
+            "v6 quoted udp checksum that comes out zero is sent as 0xffff",
+            error6(
+                CLIENT6,
+                Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port),
+                &q(&udp6_zero, None),
+                &qb(&udp6_zero, None),
             ),
         ),
         passed(
@@ -243,14 +286,14 @@ fn nat_icmp_errors_follow_the_flow_to_its_backend() {
     open_flows(&dut);
     dut.run_cases(nat_cases());
     let stats = dut.stats();
-    assert_eq!(dut.stat(Stat::IcmpToBackend), 8);
+    assert_eq!(dut.stat(Stat::IcmpToBackend), 10);
     assert_eq!(dut.stat(Stat::FlowMiss), 4, "only the 4 flows");
     assert_eq!(dut.stat(Stat::NatReverse), 0);
     let packets = |id| stats.vip(id).unwrap().packets;
     assert_eq!(packets(0), 1 + 3, "v4 tcp: syn + 3 errors");
-    assert_eq!(packets(1), 1 + 2, "v4 udp: datagram + 2 errors");
+    assert_eq!(packets(1), 1 + 3, "v4 udp: datagram + 3 errors");
     assert_eq!(packets(2), 1 + 2, "v6 tcp: syn + 2 errors");
-    assert_eq!(packets(3), 1 + 1, "v6 udp: datagram + 1 error");
+    assert_eq!(packets(3), 1 + 2, "v6 udp: datagram + 2 errors");
 }
 
 /// A client -> backend packet of flow `cport` as the backend got it

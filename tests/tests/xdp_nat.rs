@@ -7,14 +7,18 @@
 mod frames;
 mod xdp;
 
+use std::net::IpAddr;
+
 use frames::udp_nat;
 use xdp::{
-    CLIENT, CLIENT_MAC, Case, Dut, LB_MAC, VIP, XDP_DROP, XDP_PASS, XDP_TX, config,
+    BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Case, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_DROP,
+    XDP_PASS, XDP_TX, backend_ip, backend_ip6, backend_mac, config, config_dual,
     frame::{self, client_tcp},
     hex,
+    packets::{Kind, Seg, too_big},
 };
 use xlb_common::Stat;
-use xlb_lab::checksum::verify_checksums;
+use xlb_lab::checksum::{fix_ipv4_checksum, verify_checksums};
 
 fn nat_cases() -> Vec<Case> {
     let request = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
@@ -162,4 +166,101 @@ fn vip_without_live_backend_drops() {
     let (action, _) = dut.run(&client_tcp(40003, true, b"").build());
     assert_eq!(action, XDP_DROP);
     assert_eq!(dut.stat(Stat::DropNoBackend), 1);
+}
+
+/// Packets over the route's MTU (eth0's 1500) of a new and of an
+/// established flow, IPv4 and IPv6, and one that fits; the IPv4 one again
+/// without DF.
+fn too_big_cases() -> Vec<Case> {
+    let v4 = |sport| Seg::new(CLIENT.into(), sport, VIP.into(), VIP_PORT, Kind::Data);
+    let v6 = |sport| Seg::new(CLIENT6.into(), sport, VIP6.into(), VIP_PORT, Kind::Data);
+    let nat = |seg: &Seg, be: IpAddr| {
+        seg.clone()
+            .to(be, BACKEND_PORT)
+            .macs(LB_MAC, backend_mac(1))
+            .build()
+    };
+    let (be4, be6): (IpAddr, IpAddr) = (backend_ip(1).into(), backend_ip6(1).into());
+    let syn4 = Seg {
+        kind: Kind::Syn,
+        ..v4(40031)
+    };
+    let syn6 = Seg {
+        kind: Kind::Syn,
+        ..v6(40031)
+    };
+    let (new4, over4, fit4) = (
+        v4(40030).ip_len(1501),
+        v4(40031).ip_len(1501),
+        v4(40031).ip_len(1500),
+    );
+    let (new6, over6, fit6) = (
+        v6(40030).ip_len(1501),
+        v6(40031).ip_len(1501),
+        v6(40031).ip_len(1500),
+    );
+    vec![
+        Case::tx(
+            "v4 new flow, 1501 bytes",
+            new4.build(),
+            too_big(&new4, 1500),
+        ),
+        Case::tx("v4 syn of a flow", syn4.build(), nat(&syn4, be4)),
+        Case::tx(
+            "v4 established, 1501 bytes",
+            over4.build(),
+            too_big(&over4, 1500),
+        ),
+        Case::tx(
+            "v4 established, 1500 bytes fit",
+            fit4.build(),
+            nat(&fit4, be4),
+        ),
+        // The same over-sized segment without DF: rewritten, then passed.
+        Case {
+            name: "v4 established, 1501 bytes, no df",
+            input: clear_df(&over4.build()),
+            action: XDP_PASS,
+            output: Some(clear_df(&over4.clone().to(be4, BACKEND_PORT).build())),
+        },
+        Case::tx(
+            "v6 new flow, 1501 bytes",
+            new6.build(),
+            too_big(&new6, 1500),
+        ),
+        Case::tx("v6 syn of a flow", syn6.build(), nat(&syn6, be6)),
+        Case::tx(
+            "v6 established, 1501 bytes",
+            over6.build(),
+            too_big(&over6, 1500),
+        ),
+        Case::tx(
+            "v6 established, 1500 bytes fit",
+            fit6.build(),
+            nat(&fit6, be6),
+        ),
+    ]
+}
+
+/// A NAT packet over the route's MTU (eth0's 1500) gets what DSR gives a
+/// packet that would not fit its tunnel: ICMP "fragmentation needed" /
+/// "packet too big" from the VIP, quoting the packet as the client sent
+/// it, whether the route comes from a fresh lookup (new flow) or from the
+/// cache (established flow). An IPv4 packet without DF goes to the kernel
+/// (rewritten), which may fragment it.
+#[test]
+fn over_the_route_mtu_answers_too_big() {
+    let dut = Dut::new("fixnatmtu", config_dual(1));
+    dut.run_cases(too_big_cases());
+    assert_eq!(dut.stat(Stat::IcmpTooBig), 4);
+    assert_eq!(dut.stat(Stat::FlowMiss), 4, "2 big + 2 syn");
+    assert_eq!(dut.stat(Stat::FlowHit), 5, "2 over, 2 fit, no df");
+}
+
+/// The IPv4 frame with DF cleared (header checksum made right again).
+fn clear_df(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out[14 + 6] &= !0x40;
+    fix_ipv4_checksum(&mut out, 14);
+    out
 }

@@ -130,6 +130,18 @@ fn vlan_tagged_frames_are_forwarded_with_their_tags() {
     assert_eq!(dut.stat(Stat::NatReverse), 1);
 }
 
+/// An IPv4 fragment's UDP checksum covers the whole datagram: only its
+/// header checksum can be checked on its own (verify_checksums refuses
+/// fragments); the expected bytes hold etherparse's UDP checksum.
+fn verify_fragment_checksum(out: &[u8], name: &str) {
+    let ip = etherparse::Ipv4HeaderSlice::from_slice(&out[14..]).unwrap();
+    assert_eq!(
+        ip.header_checksum(),
+        ip.to_header().calc_header_checksum(),
+        "{name}: ip checksum"
+    );
+}
+
 /// IPv4 fragments of one UDP datagram: every fragment (first with ports,
 /// later without, in any order) goes to the backend Maglev gives the
 /// addresses alone; NAT rewrites the first fragment's address, port and
@@ -153,15 +165,7 @@ fn ipv4_fragments_follow_the_addresses() {
         let (action, out) = dut.run(&input[n]);
         assert_eq!(action, XDP_TX, "{name}: action");
         assert_eq!(hex(&out), hex(&output[n]), "{name}: bytes (to b{by_addr})");
-        // A fragment's UDP checksum covers the whole datagram: only the
-        // header checksum can be checked here (verify_checksums refuses
-        // fragments); the bytes above hold etherparse's UDP checksum.
-        let ip = etherparse::Ipv4HeaderSlice::from_slice(&out[14..]).unwrap();
-        assert_eq!(
-            ip.header_checksum(),
-            ip.to_header().calc_header_checksum(),
-            "{name}: ip checksum"
-        );
+        verify_fragment_checksum(&out, name);
     }
     assert_eq!(dut.stat(Stat::Fragment), 4);
     assert_eq!(
@@ -338,6 +342,52 @@ fn flood_guard_forwards_without_filling_the_table() {
     assert_eq!(dut.stat(Stat::FloodBypass), 4);
     let fwd = key(CLIENT.into(), sports[5], VIP.into(), VIP_PORT, PROTO_TCP);
     assert_eq!(flow_entry(&dut, &fwd), None);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "the test must run inside one flood window (took {:?})",
+        started.elapsed()
+    );
+}
+
+/// NAT first fragments are new flows to the flood guard (2 per second
+/// here): they count towards its rate and, above it, as bypassing the
+/// table; the way back for replies is written all the same, as for any
+/// new NAT flow. Then the guard holds for the next new flow too.
+#[test]
+fn first_fragments_count_towards_the_flood_guard() {
+    pin_to_current_cpu();
+    let mut c = config(3);
+    c.global.flood_new_flows_per_sec = 2;
+    let dut = Dut::new("fxfragflood", c);
+    let started = std::time::Instant::now();
+    let payload: Vec<u8> = (0..120u8).collect();
+    let portless = key(CLIENT.into(), 0, VIP.into(), 0, PROTO_UDP);
+    let by_addr = index_of(&dut, maglev_id(&dut, "pool", &portless));
+    for (n, sport) in (47201..=47203).enumerate() {
+        let (datagram, nat) = udp_nat(CLIENT.into(), sport, VIP.into(), by_addr, &payload);
+        let id = 0x4300 + n as u16;
+        let (input, output) = (
+            fragment_v4(&datagram, &[48], id),
+            fragment_v4(&nat, &[48], id),
+        );
+        let (action, out) = dut.run(&input[0]);
+        assert_eq!(action, XDP_TX, "first fragment {n}: action");
+        assert_eq!(hex(&out), hex(&output[0]), "first fragment {n}: bytes");
+        verify_fragment_checksum(&out, &format!("first fragment {n}"));
+        let back = reverse_key(CLIENT.into(), sport, by_addr, PROTO_UDP);
+        assert_eq!(
+            flow_entry(&dut, &back).map(|e| e.kind),
+            Some(FLOW_TO_CLIENT),
+            "first fragment {n}: the way back"
+        );
+    }
+    assert_eq!(dut.stat(Stat::Fragment), 3);
+    assert_eq!(dut.stat(Stat::FloodBypass), 1, "the third is over");
+    assert_eq!(dut.stat(Stat::FlowInsertFailed), 0);
+    run_tcp(&dut, "new tcp flow", &client_tcp(47204, true, b""));
+    assert_eq!(dut.stat(Stat::FloodBypass), 2, "the fragments used it up");
+    let fwd = key(CLIENT.into(), 47204, VIP.into(), VIP_PORT, PROTO_TCP);
+    assert_eq!(flow_entry(&dut, &fwd), None, "over the limit: no entry");
     assert!(
         started.elapsed() < std::time::Duration::from_millis(900),
         "the test must run inside one flood window (took {:?})",

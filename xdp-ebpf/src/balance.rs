@@ -161,7 +161,7 @@ fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
                 // as a table hit does.
                 s.via.fresh_route = moved;
                 if moved {
-                    new_flow(ctx, s, &info);
+                    new_flow(ctx, s, &info, true);
                 }
                 return SEND;
             }
@@ -179,7 +179,7 @@ fn miss(ctx: &XdpContext, s: &mut Scratch) -> Decision {
         return Some(drop(Stat::DropNoBackend));
     };
     s.chosen = chosen;
-    new_flow(ctx, s, &info);
+    new_flow(ctx, s, &info, true);
     SEND
 }
 
@@ -207,15 +207,19 @@ fn still_fresh(pkt: &Pkt, entry: &mut Flow) -> bool {
     true
 }
 
-/// Remember a new flow (unless the flood guard says no: Maglev gives the
-/// same answer next time anyway).
+/// Remember a new flow: its client -> VIP entry if `wants_entry` (not
+/// for fragments, which go by addresses) and the flood guard allows it
+/// (Maglev gives the same answer next time anyway), and for NAT the way
+/// back, guard or not (replies need it). Every new flow counts towards the
+/// guard; a failed insert is counted.
 #[inline(always)]
-fn new_flow(ctx: &XdpContext, s: &Scratch, info: &VipInfo) {
+fn new_flow(ctx: &XdpContext, s: &Scratch, info: &VipInfo, wants_entry: bool) {
     let nat = info.forward != FORWARD_DSR;
-    let forward = may_remember();
-    if !forward {
+    let allowed = may_remember();
+    if !allowed {
         count(Stat::FloodBypass);
     }
+    let forward = wants_entry && allowed;
     if (forward || nat) && remember(ctx, &s.pkt, info, &s.chosen, forward) != 0 {
         count(Stat::FlowInsertFailed);
     }
@@ -248,7 +252,9 @@ fn fragment(ctx: &XdpContext, s: &mut Scratch) -> Decision {
     };
     s.chosen = chosen;
     if s.pkt.fragment == Fragment::First && info.forward != FORWARD_DSR {
-        let _ = remember(ctx, &s.pkt, &info, &s.chosen, false);
+        // A new NAT flow as far as the guard and the table go: only the
+        // way back is written.
+        new_flow(ctx, s, &info, false);
     }
     s.via = Via {
         fresh_route: false,

@@ -52,7 +52,10 @@ use xlb_common::{
 };
 
 use crate::{
-    headers::{ETH_HLEN, ETH_P_IP, EthHdr, Ipv4Hdr},
+    headers::{
+        ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IP_MF, IP_OFFSET_MASK, IPV4_HLEN, IPV6_HLEN,
+        Ipv4Hdr, Ipv6Hdr, PROTO_IPIP, PROTO_IPV6,
+    },
     packet::{len, ptr_at},
 };
 
@@ -62,30 +65,6 @@ static XLB_DECAP_VIPS: HashMap<DecapVipKey, u32> = HashMap::with_max_entries(MAX
 
 #[map]
 static XLB_DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DECAP_STAT_COUNT, 0);
-
-// Kept here, not in `headers`, so this program depends only on the
-// Ethernet and IPv4 layouts.
-const ETH_P_IPV6: u16 = 0x86ddu16.to_be();
-/// IPv4 "more fragments" flag and fragment offset.
-const IP_MF_OFFSET_MASK: u16 = 0x3fffu16.to_be();
-/// IPv4 as a payload protocol (IPIP).
-const PROTO_IPIP: u8 = 4;
-/// IPv6 as a payload protocol.
-const PROTO_IPV6: u8 = 41;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-
-/// The fixed IPv6 header.
-#[repr(C)]
-struct Ipv6Hdr {
-    /// Version (4 bits), traffic class, flow label.
-    vtc_flow: [u8; 4],
-    payload_len: u16,
-    nexthdr: u8,
-    hop_limit: u8,
-    saddr: [u32; 4],
-    daddr: [u32; 4],
-}
 
 /// What to strip: the outer IP header's length, the inner packet's
 /// ethertype, and the counter to bump.
@@ -140,7 +119,7 @@ fn outer_v4(ctx: &XdpContext) -> Result<Tunnel, DecapStat> {
         return Err(DecapStat::PassMalformed);
     }
     // A later fragment has no inner header; a first one lacks the rest.
-    if frag_off & IP_MF_OFFSET_MASK != 0 {
+    if frag_off & (IP_MF | IP_OFFSET_MASK) != 0 {
         return Err(DecapStat::PassFragment);
     }
     let inner = inner_v4(ctx, ETH_HLEN + ihl)?;
@@ -160,9 +139,9 @@ fn outer_v6(ctx: &XdpContext) -> Result<Tunnel, DecapStat> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(DecapStat::PassMalformed)?;
     let (version, payload_len, nexthdr) = unsafe {
         (
-            (*ip).vtc_flow[0] >> 4,
+            u32::from_be((*ip).version_tc_flow) >> 28,
             u16::from_be((*ip).payload_len) as usize,
-            (*ip).nexthdr,
+            (*ip).next_hdr,
         )
     };
     if nexthdr != PROTO_IPV6 && nexthdr != PROTO_IPIP {
@@ -232,7 +211,7 @@ fn inner_v6(ctx: &XdpContext, off: usize) -> Result<Inner, DecapStat> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, off).ok_or(DecapStat::PassMalformed)?;
     let (version, payload_len, daddr) = unsafe {
         (
-            (*ip).vtc_flow[0] >> 4,
+            u32::from_be((*ip).version_tc_flow) >> 28,
             u16::from_be((*ip).payload_len) as usize,
             (*ip).daddr,
         )

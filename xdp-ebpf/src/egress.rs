@@ -11,22 +11,36 @@ use crate::{
     balance::{Chosen, Via},
     encap::{encapsulate, overhead},
     forward::{NoRoute, RouteQuery, route, send},
-    headers::{PROTO_IPIP, PROTO_IPV6},
+    headers::{IP_DF, Ipv4Hdr, PROTO_IPIP, PROTO_IPV6},
     icmp::{rewrite_error, too_big},
     maps::{Scratch, XLB_NEXTHOP, XLB_SETTINGS},
     nat::{End, rewrite},
+    packet::ptr_at,
     parse::Pkt,
     stats::{count, count_flow, drop},
 };
 
+/// NAT to the backend. The route comes first, so a packet too big for it
+/// is answered as the client sent it, before the rewrite.
 #[inline(never)]
 pub fn nat_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
     let be = &chosen.be;
+    let hop = next_hop(ctx, chosen, &pkt.key.src, pkt.l3_len, via.fresh_route);
+    if let Err(NoRoute::TooBig(mtu)) = hop
+        && dont_fragment(ctx, pkt)
+    {
+        return client_too_big(ctx, pkt, mtu, 0);
+    }
     if rewrite(ctx, pkt, End::Destination, &be.addr, be.port).is_none() {
         return xdp_action::XDP_ABORTED;
     }
     count_flow(via.vip_id, chosen.id, pkt.l3_off as u64 + pkt.l3_len);
-    forward_to(ctx, pkt, &pkt.key.src, chosen, via)
+    match hop {
+        Ok(hop) => send(ctx, &hop, pkt.vlan),
+        // No neighbour or route yet, or an IPv4 packet the kernel may
+        // fragment: the kernel forwards the rewritten packet.
+        Err(_) => xdp_action::XDP_PASS,
+    }
 }
 
 #[inline(never)]
@@ -36,7 +50,7 @@ pub fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
     let outer_len = pkt.l3_len + overhead(be.family);
     let hop = match next_hop(ctx, chosen, &outer_src, outer_len, via.fresh_route) {
         Ok(hop) => hop,
-        Err(NoRoute::TooBig(mtu)) => return client_too_big(ctx, pkt, mtu, be.family),
+        Err(NoRoute::TooBig(mtu)) => return client_too_big(ctx, pkt, mtu, overhead(be.family)),
         Err(NoRoute::Pass) => {
             // No neighbour entry (or route) yet: hand the kernel the
             // encapsulated packet, which it routes to the backend. The
@@ -48,9 +62,6 @@ pub fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
             return xdp_action::XDP_PASS;
         }
     };
-    if hop.mtu != 0 && outer_len > hop.mtu as u64 {
-        return client_too_big(ctx, pkt, hop.mtu, be.family);
-    }
     if encapsulate(ctx, pkt, be, &outer_src).is_none() {
         return drop(Stat::DropEncap);
     }
@@ -58,15 +69,32 @@ pub fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
     send(ctx, &hop, pkt.vlan)
 }
 
+/// ICMP "fragmentation needed" / "packet too big" to the client,
+/// announcing what fits the path once `extra` bytes (DSR's outer header)
+/// are added.
 #[inline(always)]
-fn client_too_big(ctx: &XdpContext, pkt: &Pkt, path_mtu: u16, backend_family: u8) -> u32 {
+fn client_too_big(ctx: &XdpContext, pkt: &Pkt, path_mtu: u16, extra: u64) -> u32 {
     count(Stat::IcmpTooBig);
-    let room = (path_mtu as u64).saturating_sub(overhead(backend_family));
+    let room = (path_mtu as u64).saturating_sub(extra);
     too_big(ctx, pkt, room as u16)
 }
 
-/// Send a NAT-rewritten packet towards its backend. A packet too big for
-/// the path goes to the kernel, which fragments it or answers.
+/// Whether the client's packet must not be fragmented on the way: IPv6
+/// (only the sender fragments) or IPv4 with DF set.
+#[inline(always)]
+fn dont_fragment(ctx: &XdpContext, pkt: &Pkt) -> bool {
+    if pkt.key.family != AF_INET {
+        return true;
+    }
+    match ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) {
+        Some(ip) => (unsafe { (*ip).frag_off } & IP_DF) != 0,
+        None => true,
+    }
+}
+
+/// Send an already rewritten packet (an ICMP error about a NAT flow)
+/// towards its backend. One too big for the path goes to the kernel, which
+/// fragments it or answers.
 #[inline(always)]
 pub fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, via: &Via) -> u32 {
     match next_hop(ctx, chosen, src, pkt.l3_len, via.fresh_route) {
@@ -75,7 +103,11 @@ pub fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, 
     }
 }
 
-/// The cached route to the chosen backend, or a fresh lookup (then cached).
+/// The cached route to the chosen backend, or a fresh lookup (then
+/// cached). Checks the packet against the route's MTU either way, so a
+/// cached route (established flows) is held to it as a fresh lookup is:
+/// `tot_len` is the packet's length as it will leave (DSR: with the outer
+/// header).
 #[inline(always)]
 fn next_hop(
     ctx: &XdpContext,
@@ -84,13 +116,18 @@ fn next_hop(
     tot_len: u64,
     fresh: bool,
 ) -> Result<NextHop, NoRoute> {
-    if !fresh
+    let hop = if !fresh
         && let Some(hop) = XLB_NEXTHOP.get(chosen.id)
         && hop.ifindex != 0
     {
-        return Ok(*hop);
+        *hop
+    } else {
+        lookup_and_cache(ctx, chosen, src, tot_len)?
+    };
+    if hop.mtu != 0 && tot_len > hop.mtu as u64 {
+        return Err(NoRoute::TooBig(hop.mtu));
     }
-    lookup_and_cache(ctx, chosen, src, tot_len)
+    Ok(hop)
 }
 
 /// Not inlined: the route query gets a stack frame of its own.

@@ -145,10 +145,6 @@ pub fn write_ipv4(
         (*ip).daddr = dst;
     }
     let words = ptr_at::<[u16; IPV4_HLEN / 2]>(ctx, l3_off)?;
-    let mut sum = 0u32;
-    for w in unsafe { *words } {
-        sum += w as u32;
-    }
-    unsafe { (*ip).check = !csum::fold(sum) };
+    unsafe { (*ip).check = csum::finish(csum::sum_words(0, &*words)) };
     Some(())
 }

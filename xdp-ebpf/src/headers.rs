@@ -1,6 +1,8 @@
 //! Wire headers, laid out as on the wire. Multi-byte fields stay in network
 //! byte order.
 
+use core::mem::offset_of;
+
 pub const ETH_P_IP: u16 = 0x0800u16.to_be();
 pub const ETH_P_IPV6: u16 = 0x86DDu16.to_be();
 pub const ETH_P_8021Q: u16 = 0x8100u16.to_be();
@@ -12,6 +14,8 @@ pub const MAX_VLAN_TAGS: usize = 2;
 
 pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
+/// IPv4 "don't fragment" flag.
+pub const IP_DF: u16 = 0x4000u16.to_be();
 pub const IP_MF: u16 = 0x2000u16.to_be();
 pub const IP_OFFSET_MASK: u16 = 0x1fffu16.to_be();
 
@@ -84,6 +88,15 @@ pub struct IcmpHdr {
     pub rest: u32,
 }
 
+/// Offsets of the fields the NAT rewrites touch.
+pub const IPV4_CSUM_OFF: usize = offset_of!(Ipv4Hdr, check);
+pub const IPV4_SADDR_OFF: usize = offset_of!(Ipv4Hdr, saddr);
+pub const IPV4_DADDR_OFF: usize = offset_of!(Ipv4Hdr, daddr);
+pub const IPV6_SADDR_OFF: usize = offset_of!(Ipv6Hdr, saddr);
+pub const IPV6_DADDR_OFF: usize = offset_of!(Ipv6Hdr, daddr);
+pub const SPORT_OFF: usize = offset_of!(Ports, sport);
+pub const DPORT_OFF: usize = offset_of!(Ports, dport);
+pub const ICMP_CSUM_OFF: usize = offset_of!(IcmpHdr, check);
 /// Offset of the checksum inside the TCP and UDP headers.
 pub const TCP_CSUM_OFF: usize = 16;
 pub const UDP_CSUM_OFF: usize = 6;

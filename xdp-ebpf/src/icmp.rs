@@ -7,15 +7,18 @@
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext,
 };
-use xlb_common::{AF_INET, FlowKey, csum};
+use xlb_common::{
+    AF_INET, FlowKey,
+    csum::{self, l4_replace16, l4_replace32},
+};
 
 use crate::{
     encap::{open_gap, write_ipv4},
     headers::{
-        EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP,
-        PROTO_ICMPV6,
+        EthHdr, ICMP_CSUM_OFF, ICMP_HLEN, IPV4_CSUM_OFF, IPV4_HLEN, IPV6_HLEN, IPV6_SADDR_OFF,
+        IcmpHdr, Ipv4Hdr, Ipv6Hdr, PROTO_ICMP, PROTO_ICMPV6,
     },
-    nat::End,
+    nat::{End, l4_checksum, set_v4_addr},
     packet::{len, ptr_at},
     parse::Pkt,
 };
@@ -80,11 +83,7 @@ fn build_too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> Option<()> {
             (*icmp).rest = (mtu as u32).to_be();
         }
         let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V4) / 2]>(ctx, l3 + ip_len)?;
-        let mut sum = 0u32;
-        for w in unsafe { *words } {
-            sum += w as u32;
-        }
-        unsafe { (*icmp).check = !csum::fold(sum) };
+        unsafe { (*icmp).check = csum::finish(csum::sum_words(0, &*words)) };
     } else {
         let ip = ptr_at::<Ipv6Hdr>(ctx, l3)?;
         unsafe {
@@ -101,15 +100,12 @@ fn build_too_big(ctx: &XdpContext, pkt: &Pkt, mtu: u16) -> Option<()> {
         }
         // Pseudo-header: addresses, length, next header; then the message.
         let mut sum = (msg_len as u16).to_be() as u32 + (PROTO_ICMPV6 as u16).to_be() as u32;
-        for i in 0..4 {
-            let (a, b) = (pkt.key.src[i], pkt.key.dst[i]);
-            sum += (a & 0xffff) + (a >> 16) + (b & 0xffff) + (b >> 16);
-        }
+        // The addresses as just written: source and destination follow
+        // each other in the header.
+        let addrs = ptr_at::<[u16; 16]>(ctx, l3 + IPV6_SADDR_OFF)?;
+        sum = csum::sum_words(sum, unsafe { &*addrs });
         let words = ptr_at::<[u16; (ICMP_HLEN + QUOTE_V6) / 2]>(ctx, l3 + ip_len)?;
-        for w in unsafe { *words } {
-            sum += w as u32;
-        }
-        unsafe { (*icmp).check = !csum::fold(sum) };
+        unsafe { (*icmp).check = csum::finish(csum::sum_words(sum, &*words)) };
     }
     Some(())
 }
@@ -198,7 +194,9 @@ pub struct NatTo {
 /// NAT for an ICMP error, with every checksum the change touches kept
 /// right (outer IPv4 header, quoted IPv4 header, quoted TCP/UDP checksum
 /// when quoted, and the ICMP checksum over all of it, which for ICMPv6
-/// also covers the outer addresses). `End::Destination`, an error about a
+/// also covers the outer addresses). The quoted checksum follows the same
+/// rules as `nat::rewrite`'s: a quoted UDP checksum of zero ("none") stays
+/// zero, and one that comes out zero is written as 0xffff (RFC 768). `End::Destination`, an error about a
 /// VIP -> client packet going to the backend: the outer destination (VIP)
 /// and the quoted source (VIP:port) become the backend's.
 /// `End::Source`, an error a backend sent about a client -> backend
@@ -207,79 +205,63 @@ pub struct NatTo {
 #[inline(never)]
 pub fn rewrite_error(ctx: &XdpContext, pkt: &Pkt, err: &IcmpError, to: &NatTo) -> Option<()> {
     let (end, addr, port) = (to.end, &to.addr, to.port);
-    let icmp_check = ptr_at::<u16>(ctx, pkt.l4_off + 2)?;
+    // The quoted packet went the other way: its other end is this one.
+    let quoted = end.other();
+    let proto = err.flow.proto;
+    let icmp_check = ptr_at::<u16>(ctx, pkt.l4_off + ICMP_CSUM_OFF)?;
     let mut ic = unsafe { *icmp_check };
-    let v4 = pkt.key.family == AF_INET;
-    // The outer address of `end`, and the quoted packet's other end.
-    let (outer_v4, outer_v6, quoted_v4, quoted_v6, quoted_port) = match end {
-        End::Destination => (16, 24, 12, 8, 0),
-        End::Source => (12, 8, 16, 24, 2),
+    // The quoted TCP/UDP checksum, if the quote reaches it.
+    let l4_check = l4_checksum(ctx, proto, err.inner_l4);
+    let old_lc = match l4_check {
+        Some(c) => unsafe { *c },
+        None => 0,
     };
-    if v4 {
-        let field = ptr_at::<u32>(ctx, pkt.l3_off + outer_v4)?;
-        let check = ptr_at::<u16>(ctx, pkt.l3_off + 10)?;
+    let mut lc = old_lc;
+    if pkt.key.family == AF_INET {
+        // The outer header (its checksum is not in the ICMP one).
+        set_v4_addr(ctx, pkt.l3_off, end, addr[0])?;
+        // The quoted address and header checksum, both in the ICMP message.
+        let field = ptr_at::<u32>(ctx, err.inner_l3 + quoted.addr_off(true))?;
+        let check = ptr_at::<u16>(ctx, err.inner_l3 + IPV4_CSUM_OFF)?;
         unsafe {
-            *check = csum::replace32(*check, *field, addr[0]);
+            let (old, old_check) = (*field, *check);
+            let new_check = csum::replace32(old_check, old, addr[0]);
+            ic = csum::replace32(ic, old, addr[0]);
+            ic = csum::replace16(ic, old_check, new_check);
+            lc = l4_replace32(proto, lc, old, addr[0]);
+            *check = new_check;
             *field = addr[0];
         }
     } else {
-        let field = ptr_at::<[u32; 4]>(ctx, pkt.l3_off + outer_v6)?;
+        // The outer address is in the ICMPv6 pseudo-header.
+        let field = ptr_at::<[u32; 4]>(ctx, pkt.l3_off + end.addr_off(false))?;
         unsafe {
             for i in 0..4 {
                 ic = csum::replace32(ic, (*field)[i], addr[i]);
             }
             *field = *addr;
         }
-    }
-    // The quoted address (and, for IPv4, the quoted header checksum).
-    let (old_words, new_words) = if v4 {
-        let src = ptr_at::<u32>(ctx, err.inner_l3 + quoted_v4)?;
-        let check = ptr_at::<u16>(ctx, err.inner_l3 + 10)?;
-        let old = unsafe { *src };
-        unsafe {
-            let old_check = *check;
-            let new_check = csum::replace32(old_check, old, addr[0]);
-            ic = csum::replace32(ic, old, addr[0]);
-            ic = csum::replace16(ic, old_check, new_check);
-            *check = new_check;
-            *src = addr[0];
-        }
-        ([old, 0, 0, 0], [addr[0], 0, 0, 0])
-    } else {
-        let src = ptr_at::<[u32; 4]>(ctx, err.inner_l3 + quoted_v6)?;
-        let old = unsafe { *src };
-        for i in 0..4 {
-            ic = csum::replace32(ic, old[i], addr[i]);
-        }
-        unsafe { *src = *addr };
-        (old, *addr)
-    };
-    // The quoted port, and the quoted L4 checksum if it is there.
-    let sport = ptr_at::<u16>(ctx, err.inner_l4 + quoted_port)?;
-    let old_port = unsafe { *sport };
-    ic = csum::replace16(ic, old_port, port);
-    unsafe { *sport = port };
-    let l4_check_off = match err.flow.proto {
-        6 => Some(16),
-        17 => Some(6),
-        _ => None,
-    };
-    if let Some(off) = l4_check_off
-        && let Some(field) = ptr_at::<u16>(ctx, err.inner_l4 + off)
-    {
+        let field = ptr_at::<[u32; 4]>(ctx, err.inner_l3 + quoted.addr_off(false))?;
         unsafe {
             let old = *field;
-            let mut new = old;
             for i in 0..4 {
-                new = csum::replace32(new, old_words[i], new_words[i]);
+                ic = csum::replace32(ic, old[i], addr[i]);
+                lc = l4_replace32(proto, lc, old[i], addr[i]);
             }
-            new = csum::replace16(new, old_port, port);
-            if err.flow.proto == 17 && old == 0 {
-                new = 0;
-            }
-            ic = csum::replace16(ic, old, new);
-            *field = new;
+            *field = *addr;
         }
+    }
+    // The quoted port.
+    let field = ptr_at::<u16>(ctx, err.inner_l4 + quoted.port_off())?;
+    unsafe {
+        let old = *field;
+        ic = csum::replace16(ic, old, port);
+        lc = l4_replace16(proto, lc, old, port);
+        *field = port;
+    }
+    if let Some(c) = l4_check {
+        ic = csum::replace16(ic, old_lc, lc);
+        unsafe { *c = lc };
     }
     unsafe { *icmp_check = ic };
     Some(())

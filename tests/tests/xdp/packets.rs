@@ -1,6 +1,6 @@
-//! Frame builders for the IPv6, DSR and ICMP
-//! fixtures (`xdp_ipv6.rs`, `xdp_dsr.rs`, `xdp_icmp.rs`). Additions only:
-//! nothing in `mod.rs` depends on this module.
+//! Frame builders for the IPv6, DSR and ICMP fixtures (`xdp_ipv6.rs`,
+//! `xdp_dsr.rs`, `xdp_icmp.rs`; `too_big` for `xdp_nat.rs` too). Additions
+//! only: nothing in `mod.rs` depends on this module.
 //!
 //! Every expected frame is built from its fields with etherparse (which
 //! computes each checksum from scratch); the tunnel headers and the DSR
@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     EtherType, Ethernet2Header, Icmpv4Type, Icmpv6Type, IpHeaders, IpNumber, Ipv4Dscp, Ipv4Ecn,
-    Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder,
+    Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, icmpv4::DestUnreachableHeader,
 };
 use xlb_common::{AF_INET, AF_INET6, FlowKey, PROTO_TCP, PROTO_UDP, hash::encap_source_bits};
 
@@ -350,4 +350,33 @@ pub fn icmp6(
     let mut out = Vec::new();
     b.write(&mut out, body).unwrap();
     out
+}
+
+/// The LB's answer to a client packet too big for the path to its backend
+/// (DSR: with the tunnel header): from the VIP to the client, the way the
+/// packet came, quoting its IP header and the next 8 bytes; `mtu` is what
+/// fits.
+pub fn too_big(seg: &Seg, mtu: u16) -> Vec<u8> {
+    let ip = seg.ip_packet();
+    match (seg.dst, seg.src) {
+        (IpAddr::V4(vip), IpAddr::V4(client)) => icmp4(
+            (LB_MAC, CLIENT_MAC),
+            vip,
+            client,
+            64,
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: mtu,
+            }),
+            &ip[..20 + 8],
+        ),
+        (IpAddr::V6(vip), IpAddr::V6(client)) => icmp6(
+            (LB_MAC, CLIENT_MAC),
+            vip,
+            client,
+            64,
+            Icmpv6Type::PacketTooBig { mtu: mtu as u32 },
+            &ip[..40 + 8],
+        ),
+        _ => unreachable!(),
+    }
 }

@@ -1,5 +1,7 @@
 //! The L7 tier's request metrics: `xlb_http_requests_total{frontend,
-//! backend,code}` and `xlb_http_request_duration_seconds{frontend,backend}`.
+//! backend,code}` and `xlb_http_request_duration_seconds{frontend,backend}`,
+//! and `xlb_access_log_dropped_total` (access log lines dropped at a full
+//! queue, see [`crate::l7::access_log`]).
 //!
 //! Each frontend holds a [`RouteMetrics`] (from [`HttpMetrics::route`],
 //! looked up when the frontend is built), and [`RouteMetrics::observe`]
@@ -58,6 +60,7 @@ struct Route {
 struct Inner {
     requests: Family<RequestLabels, Counter>,
     durations: Durations,
+    access_log_dropped: Counter,
     /// frontend -> backend -> route: looked up by `&str`, no allocation.
     routes: RwLock<HashMap<String, HashMap<String, Arc<Route>>>>,
 }
@@ -111,6 +114,7 @@ impl Default for HttpMetrics {
             inner: Arc::new(Inner {
                 requests: Family::default(),
                 durations: Family::new_with_constructor(duration_histogram),
+                access_log_dropped: Counter::default(),
                 routes: RwLock::new(HashMap::new()),
             }),
         }
@@ -137,7 +141,18 @@ impl HttpMetrics {
             "From the complete request head to the last response byte",
             metrics.inner.durations.clone(),
         );
+        registry.register(
+            "xlb_access_log_dropped",
+            "Access log lines dropped because the log's queue was full",
+            metrics.inner.access_log_dropped.clone(),
+        );
         metrics
+    }
+
+    /// The counter of access log lines dropped at a full queue (one for
+    /// all destinations).
+    pub fn access_log_dropped(&self) -> Counter {
+        self.inner.access_log_dropped.clone()
     }
 
     /// Record one answered request.
@@ -194,6 +209,7 @@ mod tests {
         m.clone()
             .observe("fe", "web", 503, Duration::from_millis(1));
         m.observe("fe2", "web", 200, Duration::from_secs(1));
+        m.access_log_dropped().inc_by(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
@@ -212,5 +228,6 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("xlb_access_log_dropped_total 3\n"), "{text}");
     }
 }

@@ -17,55 +17,155 @@
 //! `error="..."` at the end.
 //!
 //! Destinations: stderr, a file (appended), or syslog (one RFC 5424
-//! datagram per line, see [`super::syslog`]).
+//! datagram per line, see [`super::syslog`]). Each destination queues at
+//! most [`QUEUE_LINES`] lines for its writer: when the writer cannot keep
+//! up, further lines are dropped (counted in
+//! `xlb_access_log_dropped_total`), never waited for. A reload opens a file
+//! again at its path ([`reopen`], [`Logger::switch_to`]), so a log that
+//! logrotate moved away is closed and a new one started.
 
 use std::{
     fs::OpenOptions,
     io::{BufWriter, Write},
     path::Path,
-    sync::mpsc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{self, TrySendError},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+use prometheus_client::metrics::counter::Counter;
+use tracing::warn;
 
 use super::syslog::Syslog;
 use crate::config::AccessLog;
 
-/// A handle to one log destination (cheap to clone).
-#[derive(Clone, Debug)]
+/// Lines one destination queues for its writer thread; a line that finds
+/// the queue full is dropped. (The queue's slots are allocated up front:
+/// 32 bytes each, 2 MiB, plus the lines queued.)
+pub const QUEUE_LINES: usize = 65_536;
+
+/// A handle to one log destination (cheap to clone). The writer thread
+/// ends once every handle is gone and the queue is written.
+#[derive(Clone)]
 pub struct Logger {
-    tx: Option<mpsc::Sender<String>>,
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    tx: mpsc::SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// What the request side and the writer thread share.
+struct Shared {
+    /// Lines dropped at a full queue, all destinations together (the
+    /// `xlb_access_log_dropped_total` counter).
+    dropped: Counter,
+    /// Lines dropped here since the writer last warned about it.
+    lost: AtomicU64,
+    /// Set with `reopened`: the writer switches before its next line.
+    switch: AtomicBool,
+    /// The destination opened anew by a reload ([`Logger::switch_to`]).
+    reopened: Mutex<Option<Output>>,
+}
+
+enum Msg {
+    Line(String),
+    /// Nothing to write: look at `Shared::switch` now.
+    Wake,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.enabled() {
+            "Logger"
+        } else {
+            "Logger(off)"
+        })
+    }
+}
+
+/// A file destination opened again by a reload, not written to yet
+/// ([`reopen`], then [`Logger::switch_to`]).
+pub struct Reopened(Output);
+
+/// First half of a reload for a file log: the file at `path` opened
+/// anew (a log that logrotate moved away is not written to any more once
+/// the writer switches, and the path gets a new file). Changes nothing
+/// that runs; dropping the result closes the file again.
+pub fn reopen(path: &Path) -> std::io::Result<Reopened> {
+    Ok(Reopened(Output::stream(open_file(path)?)))
 }
 
 impl Logger {
     pub fn off() -> Logger {
-        Logger { tx: None }
+        Logger { inner: None }
     }
 
-    /// Opens `dest` and starts its writer thread. Fails when the file
-    /// cannot be opened or the syslog socket not connected (no daemon on
+    /// Opens `dest` and starts its writer thread; lines dropped at a full
+    /// queue are counted on `dropped`. Fails when the file cannot be
+    /// opened or the syslog socket not connected (no daemon on
     /// `/dev/log`).
-    pub fn open(dest: &AccessLog) -> std::io::Result<Logger> {
+    pub fn open(dest: &AccessLog, dropped: Counter) -> std::io::Result<Logger> {
         let out = match dest {
             AccessLog::Off => return Ok(Logger::off()),
             AccessLog::Stderr => Output::stream(std::io::stderr()),
             AccessLog::File(p) => Output::stream(open_file(p)?),
             AccessLog::Syslog(target) => Output::Syslog(Syslog::open(*target)?),
         };
-        let (tx, rx) = mpsc::channel::<String>();
+        Logger::start(out, QUEUE_LINES, dropped)
+    }
+
+    fn start(out: Output, queue: usize, dropped: Counter) -> std::io::Result<Logger> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(queue);
+        let shared = Arc::new(Shared {
+            dropped,
+            lost: AtomicU64::new(0),
+            switch: AtomicBool::new(false),
+            reopened: Mutex::new(None),
+        });
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("xlb-access-log".into())
-            .spawn(move || write_loop(rx, out))?;
-        Ok(Logger { tx: Some(tx) })
+            .spawn(move || write_loop(rx, out, &writer))?;
+        Ok(Logger {
+            inner: Some(Arc::new(Inner { tx, shared })),
+        })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.inner.is_some()
     }
 
+    /// Queues `line` for the writer, or drops it (and counts it) when
+    /// the queue is full; never blocks.
     pub fn write(&self, line: String) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(line);
+        if let Some(inner) = &self.inner
+            && let Err(TrySendError::Full(_)) = inner.tx.try_send(Msg::Line(line))
+        {
+            inner.shared.dropped.inc();
+            inner.shared.lost.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Second half of a reload: the writer thread writes the lines not
+    /// written yet, and all later ones, to `out` (the old file is closed).
+    pub fn switch_to(&self, out: Reopened) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        *inner
+            .shared
+            .reopened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(out.0);
+        inner.shared.switch.store(true, Ordering::Release);
+        // A full queue needs no wake-up: the writer is busy, and looks at
+        // `switch` before each line.
+        let _ = inner.tx.try_send(Msg::Wake);
     }
 }
 
@@ -102,14 +202,37 @@ impl Output {
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<String>, mut out: Output) {
-    while let Ok(line) = rx.recv() {
-        out.line(&line);
+fn write_loop(rx: mpsc::Receiver<Msg>, mut out: Output, shared: &Shared) {
+    while let Ok(mut msg) = rx.recv() {
         // Batch what is queued, then flush.
-        while let Ok(line) = rx.try_recv() {
-            out.line(&line);
+        loop {
+            if shared.switch.swap(false, Ordering::Acquire) {
+                let new = shared
+                    .reopened
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(new) = new {
+                    out.flush();
+                    out = new;
+                }
+            }
+            if let Msg::Line(line) = msg {
+                out.line(&line);
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
         }
         out.flush();
+        let lost = shared.lost.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            warn!(
+                lost,
+                "access log: lines dropped while the queue was full (the destination is too slow)"
+            );
+        }
     }
 }
 
@@ -168,6 +291,55 @@ mod tests {
         assert_eq!(timestamp(t), "2026-11-18T11:06:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    /// A writer whose first write blocks until `release` says go; what
+    /// it writes goes to `out`.
+    struct Gate {
+        entered: Option<mpsc::Sender<()>>,
+        release: mpsc::Receiver<()>,
+        out: mpsc::Sender<Vec<u8>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Some(entered) = self.entered.take() {
+                entered.send(()).unwrap();
+                self.release.recv().unwrap();
+            }
+            self.out.send(b.to_vec()).unwrap();
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_lines() {
+        let (entered, entered_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let (out, written) = mpsc::channel();
+        let gate = Gate {
+            entered: Some(entered),
+            release: release_rx,
+            out,
+        };
+        let dropped = Counter::default();
+        let log = Logger::start(Output::stream(gate), 4, dropped.clone()).unwrap();
+        log.write("1".into());
+        // The writer took line 1 and is stuck writing it.
+        entered_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        for i in 2..=7 {
+            log.write(i.to_string());
+        }
+        assert_eq!(dropped.get(), 2, "lines 6 and 7 found the queue full");
+        release.send(()).unwrap();
+        drop(log);
+        // The writer writes what was queued, then ends (dropping `out`).
+        let text: Vec<u8> = written.iter().flatten().collect();
+        assert_eq!(String::from_utf8(text).unwrap(), "1\n2\n3\n4\n5\n");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub struct L7 {
     listeners: HashMap<SocketAddr, Arc<std::net::TcpListener>>,
     workers: workers::Workers,
     maglev_size: u32,
+    /// The access logs of the running frontends, by destination.
     logs: HashMap<AccessLog, access_log::Logger>,
     /// The HTTP/3 endpoints by `bind` (on worker 0, see `h3`).
     quic: HashMap<SocketAddr, h3::Endpoint>,
@@ -131,6 +132,7 @@ impl L7 {
         let mut listeners = HashMap::new();
         let mut quic = Vec::new();
         let mut quic_bound = HashMap::new();
+        let mut logs: HashMap<AccessLog, access_log::Logger> = HashMap::new();
         for f in &config.frontend {
             let backend = backends
                 .get(f.default_backend.as_str())
@@ -149,12 +151,20 @@ impl L7 {
                 .map(tls::acceptor_with)
                 .transpose()
                 .with_context(|| format!("frontend {}: TLS", f.name))?;
-            let log = match self.logs.get(&f.access_log) {
+            let log = match logs.get(&f.access_log) {
                 Some(l) => l.clone(),
                 None => {
-                    let l = access_log::Logger::open(&f.access_log)
-                        .with_context(|| format!("frontend {}: opening the access log", f.name))?;
-                    self.logs.insert(f.access_log.clone(), l.clone());
+                    // A running log keeps its writer (files are opened
+                    // anew below); a new one starts one.
+                    let l = match self.logs.get(&f.access_log) {
+                        Some(l) => l.clone(),
+                        None => access_log::Logger::open(
+                            &f.access_log,
+                            self.metrics.access_log_dropped(),
+                        )
+                        .with_context(|| format!("frontend {}: opening the access log", f.name))?,
+                    };
+                    logs.insert(f.access_log.clone(), l.clone());
                     l
                 }
             };
@@ -206,11 +216,27 @@ impl L7 {
             listeners.insert(f.bind, listener.clone());
             frontends.push((fe, listener, f.bind));
         }
+        // Last, after all else here that can fail: the kept log files
+        // opened anew at their paths (a file logrotate moved away is
+        // closed at commit; dropping `Staged` closes the new ones).
+        let mut reopened = Vec::new();
+        for (dest, log) in &logs {
+            let AccessLog::File(path) = dest else {
+                continue;
+            };
+            if self.logs.contains_key(dest) {
+                let file = access_log::reopen(path)
+                    .with_context(|| format!("access log {}: opening it again", path.display()))?;
+                reopened.push((log.clone(), file));
+            }
+        }
         Ok(Staged {
             frontends,
             listeners,
             quic,
             quic_bound,
+            logs,
+            reopened,
         })
     }
 
@@ -218,14 +244,23 @@ impl L7 {
     /// `bind` addresses kept stay bound (no connection is refused
     /// meanwhile), gone ones close; open connections keep their old
     /// settings. HTTP/3 endpoints likewise: a kept `bind` keeps its
-    /// endpoint and QUIC connections, a gone one closes.
+    /// endpoint and QUIC connections, a gone one closes. Access log files
+    /// kept switch to their reopened file (for every connection, old ones
+    /// too); a log no frontend names any more ends with its last
+    /// connection.
     pub fn commit(&mut self, staged: Staged) {
         let Staged {
             frontends,
             listeners,
             quic,
             mut quic_bound,
+            logs,
+            reopened,
         } = staged;
+        for (log, file) in reopened {
+            log.switch_to(file);
+        }
+        self.logs = logs;
         let mut serving = Vec::with_capacity(frontends.len());
         for (fe, listener, bind) in frontends {
             info!(
@@ -264,6 +299,10 @@ pub struct Staged {
     quic: Vec<(SocketAddr, quinn::ServerConfig, Arc<proxy::Frontend>)>,
     /// HTTP/3 endpoints of new `bind` addresses, not accepting yet.
     quic_bound: HashMap<SocketAddr, h3::Endpoint>,
+    /// The access logs the staged frontends write to.
+    logs: HashMap<AccessLog, access_log::Logger>,
+    /// Running file logs and their files opened anew, to switch to.
+    reopened: Vec<(access_log::Logger, access_log::Reopened)>,
 }
 
 /// A listening socket for `addr`, non-blocking, for every worker to

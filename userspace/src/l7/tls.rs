@@ -4,14 +4,7 @@
 //! with ALPN `h3` for QUIC, on the same certificates). Also the
 //! client side towards backends (`tls = true` on a `[[backend]]`).
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
@@ -206,7 +199,8 @@ pub fn check_ca(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn system_roots() -> anyhow::Result<RootCertStore> {
+/// The certificates of the system CA bundle.
+fn system_roots() -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
     let file = env
         .into_iter()
@@ -215,14 +209,52 @@ fn system_roots() -> anyhow::Result<RootCertStore> {
         .ok_or_else(|| {
             anyhow::anyhow!("no system CA bundle found (set tls_ca, or SSL_CERT_FILE)")
         })?;
-    let mut roots = RootCertStore::empty();
-    let certs = load_ca(&file).map_err(anyhow::Error::msg)?;
-    roots.add_parsable_certificates(certs);
-    Ok(roots)
+    load_ca(&file).map_err(anyhow::Error::msg)
 }
 
-/// Tells connections made with different settings apart in the pool.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// The pool's id for server connections made with these settings (see
+/// [`Upstream::id`]): a SHA-256 of everything the handshake depends on
+/// (ALPN by `proto`, the name sent and verified, the CA certificates
+/// verified against or `None` for `tls_verify = false`), cut to 64 bits.
+/// Never 0, which stands for cleartext.
+fn settings_id(
+    proto: UpstreamProto,
+    server_name: Option<&str>,
+    roots: Option<&[CertificateDer<'_>]>,
+) -> u64 {
+    use ::ring::digest;
+    let mut d = digest::Context::new(&digest::SHA256);
+    let mut field = |b: &[u8]| {
+        d.update(&(b.len() as u64).to_be_bytes());
+        d.update(b);
+    };
+    field(b"xlb upstream tls");
+    field(match proto {
+        UpstreamProto::H1 => ALPN_H1,
+        UpstreamProto::H2 => ALPN_H2,
+    });
+    match server_name {
+        Some(name) => {
+            field(b"name");
+            field(name.as_bytes());
+        }
+        None => field(b"by address"),
+    }
+    match roots {
+        Some(certs) => {
+            field(b"verify");
+            field(&(certs.len() as u64).to_be_bytes());
+            for c in certs {
+                field(c.as_ref());
+            }
+        }
+        None => field(b"no verify"),
+    }
+    let hash = d.finish();
+    let mut first = [0; 8];
+    first.copy_from_slice(&hash.as_ref()[..8]);
+    u64::from_be_bytes(first).max(1)
+}
 
 /// TLS towards one backend's servers.
 pub struct Upstream {
@@ -231,7 +263,10 @@ pub struct Upstream {
     /// ALPN `http/1.1` only: for upgrades (WebSocket).
     h1: TlsConnector,
     name: Option<ServerName<'static>>,
-    /// Unique per instance (never 0, which stands for cleartext).
+    /// Tells server connections made with different settings apart in
+    /// the pool (never 0, which stands for cleartext): derived from the
+    /// settings' content, so a backend whose TLS settings (and CA file
+    /// contents) a reload leaves alone keeps its pooled connections.
     pub id: u64,
 }
 
@@ -245,15 +280,18 @@ impl Upstream {
         let provider = Arc::new(ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        let mut config = if cfg.verify {
-            let roots = match &cfg.ca {
-                Some(ca) => {
-                    let mut roots = RootCertStore::empty();
-                    roots.add_parsable_certificates(load_ca(ca).map_err(anyhow::Error::msg)?);
-                    roots
-                }
+        let ca = if cfg.verify {
+            Some(match &cfg.ca {
+                Some(ca) => load_ca(ca).map_err(anyhow::Error::msg)?,
                 None => system_roots()?,
-            };
+            })
+        } else {
+            None
+        };
+        let id = settings_id(proto, cfg.server_name.as_deref(), ca.as_deref());
+        let mut config = if let Some(ca) = ca {
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(ca);
             builder.with_root_certificates(roots).with_no_client_auth()
         } else {
             warn!(
@@ -281,7 +319,7 @@ impl Upstream {
             connector: TlsConnector::from(Arc::new(config)),
             h1: TlsConnector::from(Arc::new(h1)),
             name,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
         })
     }
 
@@ -392,6 +430,65 @@ mod tests {
             &pair,
             &ServerName::try_from("b.example").unwrap()
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A self-signed CA certificate as PEM.
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn upstream_ids_follow_the_settings_content() {
+        let dir = std::env::temp_dir().join(format!("xlb-tls-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, ca_pem("one")).unwrap();
+        let settings = crate::config::UpstreamTls {
+            ca: Some(ca.clone()),
+            server_name: Some("web.internal".into()),
+            verify: true,
+        };
+        let id = |s: &crate::config::UpstreamTls, proto| Upstream::new("web", s, proto).unwrap().id;
+        // Built again (as a reload does) with the same settings: same id.
+        let first = id(&settings, UpstreamProto::H1);
+        assert_ne!(first, 0);
+        assert_eq!(id(&settings, UpstreamProto::H1), first);
+        // The same settings under another backend name: same connections.
+        assert_eq!(
+            Upstream::new("other", &settings, UpstreamProto::H1)
+                .unwrap()
+                .id,
+            first
+        );
+        // Anything the handshake depends on changes it.
+        assert_ne!(id(&settings, UpstreamProto::H2), first, "ALPN");
+        let by_address = crate::config::UpstreamTls {
+            server_name: None,
+            ..settings.clone()
+        };
+        assert_ne!(id(&by_address, UpstreamProto::H1), first, "no server name");
+        let other_name = crate::config::UpstreamTls {
+            server_name: Some("api.internal".into()),
+            ..settings.clone()
+        };
+        assert_ne!(id(&other_name, UpstreamProto::H1), first, "server name");
+        let no_verify = crate::config::UpstreamTls {
+            verify: false,
+            ..settings.clone()
+        };
+        let unverified = id(&no_verify, UpstreamProto::H1);
+        assert_ne!(unverified, first, "tls_verify");
+        assert_eq!(id(&no_verify, UpstreamProto::H1), unverified);
+        // Same path, new contents (a CA file replaced before a reload).
+        std::fs::write(&ca, ca_pem("two")).unwrap();
+        assert_ne!(id(&settings, UpstreamProto::H1), first, "CA contents");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
