@@ -2,16 +2,22 @@
 //!
 //! hyper's HTTP/2 connection writes and flushes as soon as one stream has
 //! something to send, so with many streams in flight each response costs
-//! its own `writev` (and packet). [`Corked`] keeps what is written and
-//! lets the first flush wait one turn of the event loop: the other
-//! streams whose server answers arrived in the same turn add their frames,
-//! and everything leaves in one write, as HAProxy's and nginx's event
-//! loops do. The delay is one scheduler pass, not a timer.
+//! its own `write` (and packet). [`Corked`] keeps what is written and
+//! holds the flush until the thread's event loop has run out of work:
+//! every stream whose server answer arrived in the same batch of events
+//! adds its frames, and everything leaves in one write, as HAProxy's and
+//! nginx's event loops do. The delay is the rest of the current batch,
+//! not a timer.
+//!
+//! The L7 worker runtimes call [`flush_corked`] just before they park
+//! (`on_thread_park`), which wakes the corked connections; on any other
+//! runtime a flush waits one scheduler pass instead.
 
 use std::{
+    cell::{Cell, RefCell},
     io,
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll, Waker, ready},
 };
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -19,13 +25,48 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Buffered bytes above which writes go through without waiting.
 const MAX_CORKED: usize = 64 * 1024;
 
+thread_local! {
+    /// How many times this thread's runtime has been about to park; `None`
+    /// where no park hook calls [`flush_corked`].
+    static PARKS: Cell<Option<u64>> = const { Cell::new(None) };
+    /// The corked connections to wake before the runtime parks.
+    static CORKED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks this thread as one whose runtime calls [`flush_corked`] before
+/// it parks (an L7 worker).
+pub fn flush_at_park() {
+    PARKS.with(|p| p.set(Some(p.get().unwrap_or(0))));
+}
+
+/// The runtime is out of work: the corked connections may write now.
+/// Called from the worker runtimes' `on_thread_park`.
+pub fn flush_corked() {
+    PARKS.with(|p| p.set(p.get().map(|n| n.wrapping_add(1))));
+    let wakers = CORKED.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// Where a flush with buffered bytes stands.
+#[derive(Clone, Copy, PartialEq)]
+enum Hold {
+    /// Not held yet.
+    Open,
+    /// Held until the runtime's park count passes this one.
+    UntilPark(u64),
+    /// No park hook here: held for one scheduler pass, which has passed
+    /// when the flush is polled again.
+    OnePass,
+}
+
 pub struct Corked<IO> {
     io: IO,
     buf: Vec<u8>,
     /// How much of `buf` is already written.
     sent: usize,
-    /// The flush already let one turn of the event loop pass.
-    waited: bool,
+    hold: Hold,
 }
 
 impl<IO> Corked<IO> {
@@ -34,7 +75,30 @@ impl<IO> Corked<IO> {
             io,
             buf: Vec::new(),
             sent: 0,
-            waited: false,
+            hold: Hold::Open,
+        }
+    }
+
+    /// Whether the flush must wait longer (and arranges the wake-up).
+    fn held(&mut self, cx: &Context<'_>) -> bool {
+        let parks = PARKS.with(Cell::get);
+        match (self.hold, parks) {
+            (Hold::Open, Some(n)) => {
+                self.hold = Hold::UntilPark(n);
+                CORKED.with(|c| c.borrow_mut().push(cx.waker().clone()));
+                true
+            }
+            (Hold::Open, None) => {
+                self.hold = Hold::OnePass;
+                cx.waker().wake_by_ref();
+                true
+            }
+            // Polled again in the same batch (a stream woke it): still held.
+            (Hold::UntilPark(at), Some(n)) if at == n => true,
+            _ => {
+                self.hold = Hold::Open;
+                false
+            }
         }
     }
 }
@@ -111,14 +175,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
         if self.buf.is_empty() {
             return Pin::new(&mut self.io).poll_flush(cx);
         }
-        if !self.waited {
-            // Let the tasks already queued in this turn add their frames.
-            self.waited = true;
-            cx.waker().wake_by_ref();
+        // A drain already under way (the socket was full) is not held again.
+        if self.sent == 0 && self.held(cx) {
             return Poll::Pending;
         }
         ready!(self.poll_drain(cx))?;
-        self.waited = false;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -166,5 +227,47 @@ mod tests {
         let mut rest = Vec::new();
         b.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"x");
+    }
+
+    #[test]
+    fn on_a_worker_runtime_the_flush_waits_until_it_runs_out_of_work() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(flush_corked)
+            .build()
+            .unwrap();
+        flush_at_park();
+        let order = runtime.block_on(async {
+            let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (a, mut b) = tokio::io::duplex(1 << 16);
+            let o = order.clone();
+            let writer = tokio::spawn(async move {
+                let mut corked = Corked::new(a);
+                corked.write_all(b"response").await.unwrap();
+                corked.flush().await.unwrap();
+                o.lock().unwrap().push("flushed".to_string());
+            });
+            // Another task with work queued in the same turns.
+            let o = order.clone();
+            let busy = tokio::spawn(async move {
+                for i in 0..5 {
+                    o.lock().unwrap().push(format!("busy {i}"));
+                    tokio::task::yield_now().await;
+                }
+            });
+            writer.await.unwrap();
+            busy.await.unwrap();
+            let mut got = [0u8; 8];
+            b.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"response");
+            let order = order.lock().unwrap().clone();
+            order
+        });
+        assert_eq!(
+            order.last().map(String::as_str),
+            Some("flushed"),
+            "{order:?}"
+        );
+        assert_eq!(order.len(), 6, "{order:?}");
     }
 }

@@ -183,12 +183,7 @@ async fn serve_connection(
                 // The frontend as it is now: a reload applies to the
                 // next request of an open connection.
                 let fe = frontend.borrow().clone();
-                let cx = Arc::new(ConnCtx {
-                    fe,
-                    shared: shared.clone(),
-                    client,
-                    state: state.clone(),
-                });
+                let cx = Arc::new(ConnCtx::new(fe, shared.clone(), client, state.clone()));
                 requests.spawn(serve_request(cx, resolver));
             }
             Ok(None) => break,

@@ -1,12 +1,14 @@
 //! Header rewriting between client and server: hop-by-hop headers removed
 //! (RFC 9110 §7.6.1), `X-Forwarded-For`/`-Proto` and `Forwarded` added.
 
-use std::net::{IpAddr, SocketAddr};
-
-use std::fmt::Write as _;
+use std::{fmt::Write as _, net::IpAddr, sync::Mutex};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{
+    HeaderMap, HeaderName, HeaderValue,
+    header::{self, Entry},
+};
+use smallvec::SmallVec;
 
 /// Headers that only concern one connection.
 const HOP_BY_HOP: &[HeaderName] = &[
@@ -24,35 +26,38 @@ const HOP_BY_HOP: &[HeaderName] = &[
 /// With `keep_upgrade` (a WebSocket handshake) `Upgrade` and
 /// `Connection: upgrade` are kept.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests and responses have no `Connection` header at all.
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
-            if keep_upgrade && name == header::UPGRADE {
-                continue;
-            }
-            headers.remove(&name);
-        }
+    // Every request and response passes here, and most carry none of
+    // these or only `Connection`: one pass over the names finds them,
+    // instead of a hashed lookup per hop-by-hop name.
+    let mut found: SmallVec<[HeaderName; 4]> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(k) || *k == KEEP_ALIVE || *k == PROXY_CONNECTION)
+        .cloned()
+        .collect();
+    if found.is_empty() {
+        return;
     }
-    let te_trailers = tokens(headers, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
+    if found.contains(&header::CONNECTION) {
+        let named = tokens(headers, &header::CONNECTION)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !found.contains(n))
+            .collect::<SmallVec<[HeaderName; 4]>>();
+        found.extend(named);
+    }
+    let te_trailers = found.contains(&header::TE)
+        && tokens(headers, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
     let upgrade = keep_upgrade
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    for name in &found {
+        headers.remove(name);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if keep_upgrade {
-        if let Some(u) = upgrade {
-            headers.insert(header::UPGRADE, u);
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+    if let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -73,47 +78,78 @@ fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item =
         .map(str::trim)
 }
 
+/// What one client connection's requests add to `X-Forwarded-For`,
+/// `X-Forwarded-Proto` and `Forwarded` (RFC 7239), formatted once per
+/// connection rather than per request.
+pub struct Forwarded {
+    /// The client's address, as `X-Forwarded-For` lists it.
+    ip: HeaderValue,
+    proto: HeaderValue,
+    /// `for=ADDR;proto=P`: this hop's `Forwarded` element without a host.
+    element: HeaderValue,
+    /// The element with the last host seen on the connection (`host=`
+    /// added), and that host: requests on one connection mostly name
+    /// the same one.
+    with_host: Mutex<Option<(HeaderValue, HeaderValue)>>,
+}
+
+impl Forwarded {
+    pub fn new(client: IpAddr, proto: &'static str) -> Self {
+        let ip = client.to_string();
+        let mut element = String::with_capacity(64);
+        let _ = match client {
+            IpAddr::V4(_) => write!(element, "for={ip};proto={proto}"),
+            IpAddr::V6(_) => write!(element, "for=\"[{ip}]\";proto={proto}"),
+        };
+        Forwarded {
+            // Addresses and a static protocol are valid header values.
+            ip: HeaderValue::from_str(&ip).expect("an IP address is a header value"),
+            proto: HeaderValue::from_static(proto),
+            element: HeaderValue::from_str(&element).expect("ASCII without controls"),
+            with_host: Mutex::new(None),
+        }
+    }
+
+    /// This hop's `Forwarded` element, with `host` when it is a valid
+    /// token or host name.
+    fn element(&self, host: Option<&HeaderValue>) -> HeaderValue {
+        let Some(host) = host.filter(|h| is_token_or_host(h.as_bytes())) else {
+            return self.element.clone();
+        };
+        let mut last = self.with_host.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((h, v)) = &*last {
+            if h == host {
+                return v.clone();
+            }
+        }
+        let h = host.as_bytes();
+        let mut v = Vec::with_capacity(self.element.len() + h.len() + 8);
+        v.extend_from_slice(self.element.as_bytes());
+        v.extend_from_slice(b";host=");
+        // A host with ':' (a port or IPv6) is not a token: quoted.
+        let quote = h.iter().any(|b| matches!(b, b':' | b'['));
+        if quote {
+            v.push(b'"');
+        }
+        v.extend_from_slice(h);
+        if quote {
+            v.push(b'"');
+        }
+        let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) else {
+            return self.element.clone();
+        };
+        *last = Some((host.clone(), v.clone()));
+        v
+    }
+}
+
 /// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and
-/// appends a `Forwarded` element (RFC 7239) with `for`, `proto` and `host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, host: Option<&str>) {
-    // Every request passes here: names are built once, values written
-    // straight into the buffers the headers keep.
-    let mut ip = String::with_capacity(48);
-    let _ = write!(ip, "{}", client.ip());
-
-    let mut xff = previous(headers, &X_FORWARDED_FOR);
-    xff.extend_from_slice(ip.as_bytes());
-    set(headers, X_FORWARDED_FOR, xff);
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
-    );
-
-    let mut fwd = previous(headers, &header::FORWARDED);
-    fwd.extend_from_slice(b"for=");
-    match client.ip() {
-        IpAddr::V4(_) => fwd.extend_from_slice(ip.as_bytes()),
-        IpAddr::V6(_) => {
-            fwd.extend_from_slice(b"\"[");
-            fwd.extend_from_slice(ip.as_bytes());
-            fwd.extend_from_slice(b"]\"");
-        }
-    }
-    fwd.extend_from_slice(b";proto=");
-    fwd.extend_from_slice(proto.as_bytes());
-    if let Some(h) = host.filter(|h| is_token_or_host(h)) {
-        fwd.extend_from_slice(b";host=");
-        // A host with ':' (a port or IPv6) is not a token: quote it.
-        let quote = h.contains([':', '[']);
-        if quote {
-            fwd.push(b'"');
-        }
-        fwd.extend_from_slice(h.as_bytes());
-        if quote {
-            fwd.push(b'"');
-        }
-    }
-    set(headers, header::FORWARDED, fwd);
+/// appends this hop's `Forwarded` element (`for`, `proto`, `host`).
+pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded, host: Option<&HeaderValue>) {
+    headers.reserve(3);
+    append_to_list(headers, X_FORWARDED_FOR, &fwd.ip);
+    headers.insert(X_FORWARDED_PROTO, fwd.proto.clone());
+    append_to_list(headers, header::FORWARDED, &fwd.element(host));
 }
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -121,37 +157,42 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// The list the header already holds (every line, joined), followed by
-/// ", " when not empty: the start of the new value.
-fn previous(headers: &HeaderMap, name: &HeaderName) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    for v in headers.get_all(name) {
+/// Appends `item` to the list header `name`: every line it already has
+/// is joined into one, then `, item`. The usual case, no such header yet,
+/// only shares `item`.
+fn append_to_list(headers: &mut HeaderMap, name: HeaderName, item: &HeaderValue) {
+    let mut entry = match headers.entry(name) {
+        Entry::Vacant(v) => {
+            v.insert(item.clone());
+            return;
+        }
+        Entry::Occupied(o) => o,
+    };
+    let mut joined = Vec::with_capacity(64);
+    for v in entry.iter() {
         let v = v.as_bytes().trim_ascii();
         if !v.is_empty() {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
+            joined.extend_from_slice(v);
+            joined.extend_from_slice(b", ");
         }
     }
-    out
-}
-
-/// Replaces every line of `name` with `value` (dropped if not a valid
-/// header value, which only a malformed earlier value can cause).
-fn set(headers: &mut HeaderMap, name: HeaderName, value: Vec<u8>) {
-    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
+    joined.extend_from_slice(item.as_bytes());
+    // Only a malformed earlier line can make the list invalid: then the
+    // header goes.
+    match HeaderValue::from_maybe_shared(Bytes::from(joined)) {
         Ok(v) => {
-            headers.insert(name, v);
+            entry.insert(v);
         }
         Err(_) => {
-            headers.remove(name);
+            entry.remove_entry_mult().1.for_each(drop);
         }
     }
 }
 
-fn is_token_or_host(h: &str) -> bool {
+fn is_token_or_host(h: &[u8]) -> bool {
     !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+        && h.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(b))
 }
 
 #[cfg(test)]
@@ -187,29 +228,40 @@ mod tests {
 
     #[test]
     fn forwarded_headers_append() {
+        let v4 = Forwarded::new("198.18.0.2".parse().unwrap(), "http");
+        let host = HeaderValue::from_static("example.com:8080");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
-        add_forwarded(
-            &mut h,
-            "198.18.0.2:5000".parse().unwrap(),
-            "http",
-            Some("example.com:8080"),
-        );
+        add_forwarded(&mut h, &v4, Some(&host));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.18.0.2");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(
             h[header::FORWARDED],
             "for=198.18.0.2;proto=http;host=\"example.com:8080\""
         );
+        // The connection's next request, for another host: not the cached one.
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "[2001:db8::2]:5000".parse().unwrap(), "https", None);
+        add_forwarded(&mut h, &v4, Some(&HeaderValue::from_static("b.test")));
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=198.18.0.2;proto=http;host=b.test"
+        );
+        // A host that is neither a token nor a host name is left out.
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &v4, Some(&HeaderValue::from_static("a b")));
+        assert_eq!(h[header::FORWARDED], "for=198.18.0.2;proto=http");
+        let v6 = Forwarded::new("2001:db8::2".parse().unwrap(), "https");
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &v6, None);
         assert_eq!(h[header::FORWARDED], "for=\"[2001:db8::2]\";proto=https");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::2");
+        assert_eq!(h["x-forwarded-proto"], "https");
         // Several lines of a list header: one list, every hop kept.
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
         h.append("x-forwarded-for", " 203.0.113.10 ".parse().unwrap());
         h.append(header::FORWARDED, "for=203.0.113.9".parse().unwrap());
-        add_forwarded(&mut h, "198.18.0.2:5000".parse().unwrap(), "http", None);
+        add_forwarded(&mut h, &v4, None);
         assert_eq!(
             h["x-forwarded-for"],
             "203.0.113.9, 203.0.113.10, 198.18.0.2"
@@ -219,5 +271,16 @@ mod tests {
             h[header::FORWARDED],
             "for=203.0.113.9, for=198.18.0.2;proto=http"
         );
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_untouched() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "a.test".parse().unwrap());
+        h.append(header::ACCEPT, "text/plain".parse().unwrap());
+        h.append(header::ACCEPT, "text/html".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 }

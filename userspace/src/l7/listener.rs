@@ -63,20 +63,23 @@ fn ctx(
     client: SocketAddr,
     state: &Arc<ConnState>,
 ) -> Arc<ConnCtx> {
-    Arc::new(ConnCtx {
-        fe: fe.clone(),
-        shared: shared.clone(),
+    Arc::new(ConnCtx::new(
+        fe.clone(),
+        shared.clone(),
         client,
-        state: state.clone(),
-    })
+        state.clone(),
+    ))
 }
 
 macro_rules! service {
     ($cx:expr) => {{
         let cx = $cx;
         service_fn(move |req: hyper::Request<Incoming>| {
-            let cx = cx.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(cx, req).await) }
+            // Boxed: hyper moves the service future several times (HTTP/2
+            // spawns it as a task), and a pointer is cheaper to move
+            // than the request's whole state.
+            let handling = Box::pin(proxy::handle(cx.clone(), req));
+            async move { Ok::<_, Infallible>(handling.await) }
         })
     }};
 }

@@ -86,6 +86,26 @@ pub struct ConnCtx {
     pub shared: Arc<Shared>,
     pub client: SocketAddr,
     pub state: Arc<ConnState>,
+    /// What its requests add to the forwarding headers.
+    pub forwarded: headers::Forwarded,
+}
+
+impl ConnCtx {
+    pub fn new(
+        fe: Arc<Frontend>,
+        shared: Arc<Shared>,
+        client: SocketAddr,
+        state: Arc<ConnState>,
+    ) -> Self {
+        let forwarded = headers::Forwarded::new(client.ip(), fe.scheme());
+        ConnCtx {
+            fe,
+            shared,
+            client,
+            state,
+            forwarded,
+        }
+    }
 }
 
 /// Methods whose repetition has the effect of one request (RFC 9110 §9.2.2).
@@ -424,12 +444,7 @@ fn rewrite_request(cx: &ConnCtx, parts: &mut request::Parts, upgrade: bool) -> O
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(
-        &mut parts.headers,
-        cx.client,
-        cx.fe.scheme(),
-        host.as_ref().and_then(|h| h.to_str().ok()),
-    );
+    headers::add_forwarded(&mut parts.headers, &cx.forwarded, host.as_ref());
     host
 }
 

@@ -201,7 +201,7 @@ fn server_request(cx: &ConnCtx, req: &Request<Incoming>) -> Result<Request<Body>
     headers::strip_hop_by_hop(h, false);
     h.remove(header::SEC_WEBSOCKET_KEY);
     h.remove(header::SEC_WEBSOCKET_ACCEPT);
-    headers::add_forwarded(h, cx.client, cx.fe.scheme(), host.to_str().ok());
+    headers::add_forwarded(h, &cx.forwarded, Some(&host));
     h.insert(header::HOST, host);
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -116,6 +116,7 @@ impl Workers {
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(super::cork::flush_corked)
                 .build()?;
             let worker = Worker {
                 index,
@@ -127,7 +128,10 @@ impl Workers {
             }
             std::thread::Builder::new()
                 .name(format!("xlb-l7-{index}"))
-                .spawn(move || runtime.block_on(worker.run(inbox)))?;
+                .spawn(move || {
+                    super::cork::flush_at_park();
+                    runtime.block_on(worker.run(inbox))
+                })?;
         }
         let first = first.ok_or_else(|| std::io::Error::other("no L7 worker started"))?;
         Ok(Workers { peers, first })
