@@ -260,8 +260,7 @@ mod tests {
             let mut got = [0u8; 8];
             b.read_exact(&mut got).await.unwrap();
             assert_eq!(&got, b"response");
-            let order = order.lock().unwrap().clone();
-            order
+            order.lock().unwrap().clone()
         });
         assert_eq!(
             order.last().map(String::as_str),
