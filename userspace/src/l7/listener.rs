@@ -84,6 +84,9 @@ macro_rules! service {
     }};
 }
 
+/// The request header count hyper allows when no limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// How a connection speaks HTTP.
 #[derive(Clone, Copy)]
 enum Proto {
@@ -136,9 +139,14 @@ async fn serve_http<IO>(
     match proto {
         Proto::H1 => {
             let io = TokioIo::new(io);
-            let conn = http1::Builder::new()
-                .max_buf_size(fe.max_header_bytes)
-                .max_headers(fe.max_headers)
+            let mut builder = http1::Builder::new();
+            builder.max_buf_size(fe.max_header_bytes);
+            // hyper's own limit is 100; setting any limit, even 100, costs
+            // a 100-slot fill on every request head it parses.
+            if fe.max_headers != HYPER_MAX_HEADERS {
+                builder.max_headers(fe.max_headers);
+            }
+            let conn = builder
                 .serve_connection(io, service!(cx))
                 .with_upgrades();
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
