@@ -146,9 +146,7 @@ async fn serve_http<IO>(
             if fe.max_headers != HYPER_MAX_HEADERS {
                 builder.max_headers(fe.max_headers);
             }
-            let conn = builder
-                .serve_connection(io, service!(cx))
-                .with_upgrades();
+            let conn = builder.serve_connection(io, service!(cx)).with_upgrades();
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }
         Proto::H2 => {

@@ -55,6 +55,9 @@ type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 /// ([`tls::Upstream::id`], 0 for cleartext).
 type PoolKey = (SocketAddr, u64);
 
+/// The pools' hasher: their keys come from the config, not from clients.
+type FastHash = foldhash::fast::RandomState;
+
 /// A connection checked out for one request.
 pub enum Conn {
     H1 {
@@ -83,8 +86,8 @@ type Idle = (http1::SendRequest<Body>, Instant);
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    h2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>, FastHash>>,
+    h2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>, FastHash>>,
 }
 
 impl Pool {
