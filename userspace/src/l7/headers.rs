@@ -38,9 +38,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     if found.contains(&header::CONNECTION) {
+        // Usually `keep-alive` or `close`: already handled, or no header
+        // name at all; only other tokens are looked up as names.
         let named = tokens(headers, &header::CONNECTION)
+            .filter(|t| {
+                !t.eq_ignore_ascii_case("close")
+                    && !HOP_BY_HOP
+                        .iter()
+                        .chain([&KEEP_ALIVE, &PROXY_CONNECTION])
+                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .filter(|n| !found.contains(n))
             .collect::<SmallVec<[HeaderName; 4]>>();
         found.extend(named);
     }
