@@ -286,6 +286,9 @@ fn limits_and_client_timeouts() {
     // The same limits on a cleartext frontend that also takes HTTP/2 by
     // prior knowledge: its HTTP/1.1 clients keep the header timeout.
     let text = text + &frontend_toml("h2c", 8081, "web", &format!("{limits}h2c = true\n"));
+    // And one with the default limits (100 headers: hyper's own number,
+    // which xlb then leaves to hyper).
+    let text = text + &frontend_toml("defaults", 8082, "web", "");
     let daemon = start(&topo, &dir, text);
     let url = format!("http://{VIP}:8080/");
     let t = Duration::from_secs(5);
@@ -301,6 +304,17 @@ fn limits_and_client_timeouts() {
     args.push(url.clone());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_eq!(curl(topo.client(), &args, t).unwrap().status, 431);
+    // The default limit (100): 90 header lines pass, 110 get 431.
+    let defaults = format!("http://{VIP}:8082/");
+    for (extra, status) in [(90, 200), (110, 431)] {
+        let mut args: Vec<String> = (0..extra)
+            .flat_map(|i| ["-H".to_string(), format!("X-H{i}: v")])
+            .collect();
+        args.push(defaults.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = curl(topo.client(), &args, t).unwrap();
+        assert_eq!(out.status, status, "{extra} extra headers: {out:?}");
+    }
     let ok = format!("X-Ok: {}", "a".repeat(4096));
     assert_eq!(
         curl_ok(topo.client(), &["-H", &ok, &url]).unwrap(),
