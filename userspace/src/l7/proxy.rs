@@ -294,10 +294,7 @@ pub(super) async fn forward(
     let mut free_retries = 2; // stale pooled connections, not counted
     let mut failure: Option<(StatusCode, String)> = None;
     let outcome = loop {
-        if tried.len() as u32 > settings.retries {
-            break None;
-        }
-        let Some(pick) = be.balancer.pick(&snap, key, &tried, &cx.shared.load) else {
+        let Some((pick, in_flight)) = next_attempt(&cx, &snap, key, &mut tried, &mut entry) else {
             if failure.is_none() {
                 failure = Some((
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -306,10 +303,6 @@ pub(super) async fn forward(
             }
             break None;
         };
-        tried.push(pick.id);
-        entry.retries = tried.len() as u32 - 1;
-        entry.server = Some((snap.clone(), pick.id));
-        let in_flight = cx.shared.load.start(pick.id);
         let started = Instant::now();
         let conn = if upgrade {
             Box::pin(upstream::connect_upgradable(
@@ -430,6 +423,28 @@ pub(super) async fn forward(
     entry.status = resp.status().as_u16();
     let (resp, in_flight) = respond(&cx, resp, pick, in_flight, client_upgrade, encoding);
     finish(&cx, resp, entry, in_flight, guard)
+}
+
+/// The server for the next attempt at a request: `None` once the
+/// backend's retries are used up or no server is left to try. The server
+/// goes into `tried` and `entry`, and the attempt counts as in flight to
+/// it until the returned guard drops.
+pub(super) fn next_attempt<'s>(
+    cx: &ConnCtx,
+    snap: &'s Arc<Snapshot>,
+    key: Key<'_>,
+    tried: &mut SmallVec<[u32; 4]>,
+    entry: &mut Entry,
+) -> Option<(Pick<'s>, InFlight)> {
+    let be = &cx.fe.backend;
+    if tried.len() as u32 > be.settings.retries {
+        return None;
+    }
+    let pick = be.balancer.pick(snap, key, tried, &cx.shared.load)?;
+    tried.push(pick.id);
+    entry.retries = tried.len() as u32 - 1;
+    entry.server = Some((snap.clone(), pick.id));
+    Some((pick, cx.shared.load.start(pick.id)))
 }
 
 /// The request's headers as the server gets them: hop-by-hop headers

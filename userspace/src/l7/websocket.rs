@@ -32,7 +32,7 @@ use super::{
     body::{self, Body},
     conn::RequestGuard,
     headers,
-    proxy::{ConnCtx, Entry, finish, refuse, tunnel},
+    proxy::{ConnCtx, Entry, finish, next_attempt, refuse, tunnel},
     upstream,
 };
 
@@ -73,16 +73,9 @@ pub async fn handle(
         "no server available".to_string(),
     );
     let connected = loop {
-        if tried.len() as u32 > settings.retries {
-            break None;
-        }
-        let Some(pick) = be.balancer.pick(&snap, key, &tried, &cx.shared.load) else {
+        let Some((pick, in_flight)) = next_attempt(&cx, &snap, key, &mut tried, &mut entry) else {
             break None;
         };
-        tried.push(pick.id);
-        entry.retries = tried.len() as u32 - 1;
-        entry.server = Some((snap.clone(), pick.id));
-        let in_flight = cx.shared.load.start(pick.id);
         let started = Instant::now();
         let limit = Duration::from_millis(settings.connect_timeout_ms);
         match upstream::connect_upgradable(pick.address, limit, be.tls.as_ref()).await {
