@@ -13,7 +13,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header, request};
+use http::{
+    HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header, request,
+    uri::{Authority, PathAndQuery},
+};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -639,13 +642,21 @@ fn build(
         }
         UpstreamProto::H2 => {
             *req.version_mut() = Version::HTTP_2;
+            // `:authority` is the client's host, or the server's address
+            // when there is none or it is not a valid authority.
             let authority = host
-                .and_then(|h| h.to_str().ok())
-                .map_or_else(|| pick.address.to_string(), str::to_string);
-            *req.uri_mut() = format!("http://{authority}{pq}")
-                .parse()
-                .or_else(|_| format!("http://{}{pq}", pick.address).parse())
-                .unwrap_or_else(|_| Uri::from_static("/"));
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .or_else(|| Authority::try_from(pick.address.to_string()).ok());
+            let path = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            let mut uri = Uri::builder().scheme("http").path_and_query(path);
+            if let Some(a) = authority {
+                uri = uri.authority(a);
+            }
+            *req.uri_mut() = uri.build().unwrap_or_else(|_| Uri::from_static("/"));
             req.headers_mut().remove(header::HOST);
         }
     }
