@@ -24,6 +24,22 @@
 //! plus the load generators' ceiling: the same loads straight to the
 //! backend (no proxy). Then the ratios xlb/HAProxy and xlb/nginx.
 //!
+//! Then "instructions per request", a figure that does not move with the
+//! machine's other load (req/s on a shared 2-vCPU VM varies by ±15% from
+//! run to run): each peer runs under `valgrind --tool=callgrind` in the
+//! lb namespace, as one process with one thread (xlb `l7_threads = 1`,
+//! HAProxy `nbthread 1` with `-db`, nginx `master_process off`; callgrind
+//! traces only the process it starts), and, once it answers (allowed 90
+//! s), serves a fixed number of requests from h2load: HTTP/1.1
+//! `h2load --h1 -n N -c 16`, h2c `h2load -n N -c 4 -m 16`. SIGTERM stops
+//! it and callgrind writes its total of user-space instructions (`Ir`).
+//! Two runs, N = 1000 and N = 6000, per peer and protocol give
+//! `(Ir(6000) - Ir(1000)) / 5000`, free of start-up and shutdown. Only
+//! the proxy's own user space is counted, not the kernel (nor `xlb`'s
+//! XDP program, so `xlb` and `xlb-l7` should agree). Printed with the
+//! ratios xlb/HAProxy and xlb/nginx; about a minute in all (each run
+//! takes a few seconds); `XLB_BENCH_INSTRUCTIONS=0` skips it.
+//!
 //! Two xlb rows: `xlb` is the daemon as deployed, its XDP program on the
 //! lb's interface, so every packet into the lb namespace runs it first;
 //! `xlb-l7` is the same daemon with no `[[xdp]]` (the L7 tier alone), the
@@ -38,15 +54,16 @@
 //! peers in turn; the table shows the median of each figure.
 //!
 //! Environment: `XLB_BENCH_SECS` (each load's window, default 6),
-//! `XLB_BENCH_PEERS` (which peers, default `xlb,xlb-l7,haproxy,nginx`). Needs
-//! root, `wrk`, `h2load`, `haproxy` and `nginx` (`cargo xtask bench http`
+//! `XLB_BENCH_PEERS` (which peers, default `xlb,xlb-l7,haproxy,nginx`),
+//! `XLB_BENCH_INSTRUCTIONS` (`0`: no callgrind runs). Needs root, `wrk`,
+//! `h2load`, `haproxy`, `nginx` and `valgrind` (`cargo xtask bench http`
 //! installs them) and the release `xlb` (`$XLB_BIN`, set by the xtask).
 
 use std::{
     fmt::Write as _,
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
-    path::Path,
+    path::{Path, PathBuf},
     process::ExitCode,
     thread,
     time::{Duration, Instant},
@@ -56,8 +73,9 @@ use anyhow::{Context, Result, bail};
 use xlb_lab::{
     L4Topology, Lab, Namespace, Process, TempDir, XlbDaemon, check_root,
     http_backend::HttpBackend,
-    l7::{NO_ACCESS_LOG, TestCa, VIP, frontend_toml, head_toml, pool_toml, read_response},
+    l7::{NO_ACCESS_LOG, TestCa, VIP, frontend_toml, head_toml_with, pool_toml, read_response},
     xlb_daemon::XLB_READY_TIMEOUT,
+    xlb_path,
 };
 
 const BACKEND: &str = "198.18.1.11:8080";
@@ -182,7 +200,11 @@ fn peers() -> Vec<String> {
 
 fn run() -> Result<()> {
     check_root()?;
-    for tool in ["wrk", "h2load", "haproxy", "nginx"] {
+    let valgrind = instructions_enabled().then_some("valgrind");
+    for tool in ["wrk", "h2load", "haproxy", "nginx"]
+        .into_iter()
+        .chain(valgrind)
+    {
         if which(tool).is_none() {
             bail!("{tool} not found: run `cargo xtask bench http`, which installs it");
         }
@@ -257,6 +279,13 @@ fn run() -> Result<()> {
         thread::sleep(Duration::from_millis(500));
     }
     print_table(&rows);
+    if instructions_enabled() {
+        let counted = peers
+            .iter()
+            .map(|peer| Ok((peer.clone(), instructions(&topo, &dir, peer, &urls)?)))
+            .collect::<Result<Vec<_>>>()?;
+        print_instructions(&counted);
+    }
     Ok(())
 }
 
@@ -319,16 +348,45 @@ impl Running {
 
 fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> Result<Running> {
     let lb = topo.lb();
+    let cmd = write_peer_config(peer, dir, threads, false)?;
+    if peer.starts_with("xlb") {
+        Ok(Running::Xlb(lb.spawn_xlb(&cmd.config, XLB_READY_TIMEOUT)?))
+    } else {
+        let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+        Ok(Running::Proc(lb.spawn(&argv)?))
+    }
+}
+
+/// A peer's config file and the command that runs it in the foreground.
+struct PeerCommand {
+    config: PathBuf,
+    argv: Vec<String>,
+}
+
+/// Writes `peer`'s config in `dir`: `threads` threads or worker processes
+/// (xlb keeps its default, one per core, unless `one_process`). With
+/// `one_process` every peer runs in the one process its command starts,
+/// with one thread (xlb `l7_threads = 1`, HAProxy `nbthread 1`, nginx
+/// `master_process off`, which serves from the master process itself):
+/// what callgrind needs, as it traces only the process it starts.
+fn write_peer_config(
+    peer: &str,
+    dir: &TempDir,
+    threads: usize,
+    one_process: bool,
+) -> Result<PeerCommand> {
     let d = dir.path().display();
+    let threads = if one_process { 1 } else { threads };
     match peer {
         "xlb" | "xlb-l7" => {
             let tls =
                 format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{NO_ACCESS_LOG}");
+            let keys = if one_process { "l7_threads = 1\n" } else { "" };
             let head = if peer == "xlb-l7" {
                 // No XDP program: the L7 tier alone.
-                format!("{}\n", dir.global_toml("benchhttp"))
+                format!("{}{keys}\n", dir.global_toml("benchhttp"))
             } else {
-                head_toml(dir, "benchhttp")
+                head_toml_with(dir, "benchhttp", keys)
             };
             let text = format!(
                 "{}{}{}{}{}",
@@ -338,9 +396,20 @@ fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> R
                 frontend_toml("h2c", 8081, "web", &format!("h2c = true\n{NO_ACCESS_LOG}")),
                 frontend_toml("tls", 8443, "web", &tls),
             );
-            let cfg = dir.write_config(&text)?;
-            let daemon = lb.spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;
-            Ok(Running::Xlb(daemon))
+            let config = dir.write_config(&text)?;
+            // As `XlbDaemon` runs it.
+            let argv = [
+                "env",
+                "NO_COLOR=1",
+                "RUST_LOG=info",
+                &xlb_path()?.to_string_lossy(),
+                "run",
+                "--config",
+                &config.to_string_lossy(),
+            ]
+            .map(String::from)
+            .to_vec();
+            Ok(PeerCommand { config, argv })
         }
         "haproxy" => {
             let text = format!(
@@ -369,14 +438,22 @@ backend be
     server web1 {BACKEND}
 "#
             );
-            let cfg = dir.write("haproxy.cfg", text)?;
-            let cfg = cfg.to_string_lossy();
-            Ok(Running::Proc(lb.spawn(&["haproxy", "-db", "-f", &cfg])?))
+            let config = dir.write("haproxy.cfg", text)?;
+            // -db: foreground, no master-worker.
+            let argv = ["haproxy", "-db", "-f", &config.to_string_lossy()]
+                .map(String::from)
+                .to_vec();
+            Ok(PeerCommand { config, argv })
         }
         "nginx" => {
+            let master = if one_process {
+                "master_process off;\n"
+            } else {
+                ""
+            };
             let text = format!(
                 r#"worker_processes {threads};
-worker_rlimit_nofile 20000;
+{master}worker_rlimit_nofile 20000;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/nginx-error.log;
@@ -412,22 +489,37 @@ http {{
 }}
 "#
             );
-            let cfg = dir.write("nginx.conf", text)?;
-            let cfg = cfg.to_string_lossy();
-            Ok(Running::Proc(lb.spawn(&[
+            let config = dir.write("nginx.conf", text)?;
+            let argv = [
                 "nginx",
                 "-p",
                 &d.to_string(),
                 "-c",
-                &cfg,
-            ])?))
+                &config.to_string_lossy(),
+            ]
+            .map(String::from)
+            .to_vec();
+            Ok(PeerCommand { config, argv })
         }
         _ => bail!("unknown peer {peer}"),
     }
 }
 
+/// Waits (at most 15 s) until `url` answers 200 from the client namespace.
 fn wait_ready(client: &Namespace, url: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_ready_within(client, url, Duration::from_secs(15), 1)
+}
+
+/// Waits at most `timeout` until `url` answers 200, each try allowed
+/// `try_secs`.
+fn wait_ready_within(
+    client: &Namespace,
+    url: &str,
+    timeout: Duration,
+    try_secs: u64,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let max_time = try_secs.to_string();
     loop {
         let out = client.output(
             &[
@@ -438,10 +530,10 @@ fn wait_ready(client: &Namespace, url: &str) -> Result<()> {
                 "-w",
                 "%{http_code}",
                 "--max-time",
-                "1",
+                &max_time,
                 url,
             ],
-            Duration::from_secs(5),
+            Duration::from_secs(try_secs + 4),
         )?;
         if String::from_utf8_lossy(&out.stdout) == "200" {
             return Ok(());
@@ -689,6 +781,192 @@ fn idle_memory(client: &Namespace, pids: &[u32]) -> Result<f64> {
     let per = (after.saturating_sub(before) as f64) * 1024.0 / IDLE_CONNS as f64;
     eprintln!("  RSS {before} KB -> {after} KB with {IDLE_CONNS} idle connections");
     Ok(per)
+}
+
+/// The request counts of the two callgrind runs of each peer and
+/// protocol: the difference of their totals is what one request costs.
+const CALLGRIND_REQUESTS: [u64; 2] = [1000, 6000];
+
+/// How long a peer under callgrind may take to answer its first request.
+const CALLGRIND_START: Duration = Duration::from_secs(90);
+
+/// `XLB_BENCH_INSTRUCTIONS` (default on): `0` skips the callgrind runs.
+fn instructions_enabled() -> bool {
+    std::env::var("XLB_BENCH_INSTRUCTIONS").map_or(true, |v| v.trim() != "0")
+}
+
+/// User-space instructions per proxied request.
+#[derive(Debug, Clone, Copy)]
+struct Instructions {
+    h1: f64,
+    h2: f64,
+}
+
+/// `peer`'s instructions per request over HTTP/1.1 and h2c: two runs
+/// under callgrind for each, [`CALLGRIND_REQUESTS`] requests, and the
+/// difference of their totals divided by the difference of the counts
+/// (start-up, the readiness probe and shutdown cancel out).
+fn instructions(
+    topo: &L4Topology,
+    dir: &TempDir,
+    peer: &str,
+    urls: &(String, String, String),
+) -> Result<Instructions> {
+    let [few, many] = CALLGRIND_REQUESTS;
+    let per_request = |h2: bool| -> Result<f64> {
+        let mut totals = [0u64; 2];
+        for (total, n) in totals.iter_mut().zip(CALLGRIND_REQUESTS) {
+            let proto = if h2 { "h2c" } else { "HTTP/1.1" };
+            eprintln!("bench http: instructions: {peer} {proto}, {n} requests under callgrind");
+            let started = Instant::now();
+            *total = callgrind_total(topo, dir, peer, h2, n, urls)
+                .with_context(|| format!("{peer} {proto} under callgrind"))?;
+            eprintln!(
+                "  {total} instructions in all ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok((totals[1] as f64 - totals[0] as f64) / (many - few) as f64)
+    };
+    Ok(Instructions {
+        h1: per_request(false)?,
+        h2: per_request(true)?,
+    })
+}
+
+/// Starts `peer` (one process, one thread) under
+/// `valgrind --tool=callgrind` in the lb namespace, waits until it
+/// answers, sends it `n` requests with h2load (HTTP/1.1 over 16
+/// connections, or h2c over 4 connections of 16 streams), stops it with
+/// SIGTERM and returns the instructions callgrind counted (its output's
+/// `summary:` or `totals:` line, written at exit).
+fn callgrind_total(
+    topo: &L4Topology,
+    dir: &TempDir,
+    peer: &str,
+    h2: bool,
+    n: u64,
+    urls: &(String, String, String),
+) -> Result<u64> {
+    let cmd = write_peer_config(peer, dir, 1, true)?;
+    let file = dir.path().join(format!("callgrind-{peer}.out"));
+    let _ = std::fs::remove_file(&file);
+    let out_file = format!("--callgrind-out-file={}", file.display());
+    // valgrind traces only the program it starts, so a leading
+    // `env K=V ...` goes before it.
+    let env = if cmd.argv.first().is_some_and(|a| a == "env") {
+        1 + cmd.argv[1..].iter().take_while(|a| a.contains('=')).count()
+    } else {
+        0
+    };
+    let argv: Vec<&str> = cmd.argv[..env]
+        .iter()
+        .map(String::as_str)
+        .chain(["valgrind", "--tool=callgrind", &out_file])
+        .chain(cmd.argv[env..].iter().map(String::as_str))
+        .collect();
+    let mut proc = topo.lb().spawn(&argv)?;
+    let client = topo.client();
+
+    let deadline = Instant::now() + CALLGRIND_START;
+    loop {
+        if !proc.is_running() {
+            bail!("exited: {}", proc.stderr_lines().join("\n"));
+        }
+        // A generous limit per try: a timed-out probe would leave work
+        // in the peer that differs from run to run.
+        match wait_ready_within(client, &urls.0, Duration::from_secs(5), 20) {
+            Ok(()) => break,
+            Err(_) if Instant::now() < deadline => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "not ready within {CALLGRIND_START:?}: {}",
+                        proc.stderr_lines().join("\n")
+                    )
+                });
+            }
+        }
+    }
+
+    let n_arg = n.to_string();
+    let load: &[&str] = if h2 {
+        &["h2load", "-n", &n_arg, "-c", "4", "-m", "16", &urls.1]
+    } else {
+        &["h2load", "--h1", "-n", &n_arg, "-c", "16", &urls.0]
+    };
+    let out = run_tool(client, load, 120)?;
+    let succeeded = out
+        .lines()
+        .find_map(|l| l.strip_prefix("requests:"))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|p| p.trim().strip_suffix(" succeeded"))
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if succeeded != Some(n) {
+        bail!("h2load: {succeeded:?} of {n} requests succeeded:\n{out}");
+    }
+
+    // SAFETY: plain syscall on our own unreaped child.
+    unsafe { libc::kill(proc.pid() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proc.is_running() {
+        if Instant::now() >= deadline {
+            bail!(
+                "still runs 60 s after SIGTERM: {}",
+                proc.stderr_lines().join("\n")
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "reading {} ({})",
+            file.display(),
+            proc.stderr_lines().join("\n")
+        )
+    })?;
+    let total = ["summary:", "totals:"]
+        .iter()
+        .find_map(|key| text.lines().find_map(|l| l.strip_prefix(key)))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no summary or totals line in {}", file.display()))?;
+    let _ = std::fs::remove_file(&file);
+    Ok(total)
+}
+
+fn print_instructions(rows: &[(String, Instructions)]) {
+    let [few, many] = CALLGRIND_REQUESTS;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\ninstructions per request (callgrind: the proxy's user space, one thread; \
+         (Ir({many} requests) - Ir({few})) / {})",
+        many - few
+    );
+    let _ = writeln!(t, "{:<9} {:>10} {:>10}", "peer", "h1", "h2");
+    for (name, i) in rows {
+        let _ = writeln!(t, "{name:<9} {:>10.0} {:>10.0}", i.h1, i.h2);
+    }
+    let find = |n: &str| rows.iter().find(|(name, _)| name == n).map(|(_, i)| i);
+    for (me, x) in ["xlb", "xlb-l7"]
+        .into_iter()
+        .filter_map(|n| Some((n, find(n)?)))
+    {
+        for other in ["haproxy", "nginx"] {
+            if let Some(o) = find(other) {
+                let _ = writeln!(
+                    t,
+                    "{:<14} instructions/req h1 x{:.2}, h2 x{:.2}",
+                    format!("{me}/{other}"),
+                    x.h1 / o.h1,
+                    x.h2 / o.h2,
+                );
+            }
+        }
+    }
+    println!("{t}");
 }
 
 fn print_table(rows: &[Row]) {

@@ -50,8 +50,9 @@ fn l4() -> Result<()> {
     lab_bench("l4", &[])
 }
 
-/// Debian packages the HTTP bench compares against or drives the load with.
-const HTTP_BENCH_PACKAGES: &[&str] = &["haproxy", "nginx", "wrk", "nghttp2-client"];
+/// Debian packages the HTTP bench compares against, drives the load with,
+/// or counts instructions with (valgrind's callgrind).
+const HTTP_BENCH_PACKAGES: &[&str] = &["haproxy", "nginx", "wrk", "nghttp2-client", "valgrind"];
 
 /// Setup, the peers and load generators from Debian (installed without
 /// starting their services), release build of xlb and the lab, then the
