@@ -950,23 +950,31 @@ fn print_instructions(rows: &[(String, Instructions)]) {
         let _ = writeln!(t, "{name:<9} {:>10.0} {:>10.0}", i.h1, i.h2);
     }
     let find = |n: &str| rows.iter().find(|(name, _)| name == n).map(|(_, i)| i);
-    for (me, x) in ["xlb", "xlb-l7"]
-        .into_iter()
-        .filter_map(|n| Some((n, find(n)?)))
-    {
+    for_each_ratio(find, |pair, x, o| {
+        let _ = writeln!(
+            t,
+            "{pair:<14} instructions/req h1 x{:.2}, h2 x{:.2}",
+            x.h1 / o.h1,
+            x.h2 / o.h2,
+        );
+    });
+    println!("{t}");
+}
+
+/// Calls `line` with "me/other" and both figures for each xlb peer
+/// against each other peer that `find` has.
+fn for_each_ratio<'a, T: 'a>(
+    find: impl Fn(&str) -> Option<&'a T>,
+    mut line: impl FnMut(String, &T, &T),
+) {
+    for me in ["xlb", "xlb-l7"] {
+        let Some(x) = find(me) else { continue };
         for other in ["haproxy", "nginx"] {
             if let Some(o) = find(other) {
-                let _ = writeln!(
-                    t,
-                    "{:<14} instructions/req h1 x{:.2}, h2 x{:.2}",
-                    format!("{me}/{other}"),
-                    x.h1 / o.h1,
-                    x.h2 / o.h2,
-                );
+                line(format!("{me}/{other}"), x, o);
             }
         }
     }
-    println!("{t}");
 }
 
 fn print_table(rows: &[Row]) {
@@ -1012,27 +1020,19 @@ fn print_table(rows: &[Row]) {
         );
     }
     let find = |n: &str| rows.iter().find(|r| r.name == n);
-    for (me, x) in ["xlb", "xlb-l7"]
-        .into_iter()
-        .filter_map(|n| Some((n, find(n)?)))
-    {
-        for other in ["haproxy", "nginx"] {
-            if let Some(o) = find(other) {
-                let _ = writeln!(
-                    t,
-                    "{:<14} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}, CPU/req x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
-                    format!("{me}/{other}"),
-                    x.h1_rps / o.h1_rps,
-                    x.h1_p99 / o.h1_p99,
-                    x.h1_cpu.total_us / o.h1_cpu.total_us,
-                    x.h2_rps / o.h2_rps,
-                    x.h2_mean / o.h2_mean,
-                    x.h2_cpu.total_us / o.h2_cpu.total_us,
-                    x.tls_cps / o.tls_cps,
-                    x.rss_per_conn.unwrap_or(f64::NAN) / o.rss_per_conn.unwrap_or(f64::NAN),
-                );
-            }
-        }
-    }
+    for_each_ratio(find, |pair, x, o| {
+        let _ = writeln!(
+            t,
+            "{pair:<14} h1 req/s x{:.2}, p99 x{:.2}, CPU/req x{:.2}; h2 req/s x{:.2}, mean x{:.2}, CPU/req x{:.2}; tls x{:.2}; RSS/conn x{:.2}",
+            x.h1_rps / o.h1_rps,
+            x.h1_p99 / o.h1_p99,
+            x.h1_cpu.total_us / o.h1_cpu.total_us,
+            x.h2_rps / o.h2_rps,
+            x.h2_mean / o.h2_mean,
+            x.h2_cpu.total_us / o.h2_cpu.total_us,
+            x.tls_cps / o.tls_cps,
+            x.rss_per_conn.unwrap_or(f64::NAN) / o.rss_per_conn.unwrap_or(f64::NAN),
+        );
+    });
     println!("{t}");
 }
