@@ -11,7 +11,7 @@ use http::{
 use smallvec::SmallVec;
 
 /// Headers that only concern one connection.
-const HOP_BY_HOP: &[HeaderName] = &[
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -19,6 +19,8 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
 ];
 
 /// Removes the hop-by-hop headers and every header named in
@@ -31,7 +33,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // instead of a hashed lookup per hop-by-hop name.
     let mut found: SmallVec<[HeaderName; 4]> = headers
         .keys()
-        .filter(|k| HOP_BY_HOP.contains(k) || *k == KEEP_ALIVE || *k == PROXY_CONNECTION)
+        .filter(|k| HOP_BY_HOP.contains(k))
         .cloned()
         .collect();
     if found.is_empty() {
@@ -45,7 +47,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
                 !t.eq_ignore_ascii_case("close")
                     && !HOP_BY_HOP
                         .iter()
-                        .chain([&KEEP_ALIVE, &PROXY_CONNECTION])
                         .any(|h| t.eq_ignore_ascii_case(h.as_str()))
             })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())

@@ -227,23 +227,22 @@ pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
 /// (`alt-svc`).
 pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
     let (guard, accept) = cx.state.request_started();
-    let received = Instant::now();
+    let started = Started {
+        guard,
+        accept,
+        received: Instant::now(),
+    };
     let alt_svc = cx.fe.alt_svc.clone();
     // The tunnels' futures are large and rare: boxed, so the future of
     // every plain request stays small (it is moved into hyper's state or
     // a task for each request).
     let mut resp = if websocket::is_extended_connect(&req) {
-        Box::pin(websocket::handle(cx, req, guard, accept, received)).await
+        Box::pin(websocket::handle(cx, req, started)).await
     } else if req.method() == Method::CONNECT {
-        Box::pin(connect(cx, req, guard, accept, received)).await
+        Box::pin(connect(cx, req, started)).await
     } else {
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let started = Started {
-            guard,
-            accept,
-            received,
-        };
         forward(cx, req.map(body::boxed), started, client_upgrade).await
     };
     if let Some(v) = alt_svc {
@@ -503,14 +502,13 @@ fn respond(
 /// target must be one of the backend's servers (403 otherwise) and up
 /// (503); xlb connects to it, answers 200, then copies bytes both ways
 /// until either side closes. Disabled, or over HTTP/2: 405.
-async fn connect(
-    cx: Arc<ConnCtx>,
-    mut req: Request<Incoming>,
-    guard: RequestGuard,
-    accept: Duration,
-    received: Instant,
-) -> Response<Body> {
+async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started) -> Response<Body> {
     let target = req.uri().authority().map(|a| a.as_str().to_string());
+    let Started {
+        guard,
+        accept,
+        received,
+    } = started;
     let mut entry = Entry::new(&cx, received, accept, &req);
     let be = &cx.fe.backend;
     if !cx.fe.connect {
@@ -618,7 +616,13 @@ fn build(
     pick: Pick<'_>,
     host: Option<&HeaderValue>,
 ) -> Request<Body> {
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = || {
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.headers_mut() = parts.headers.clone();
@@ -629,7 +633,7 @@ fn build(
                 // Origin-form already (the usual case): shared, not parsed again.
                 parts.uri.clone()
             } else {
-                pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
+                Uri::from(path())
             };
             if !req.headers().contains_key(header::HOST) {
                 let h = host
@@ -647,12 +651,7 @@ fn build(
             let authority = host
                 .and_then(|h| Authority::try_from(h.as_bytes()).ok())
                 .or_else(|| Authority::try_from(pick.address.to_string()).ok());
-            let path = parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
-            let mut uri = Uri::builder().scheme("http").path_and_query(path);
+            let mut uri = Uri::builder().scheme("http").path_and_query(path());
             if let Some(a) = authority {
                 uri = uri.authority(a);
             }

@@ -30,9 +30,8 @@ use tracing::warn;
 use super::{
     balance::Key,
     body::{self, Body},
-    conn::RequestGuard,
     headers,
-    proxy::{ConnCtx, Entry, finish, next_attempt, refuse, tunnel},
+    proxy::{ConnCtx, Entry, Started, finish, next_attempt, refuse, tunnel},
     upstream,
 };
 
@@ -47,10 +46,13 @@ pub fn is_extended_connect<B>(req: &Request<B>) -> bool {
 pub async fn handle(
     cx: Arc<ConnCtx>,
     mut req: Request<Incoming>,
-    guard: RequestGuard,
-    accept: Duration,
-    received: Instant,
+    started: Started,
 ) -> Response<Body> {
+    let Started {
+        guard,
+        accept,
+        received,
+    } = started;
     let mut entry = Entry::new(&cx, received, accept, &req);
     let be = &cx.fe.backend;
     let upstream_req = match server_request(&cx, &req) {
