@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
+use smallvec::SmallVec;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -28,7 +29,8 @@ pub const SMALL_BODY: u64 = 16 * 1024;
 /// Reads a response body of known length up to [`SMALL_BODY`] to its end,
 /// so the head and the body reach the client in one write instead of a
 /// write each (and one packet instead of two). Longer, unknown-length or
-/// empty bodies stay streamed.
+/// empty bodies stay streamed. Trailers (an HTTP/2 server may send them
+/// after a body of known length) are kept.
 pub async fn read_small(resp: Response<Body>) -> Result<Response<Body>, BoxError> {
     let small = resp
         .body()
@@ -38,9 +40,35 @@ pub async fn read_small(resp: Response<Body>) -> Result<Response<Body>, BoxError
     if !small {
         return Ok(resp);
     }
-    let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await?.to_bytes();
-    Ok(Response::from_parts(parts, full(bytes)))
+    let (parts, mut body) = resp.into_parts();
+    // Usually one chunk, which is passed on as it is (no copy, no list).
+    let mut chunks: SmallVec<[Bytes; 2]> = SmallVec::new();
+    let mut trailers = None;
+    while !body.is_end_stream() {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        match frame?.into_data() {
+            Ok(chunk) => chunks.push(chunk),
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                break;
+            }
+        }
+    }
+    let data = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
+    };
+    let whole = match trailers {
+        None => full(data),
+        Some(t) => Full::new(data)
+            .map_err(|e| match e {})
+            .with_trailers(std::future::ready(Some(Ok(t))))
+            .boxed_unsync(),
+    };
+    Ok(Response::from_parts(parts, whole))
 }
 
 /// A hyper body (client request or backend response), boxed.
@@ -66,4 +94,79 @@ pub fn error_response(status: StatusCode, detail: &str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+    use futures_util::StreamExt;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    /// A response whose body is `frames`, announcing `length` bytes as
+    /// hyper's does with a `Content-Length`, and the count of frames
+    /// taken from it so far.
+    fn response(frames: Vec<Frame<Bytes>>, length: u64) -> (Response<Body>, Arc<AtomicUsize>) {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counter = taken.clone();
+        let stream = futures_util::stream::iter(frames)
+            .inspect(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
+            .map(Ok::<_, BoxError>);
+        let body = Exact(StreamBody::new(stream).boxed_unsync(), length);
+        (Response::new(body.boxed_unsync()), taken)
+    }
+
+    struct Exact(Body, u64);
+
+    impl http_body::Body for Exact {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            std::pin::Pin::new(&mut self.0).poll_frame(cx)
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.1)
+        }
+    }
+
+    #[tokio::test]
+    async fn small_bodies_are_read_whole_with_their_trailers() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let frames = vec![
+            Frame::data(Bytes::from_static(b"hello ")),
+            Frame::data(Bytes::from_static(b"world")),
+            Frame::trailers(trailers.clone()),
+        ];
+        let (resp, taken) = response(frames, 11);
+        let resp = read_small(resp).await.unwrap();
+        assert_eq!(
+            taken.load(Ordering::Relaxed),
+            3,
+            "read before the head goes on"
+        );
+        let collected = resp.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers(), Some(&trailers));
+        assert_eq!(collected.to_bytes(), "hello world");
+    }
+
+    #[tokio::test]
+    async fn large_bodies_stay_streamed() {
+        let frames = vec![Frame::data(Bytes::from(vec![b'x'; 20_000]))];
+        let (resp, taken) = response(frames, 20_000);
+        let resp = read_small(resp).await.unwrap();
+        assert_eq!(taken.load(Ordering::Relaxed), 0, "nothing read ahead");
+        let collected = resp.into_body().collect().await.unwrap();
+        assert_eq!(collected.to_bytes().len(), 20_000);
+    }
 }

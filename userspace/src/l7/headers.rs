@@ -10,18 +10,35 @@ use http::{
 };
 use smallvec::SmallVec;
 
-/// Headers that only concern one connection.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-];
+/// Whether a lower-case header name is one that only concerns one
+/// connection (RFC 9110 §7.6.1, plus the legacy `keep-alive` and
+/// `proxy-connection`). A `match` on the name: a length test rejects
+/// almost every other header without comparing bytes.
+fn is_hop_by_hop(lower: &str) -> bool {
+    matches!(
+        lower,
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
+
+/// [`is_hop_by_hop`] for a token of a `Connection` header, in any case.
+fn names_hop_by_hop(token: &str) -> bool {
+    let mut lower = [0u8; 24];
+    let Some(buf) = lower.get_mut(..token.len()) else {
+        return false; // longer than any hop-by-hop name
+    };
+    buf.copy_from_slice(token.as_bytes());
+    buf.make_ascii_lowercase();
+    std::str::from_utf8(buf).is_ok_and(is_hop_by_hop)
+}
 
 /// Removes the hop-by-hop headers and every header named in
 /// `Connection`. `TE: trailers` survives (gRPC needs it end to end).
@@ -31,11 +48,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Every request and response passes here, and most carry none of
     // these or only `Connection`: one pass over the names finds them,
     // instead of a hashed lookup per hop-by-hop name.
-    let mut found: SmallVec<[HeaderName; 4]> = headers
-        .keys()
-        .filter(|k| HOP_BY_HOP.contains(k))
-        .cloned()
-        .collect();
+    let mut found: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name.as_str()) {
+            found.push(name.clone());
+        }
+    }
     if found.is_empty() {
         return;
     }
@@ -43,12 +61,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         // Usually `keep-alive` or `close`: already handled, or no header
         // name at all; only other tokens are looked up as names.
         let named = tokens(headers, &header::CONNECTION)
-            .filter(|t| {
-                !t.eq_ignore_ascii_case("close")
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
-            })
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !names_hop_by_hop(t))
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect::<SmallVec<[HeaderName; 4]>>();
         found.extend(named);
@@ -161,8 +174,6 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded, host: Option<&Hea
     append_to_list(headers, header::FORWARDED, &fwd.element(host));
 }
 
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -222,6 +233,32 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["x-kept"], "yes");
         assert_eq!(h[header::TE], "trailers");
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_known_in_any_case() {
+        for name in [
+            header::CONNECTION,
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            header::PROXY_AUTHENTICATE,
+            header::PROXY_AUTHORIZATION,
+        ] {
+            assert!(is_hop_by_hop(name.as_str()), "{name}");
+            assert!(names_hop_by_hop(&name.as_str().to_uppercase()), "{name}");
+        }
+        assert!(names_hop_by_hop("Keep-Alive") && names_hop_by_hop("Proxy-Connection"));
+        for other in [
+            "host",
+            "x-connection",
+            "connectio",
+            "user-agent",
+            "x".repeat(40).as_str(),
+        ] {
+            assert!(!names_hop_by_hop(other), "{other}");
+        }
     }
 
     #[test]
