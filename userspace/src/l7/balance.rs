@@ -109,7 +109,7 @@ impl Drop for InFlight {
 /// pruned of servers that left when the snapshot changes.
 #[derive(Default)]
 struct RoundRobin {
-    current: HashMap<u32, i64, foldhash::fast::RandomState>,
+    current: HashMap<u32, i64, super::FastHash>,
     /// The snapshot `current` was last pruned for.
     pruned_for: Option<Arc<Snapshot>>,
 }

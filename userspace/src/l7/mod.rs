@@ -47,6 +47,10 @@ use crate::{
     registry::Snapshot,
 };
 
+/// The hasher of the L7 tier's maps: their keys come from the config or
+/// from xlb itself, never from clients.
+type FastHash = foldhash::fast::RandomState;
+
 /// The config checks `xlb check` and `xlb run` add: TLS certificates and
 /// keys must load and belong together; backend `tls_ca` files must hold
 /// CA certificates.

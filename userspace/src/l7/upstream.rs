@@ -25,6 +25,7 @@ use tokio_util::either::Either;
 use tracing::debug;
 
 use super::{
+    FastHash,
     body::{Body, BoxError},
     tls,
 };
@@ -55,8 +56,6 @@ type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 /// ([`tls::Upstream::id`], 0 for cleartext).
 type PoolKey = (SocketAddr, u64);
 
-/// The pools' hasher: their keys come from the config, not from clients.
-type FastHash = foldhash::fast::RandomState;
 
 /// A connection checked out for one request.
 pub enum Conn {
