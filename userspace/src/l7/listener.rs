@@ -75,11 +75,16 @@ macro_rules! service {
     ($cx:expr) => {{
         let cx = $cx;
         service_fn(move |req: hyper::Request<Incoming>| {
-            // Boxed: hyper moves the service future several times (HTTP/2
-            // spawns it as a task), and a pointer is cheaper to move
-            // than the request's whole state.
-            let handling = Box::pin(proxy::handle(cx.clone(), req));
-            async move { Ok::<_, Infallible>(handling.await) }
+            // With HTTP/3 on the frontend, every response says so.
+            let alt_svc = cx.fe.alt_svc.clone();
+            let handling = proxy::handle(cx.clone(), req);
+            async move {
+                let mut resp = handling.await;
+                if let Some(v) = alt_svc {
+                    resp.headers_mut().insert(http::header::ALT_SVC, v);
+                }
+                Ok::<_, Infallible>(resp)
+            }
         })
     }};
 }

@@ -221,34 +221,30 @@ pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
     )
 }
 
+/// The answer to a request, on its way.
+pub type Handling = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
 /// A request from a hyper connection (HTTP/1.1, HTTP/2): upgrades,
 /// `CONNECT` and WebSocket over HTTP/2 are handled here, everything else
-/// by [`forward`]. With HTTP/3 on the frontend, every response says so
-/// (`alt-svc`).
-pub async fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
+/// by [`forward`]. Boxed: the proxy's future is large (about 2.5 KB), and
+/// hyper moves the service future around (HTTP/2 spawns it as a task);
+/// made directly in its box, it is not copied on the way.
+pub fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Handling {
     let (guard, accept) = cx.state.request_started();
     let started = Started {
         guard,
         accept,
         received: Instant::now(),
     };
-    let alt_svc = cx.fe.alt_svc.clone();
-    // The tunnels' futures are large and rare: boxed, so the future of
-    // every plain request stays small (it is moved into hyper's state or
-    // a task for each request).
-    let mut resp = if websocket::is_extended_connect(&req) {
-        Box::pin(websocket::handle(cx, req, started)).await
+    if websocket::is_extended_connect(&req) {
+        Box::pin(websocket::handle(cx, req, started))
     } else if req.method() == Method::CONNECT {
-        Box::pin(connect(cx, req, started)).await
+        Box::pin(connect(cx, req, started))
     } else {
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        forward(cx, req.map(body::boxed), started, client_upgrade).await
-    };
-    if let Some(v) = alt_svc {
-        resp.headers_mut().insert(header::ALT_SVC, v);
+        Box::pin(forward(cx, req.map(body::boxed), started, client_upgrade))
     }
-    resp
 }
 
 /// A request as its connection saw it start: counted on the connection
