@@ -44,10 +44,10 @@ pub async fn read_small(resp: Response<Body>) -> Result<Response<Body>, BoxError
     // Usually one chunk, which is passed on as it is (no copy, no list).
     let mut chunks: SmallVec<[Bytes; 2]> = SmallVec::new();
     let mut trailers = None;
-    while !body.is_end_stream() {
-        let Some(frame) = body.frame().await else {
-            break;
-        };
+    // To the body's very end, not only to its last byte: a hyper server
+    // connection only goes back to the pool once it has seen the end
+    // itself, and dropping the body before that closes it.
+    while let Some(frame) = body.frame().await {
         match frame?.into_data() {
             Ok(chunk) => chunks.push(chunk),
             Err(frame) => {

@@ -7,7 +7,7 @@
 use std::{
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime},
 };
@@ -91,6 +91,9 @@ pub struct ConnCtx {
     pub state: Arc<ConnState>,
     /// What its requests add to the forwarding headers.
     pub forwarded: headers::Forwarded,
+    /// `client` as the access log writes it, formatted for the
+    /// connection's first line.
+    client_text: OnceLock<String>,
 }
 
 impl ConnCtx {
@@ -107,6 +110,7 @@ impl ConnCtx {
             client,
             state,
             forwarded,
+            client_text: OnceLock::new(),
         }
     }
 }
@@ -123,7 +127,6 @@ fn idempotent(m: &Method) -> bool {
 /// fill on every request: names and the request line are only looked up
 /// and formatted when a line is written.
 pub(super) struct Entry {
-    wall: SystemTime,
     received: Instant,
     cx: Arc<ConnCtx>,
     method: Method,
@@ -149,7 +152,6 @@ impl Entry {
         req: &Request<B>,
     ) -> Self {
         Entry {
-            wall: SystemTime::now(),
             received,
             cx: cx.clone(),
             method: req.method().clone(),
@@ -167,18 +169,29 @@ impl Entry {
 
     /// `METHOD TARGET VERSION`, made safe for one log line.
     pub(super) fn request_line(&self) -> String {
+        let mut line = String::with_capacity(64);
+        self.push_request_line(&mut line);
+        line
+    }
+
+    fn push_request_line(&self, out: &mut String) {
         // CONNECT names an authority, extended CONNECT (RFC 8441) a path.
         let target = if self.method == Method::CONNECT && self.target.path_and_query().is_none() {
             self.target.authority().map_or("-", |a| a.as_str())
         } else {
             self.target.path_and_query().map_or("/", |p| p.as_str())
         };
-        format!(
-            "{} {} {:?}",
-            self.method,
-            access_log::sanitize(target),
-            self.version
-        )
+        out.push_str(self.method.as_str());
+        out.push(' ');
+        access_log::push_sanitized(out, target);
+        out.push(' ');
+        out.push_str(match self.version {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        });
     }
 
     fn server_name(&self) -> &str {
@@ -188,24 +201,45 @@ impl Entry {
             .map_or("-", |s| s.name.as_str())
     }
 
-    fn line(&self, bytes: u64) -> String {
-        let mut line = format!(
-            "{} {} {} {}/{} \"{}\" {} {bytes} accept={} connect={} response={} total={} retries={}",
-            access_log::timestamp(self.wall),
-            self.cx.client,
-            self.cx.fe.name,
-            self.cx.fe.backend.name,
-            self.server_name(),
-            self.request_line(),
-            self.status,
-            access_log::ms(Some(self.accept)),
-            access_log::ms(self.connect),
-            access_log::ms(self.response),
-            access_log::ms(Some(self.received.elapsed())),
-            self.retries,
+    /// The log line of the request, `total` after it was received, with
+    /// `bytes` of body sent.
+    fn line(&self, total: Duration, bytes: u64) -> String {
+        let mut line = String::with_capacity(192);
+        // The wall clock is read here, only when a line is written.
+        access_log::push_timestamp(&mut line, SystemTime::now() - total);
+        line.push(' ');
+        line.push_str(
+            self.cx
+                .client_text
+                .get_or_init(|| self.cx.client.to_string()),
         );
+        line.push(' ');
+        line.push_str(&self.cx.fe.name);
+        line.push(' ');
+        line.push_str(&self.cx.fe.backend.name);
+        line.push('/');
+        line.push_str(self.server_name());
+        line.push_str(" \"");
+        self.push_request_line(&mut line);
+        line.push_str("\" ");
+        access_log::push_int(&mut line, self.status.into());
+        line.push(' ');
+        access_log::push_int(&mut line, bytes);
+        for (name, value) in [
+            (" accept=", Some(self.accept)),
+            (" connect=", self.connect),
+            (" response=", self.response),
+            (" total=", Some(total)),
+        ] {
+            line.push_str(name);
+            access_log::push_ms(&mut line, value);
+        }
+        line.push_str(" retries=");
+        access_log::push_int(&mut line, self.retries.into());
         if let Some(e) = &self.error {
-            line.push_str(&format!(" error=\"{}\"", access_log::sanitize(e)));
+            line.push_str(" error=\"");
+            access_log::push_sanitized(&mut line, e);
+            line.push('"');
         }
         line
     }
@@ -695,9 +729,10 @@ struct LoggedBody {
 impl LoggedBody {
     fn done(&mut self) {
         if let Some(e) = self.entry.take() {
-            e.cx.fe.metrics.observe(e.status, e.received.elapsed());
+            let total = e.received.elapsed();
+            e.cx.fe.metrics.observe(e.status, total);
             if self.log.enabled() {
-                self.log.write(e.line(self.bytes));
+                self.log.write(e.line(total, self.bytes));
             }
         }
     }
