@@ -2,7 +2,10 @@
 //! admin state and health. The effective state computed here is what both
 //! tiers obey; `dataplane::Maps` copies it into the shared maps.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+};
 
 use xlb_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_MAINT, BACKEND_UP, MAX_BACKENDS};
 
@@ -178,11 +181,18 @@ impl Registry {
     /// Apply a reloaded config: servers keep their id (and health) when
     /// their backend/name stays; new ones are added, gone ones removed.
     pub fn reconcile(&mut self, config: &Config) -> Result<(), RegistryError> {
-        let mut keep = Vec::new();
+        // Looked up by backend/name once per server: a reload of thousands
+        // of servers stays linear.
+        let existing: HashMap<(String, String), u32> = self
+            .servers
+            .values()
+            .map(|s| ((s.backend.clone(), s.name.clone()), s.id))
+            .collect();
+        let mut keep = HashSet::new();
         for pool in &config.backend {
             for server in &pool.server {
-                let id = match self.find(&pool.name, &server.name) {
-                    Some(existing) => existing.id,
+                let id = match existing.get(&(pool.name.clone(), server.name.clone())) {
+                    Some(&id) => id,
                     None => self.add(&pool.name, server)?,
                 };
                 if let Some(entry) = self.servers.get_mut(&id) {
@@ -190,7 +200,7 @@ impl Registry {
                     entry.weight = server.weight;
                     entry.quic_server_id = server.quic_server_id;
                 }
-                keep.push(id);
+                keep.insert(id);
             }
         }
         self.servers.retain(|id, _| keep.contains(id));
