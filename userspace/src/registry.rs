@@ -229,3 +229,42 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with one backend `web` and servers `(name, last octet, weight)`.
+    fn config(servers: &[(&str, u8, u32)]) -> Config {
+        let mut text = String::from("[[backend]]\nname = \"web\"\n");
+        for (name, octet, weight) in servers {
+            text.push_str(&format!(
+                "[[backend.server]]\nname = \"{name}\"\naddress = \"198.18.1.{octet}:80\"\nweight = {weight}\n"
+            ));
+        }
+        crate::config::parse(&text, "test.toml").unwrap()
+    }
+
+    fn id(r: &Registry, name: &str) -> u32 {
+        r.find("web", name).unwrap().id
+    }
+
+    #[test]
+    fn a_reload_keeps_ids_and_state_of_servers_that_stay() {
+        let mut r =
+            Registry::from_config(&config(&[("a", 1, 1), ("b", 2, 1), ("c", 3, 1)])).unwrap();
+        let (a, c) = (id(&r, "a"), id(&r, "c"));
+        r.set_admin(c, Admin::Drain);
+        // b goes, d comes, c moves and weighs more, order changes.
+        r.reconcile(&config(&[("c", 9, 5), ("d", 4, 1), ("a", 1, 1)]))
+            .unwrap();
+        assert_eq!(r.servers().count(), 3);
+        assert!(r.find("web", "b").is_none());
+        assert_eq!(id(&r, "a"), a);
+        let c_now = r.get(c).unwrap();
+        assert_eq!((c_now.name.as_str(), c_now.weight), ("c", 5));
+        assert_eq!(c_now.address, "198.18.1.9:80".parse().unwrap());
+        assert_eq!(c_now.admin, Admin::Drain, "state kept across the reload");
+        assert!(![a, c].contains(&id(&r, "d")), "a new server gets a new id");
+    }
+}
