@@ -56,7 +56,6 @@ type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 /// ([`tls::Upstream::id`], 0 for cleartext).
 type PoolKey = (SocketAddr, u64);
 
-
 /// A connection checked out for one request.
 pub enum Conn {
     H1 {
