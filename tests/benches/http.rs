@@ -4,7 +4,9 @@
 //! on the VIP in the lb namespace with the same thread count (one per
 //! core): `198.18.0.100:8080` HTTP/1.1, `:8081` HTTP/2 prior knowledge
 //! (h2c), `:8443` TLS (ALPN h2, http/1.1). Access logs off everywhere;
-//! every peer adds `X-Forwarded-For` and keeps server connections alive.
+//! every peer adds only `X-Forwarded-For` (xlb `forwarded_headers =
+//! ["x-forwarded-for"]`, HAProxy `option forwardfor`, nginx
+//! `proxy_set_header X-Forwarded-For`) and keeps server connections alive.
 //!
 //! Measured from the client namespace, per peer:
 //! - HTTP/1.1 keep-alive: `wrk -t T -c 64 -d S --latency` (req/s, p50, p99)
@@ -379,8 +381,9 @@ fn write_peer_config(
     let threads = if one_process { 1 } else { threads };
     match peer {
         "xlb" | "xlb-l7" => {
-            let tls =
-                format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{NO_ACCESS_LOG}");
+            // Only X-Forwarded-For, as HAProxy and nginx add below.
+            let fe_keys = format!("{NO_ACCESS_LOG}forwarded_headers = [\"x-forwarded-for\"]\n");
+            let tls = format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{fe_keys}");
             let keys = if one_process { "l7_threads = 1\n" } else { "" };
             let head = if peer == "xlb-l7" {
                 // No XDP program: the L7 tier alone.
@@ -392,8 +395,8 @@ fn write_peer_config(
                 "{}{}{}{}{}",
                 head,
                 pool_toml("web", "", &[("web1", BACKEND)]),
-                frontend_toml("h1", 8080, "web", NO_ACCESS_LOG),
-                frontend_toml("h2c", 8081, "web", &format!("h2c = true\n{NO_ACCESS_LOG}")),
+                frontend_toml("h1", 8080, "web", &fe_keys),
+                frontend_toml("h2c", 8081, "web", &format!("h2c = true\n{fe_keys}")),
                 frontend_toml("tls", 8443, "web", &tls),
             );
             let config = dir.write_config(&text)?;

@@ -5,8 +5,9 @@
 //!   bodies too; an image, an already-encoded body and a body under the
 //!   minimum are left alone.
 //! - `headers_websocket_and_access_log_file`: hop-by-hop headers removed
-//!   and `X-Forwarded-*`/`Forwarded` added as the backend sees them; a
-//!   WebSocket echo through xlb; the access log in a file, one line per
+//!   and `X-Forwarded-*`/`Forwarded` added as the backend sees them (only
+//!   `X-Forwarded-For` from a frontend with `forwarded_headers =
+//!   ["X-Forwarded-For"]`); a WebSocket echo through xlb; the access log in a file, one line per
 //!   request in the documented format.
 //! - `access_log_file_reopened_on_reload`: logrotate's way (move the file,
 //!   then reload) starts a new file at the path; a refused reload does not.
@@ -111,10 +112,26 @@ fn compression() {
 fn headers_websocket_and_access_log_file() {
     let (topo, _web, dir) = http_lab("l7hdr", 1).unwrap();
     let log = dir.path().join("access.log");
-    let cfg = config(
+    // `fe` adds the three forwarding headers (no `forwarded_headers`: the
+    // default), `xff` only X-Forwarded-For.
+    let cfg = web1_config(
         &dir,
         "l7hdr",
-        &format!("access_log = \"{}\"\n", log.display()),
+        &format!(
+            "{}{}",
+            frontend_toml(
+                "fe",
+                8080,
+                "web",
+                &format!("access_log = \"{}\"\n", log.display())
+            ),
+            frontend_toml(
+                "xff",
+                8081,
+                "web",
+                "access_log = \"off\"\nforwarded_headers = [\"X-Forwarded-For\"]\n"
+            ),
+        ),
     );
     let daemon = topo.lb().start_xlb(&cfg);
     let t = Duration::from_secs(5);
@@ -161,6 +178,32 @@ fn headers_websocket_and_access_log_file() {
         "{seen}"
     );
     assert!(seen.contains("host: 198.18.0.100:8080\n"), "{seen}");
+
+    // `forwarded_headers = ["X-Forwarded-For"]`: the client appended to
+    // X-Forwarded-For, neither X-Forwarded-Proto nor Forwarded added.
+    let out = curl(
+        topo.client(),
+        &[
+            "-H",
+            "X-Forwarded-For: 203.0.113.7",
+            &format!("http://{VIP}:8081/headers"),
+        ],
+        t,
+    )
+    .unwrap();
+    assert_eq!((out.exit, out.status), (0, 200), "{out:?}");
+    let seen = out.text();
+    eprintln!("backend saw through xff:\n{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 203.0.113.7, 198.18.0.2\n"),
+        "{seen}"
+    );
+    for gone in ["x-forwarded-proto:", "forwarded:"] {
+        assert!(
+            !seen.lines().any(|l| l.starts_with(gone)),
+            "{gone} reached the backend:\n{seen}"
+        );
+    }
 
     // WebSocket echo through xlb.
     let echoed = block_on_in(topo.client(), websocket_echo).unwrap();

@@ -8,7 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use xlb::config::{Balance, CheckKind, Config, Forward, Protocol, Steering, XdpMode, load, parse};
+use xlb::config::{
+    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, Steering, XdpMode, load, parse,
+};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -131,6 +133,18 @@ const BAD: &[(&str, usize, usize, &str)] = &[
         14,
         24,
         "unknown compression \"zstd\"",
+    ),
+    (
+        "bad-forwarded-headers.toml",
+        14,
+        41,
+        "unknown forwarded_headers entry \"x-real-ip\"",
+    ),
+    (
+        "duplicate-forwarded-header.toml",
+        14,
+        54,
+        "duplicate forwarded_headers entry \"x-forwarded-for\"",
     ),
     ("bad-server-name.toml", 10, 10, "contains '/'"),
     (
@@ -289,6 +303,14 @@ fn full_example_uses_every_value() {
     assert!(l4.contains(&(Protocol::Udp, Forward::Nat, Steering::Quic)));
     assert!(l4.contains(&(Protocol::Tcp, Forward::Dsr, Steering::Flow)));
     assert_eq!(c.frontend[0].compression, ["gzip", "br"]);
+    assert_eq!(
+        c.frontend[0].forwarded_headers,
+        ForwardedHeaders {
+            forwarded: false,
+            ..ForwardedHeaders::ALL
+        }
+    );
+    assert_eq!(c.frontend[1].forwarded_headers, ForwardedHeaders::ALL);
     assert_eq!(c.frontend[1].bind, addr("[2001:db8::100]:8080"));
 }
 
@@ -334,6 +356,7 @@ default_backend = "web"
     );
     let f = &c.frontend[0];
     assert!(f.compression.is_empty() && !f.http3 && f.tls.is_none());
+    assert_eq!(f.forwarded_headers, ForwardedHeaders::ALL);
 
     // An empty file is a valid (idle) config.
     let empty = parse("", "empty.toml").unwrap();

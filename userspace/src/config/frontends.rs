@@ -3,7 +3,7 @@
 use std::{collections::HashMap, net::SocketAddr, path::Path};
 
 use super::{
-    AccessLog, CertKey, Frontend, L4Vip, Protocol, SyslogTarget, Tls,
+    AccessLog, CertKey, ForwardedHeaders, Frontend, L4Vip, Protocol, SyslogTarget, Tls,
     defaults::*,
     errors::Cx,
     raw::{RawConfig, S},
@@ -181,6 +181,10 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 }
             }
         }
+        let forwarded_headers = match &f.forwarded_headers {
+            None => ForwardedHeaders::default(),
+            Some(list) => forwarded_headers(cx, list.get_ref()),
+        };
         if let Some(bind) = bind {
             out.push(Frontend {
                 name,
@@ -197,10 +201,43 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 max_headers,
                 access_log,
                 connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
+                forwarded_headers,
             });
         }
     }
     out
+}
+
+/// `forwarded_headers`: any of `x-forwarded-for`, `x-forwarded-proto` and
+/// `forwarded` (in any case), each at most once; `[]` adds none.
+fn forwarded_headers(cx: &mut Cx, list: &[S<String>]) -> ForwardedHeaders {
+    let mut set = ForwardedHeaders::NONE;
+    for h in list {
+        let s = h.get_ref();
+        let flag = match s.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => &mut set.x_forwarded_for,
+            "x-forwarded-proto" => &mut set.x_forwarded_proto,
+            "forwarded" => &mut set.forwarded,
+            _ => {
+                cx.push(
+                    h.span(),
+                    format!(
+                        "unknown forwarded_headers entry \"{s}\": expected \"x-forwarded-for\", \
+                         \"x-forwarded-proto\" or \"forwarded\""
+                    ),
+                );
+                continue;
+            }
+        };
+        if *flag {
+            cx.push(
+                h.span(),
+                format!("duplicate forwarded_headers entry \"{s}\""),
+            );
+        }
+        *flag = true;
+    }
+    set
 }
 
 /// `access_log`: `stderr`, `off`, `syslog` (`/dev/log`), `syslog:IP:PORT`

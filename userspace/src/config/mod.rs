@@ -262,6 +262,49 @@ pub struct Frontend {
     /// Tunnel HTTP/1.1 `CONNECT` requests to the backend's servers
     /// (`connect = true`); default false (405).
     pub connect: bool,
+    /// The forwarding headers added to every request (`forwarded_headers`),
+    /// default all three.
+    pub forwarded_headers: ForwardedHeaders,
+}
+
+/// Which forwarding headers a frontend adds to the requests it passes on
+/// (`forwarded_headers = ["x-forwarded-for", "x-forwarded-proto",
+/// "forwarded"]`, any of them in any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForwardedHeaders {
+    /// The client's address appended to `X-Forwarded-For`.
+    pub x_forwarded_for: bool,
+    /// `X-Forwarded-Proto` set to `http` or `https`.
+    pub x_forwarded_proto: bool,
+    /// An RFC 7239 `Forwarded` element appended.
+    pub forwarded: bool,
+}
+
+impl ForwardedHeaders {
+    pub const ALL: Self = ForwardedHeaders {
+        x_forwarded_for: true,
+        x_forwarded_proto: true,
+        forwarded: true,
+    };
+    pub const NONE: Self = ForwardedHeaders {
+        x_forwarded_for: false,
+        x_forwarded_proto: false,
+        forwarded: false,
+    };
+
+    /// How many headers it adds.
+    pub fn count(self) -> usize {
+        usize::from(self.x_forwarded_for)
+            + usize::from(self.x_forwarded_proto)
+            + usize::from(self.forwarded)
+    }
+}
+
+impl Default for ForwardedHeaders {
+    /// All three, as before the key existed.
+    fn default() -> Self {
+        Self::ALL
+    }
 }
 
 impl Config {

@@ -123,7 +123,9 @@ fn convert(cx: &mut Cx, raw: RawConfig) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AccessLog, BackendL7, SyslogTarget, UpstreamProto, UpstreamTls};
+    use crate::config::{
+        AccessLog, BackendL7, ForwardedHeaders, SyslogTarget, UpstreamProto, UpstreamTls,
+    };
 
     const L7: &str = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
                       bind = \"127.0.0.1:8080\"\ndefault_backend = \"web\"\n";
@@ -148,6 +150,60 @@ mod tests {
         assert_eq!(f.max_header_bytes, 32_768);
         assert_eq!(f.max_headers, 100);
         assert_eq!(f.access_log, AccessLog::Stderr);
+    }
+
+    #[test]
+    fn forwarded_headers_key() {
+        let with = |list: &str| {
+            L7.replace(
+                "default_backend = \"web\"\n",
+                &format!("default_backend = \"web\"\nforwarded_headers = {list}\n"),
+            )
+        };
+        let set = |list: &str| {
+            parse(&with(list), "/etc/xlb/l7.toml")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .frontend[0]
+                .forwarded_headers
+        };
+        // Absent: all three, as before the key.
+        let c = parse(L7, "/etc/xlb/l7.toml").unwrap();
+        assert_eq!(c.frontend[0].forwarded_headers, ForwardedHeaders::ALL);
+        assert_eq!(
+            set(r#"["forwarded", "X-Forwarded-Proto", "x-forwarded-for"]"#),
+            ForwardedHeaders::ALL
+        );
+        assert_eq!(set("[]"), ForwardedHeaders::NONE);
+        assert_eq!(
+            set(r#"["X-Forwarded-For"]"#),
+            ForwardedHeaders {
+                x_forwarded_for: true,
+                ..ForwardedHeaders::NONE
+            }
+        );
+        assert_eq!(
+            set(r#"["forwarded"]"#),
+            ForwardedHeaders {
+                forwarded: true,
+                ..ForwardedHeaders::NONE
+            }
+        );
+        // Unknown names and repeats (in any case) point at the entry.
+        let e = parse(&with(r#"["x-forwarded-for", "via"]"#), "t.toml").unwrap_err();
+        assert_eq!((e.line, e.col), (8, 41), "{e}");
+        assert!(
+            e.message
+                .contains("unknown forwarded_headers entry \"via\""),
+            "{e}"
+        );
+        let e = parse(&with(r#"["Forwarded", "forwarded"]"#), "t.toml").unwrap_err();
+        assert_eq!((e.line, e.col), (8, 35), "{e}");
+        assert!(
+            e.message.contains("duplicate forwarded_headers entry"),
+            "{e}"
+        );
+        // Not a list of strings: serde's type error.
+        assert!(parse(&with(r#""x-forwarded-for""#), "t.toml").is_err());
     }
 
     #[test]

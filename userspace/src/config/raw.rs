@@ -111,6 +111,7 @@ pub(super) struct RawFrontend {
     pub(super) max_headers: Option<S<i64>>,
     pub(super) access_log: Option<S<String>>,
     pub(super) connect: Option<S<bool>>,
+    pub(super) forwarded_headers: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,6 @@
 //! Header rewriting between client and server: hop-by-hop headers removed
-//! (RFC 9110 §7.6.1), `X-Forwarded-For`/`-Proto` and `Forwarded` added.
+//! (RFC 9110 §7.6.1), `X-Forwarded-For`/`-Proto` and `Forwarded` added
+//! (those of them the frontend's `forwarded_headers` names).
 
 use std::{fmt::Write as _, net::IpAddr, sync::Mutex};
 
@@ -9,6 +10,8 @@ use http::{
     header::{self, Entry},
 };
 use smallvec::SmallVec;
+
+use crate::config::ForwardedHeaders;
 
 /// Whether a lower-case header name is one that only concerns one
 /// connection (RFC 9110 §7.6.1, plus the legacy `keep-alive` and
@@ -102,13 +105,16 @@ fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item =
 
 /// What one client connection's requests add to `X-Forwarded-For`,
 /// `X-Forwarded-Proto` and `Forwarded` (RFC 7239), formatted once per
-/// connection rather than per request.
+/// connection rather than per request; `None` for a header its frontend
+/// does not add (`forwarded_headers`).
 pub struct Forwarded {
     /// The client's address, as `X-Forwarded-For` lists it.
-    ip: HeaderValue,
-    proto: HeaderValue,
+    ip: Option<HeaderValue>,
+    proto: Option<HeaderValue>,
     /// `for=ADDR;proto=P`: this hop's `Forwarded` element without a host.
-    element: HeaderValue,
+    element: Option<HeaderValue>,
+    /// How many of the three are added: what a request's map reserves.
+    adds: usize,
     /// The element with the last host seen on the connection (`host=`
     /// added), and that host: requests on one connection mostly name
     /// the same one.
@@ -116,27 +122,35 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    pub fn new(client: IpAddr, proto: &'static str) -> Self {
-        let ip = client.to_string();
-        let mut element = String::with_capacity(64);
-        let _ = match client {
-            IpAddr::V4(_) => write!(element, "for={ip};proto={proto}"),
-            IpAddr::V6(_) => write!(element, "for=\"[{ip}]\";proto={proto}"),
-        };
+    pub fn new(client: IpAddr, proto: &'static str, which: ForwardedHeaders) -> Self {
+        // Addresses and a static protocol are valid header values.
+        let ip = which.x_forwarded_for.then(|| {
+            HeaderValue::from_str(&client.to_string()).expect("an IP address is a header value")
+        });
+        let element = which.forwarded.then(|| {
+            let mut element = String::with_capacity(64);
+            let _ = match client {
+                IpAddr::V4(ip) => write!(element, "for={ip};proto={proto}"),
+                IpAddr::V6(ip) => write!(element, "for=\"[{ip}]\";proto={proto}"),
+            };
+            HeaderValue::from_str(&element).expect("ASCII without controls")
+        });
         Forwarded {
-            // Addresses and a static protocol are valid header values.
-            ip: HeaderValue::from_str(&ip).expect("an IP address is a header value"),
-            proto: HeaderValue::from_static(proto),
-            element: HeaderValue::from_str(&element).expect("ASCII without controls"),
+            ip,
+            proto: which
+                .x_forwarded_proto
+                .then(|| HeaderValue::from_static(proto)),
+            element,
+            adds: which.count(),
             with_host: Mutex::new(None),
         }
     }
 
-    /// This hop's `Forwarded` element, with `host` when it is a valid
-    /// token or host name.
-    fn element(&self, host: Option<&HeaderValue>) -> HeaderValue {
+    /// This hop's `Forwarded` element (`base`, without a host), with
+    /// `host` when it is a valid token or host name.
+    fn element(&self, base: &HeaderValue, host: Option<&HeaderValue>) -> HeaderValue {
         let Some(host) = host.filter(|h| is_token_or_host(h.as_bytes())) else {
-            return self.element.clone();
+            return base.clone();
         };
         let mut last = self.with_host.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((h, v)) = &*last {
@@ -145,8 +159,8 @@ impl Forwarded {
             }
         }
         let h = host.as_bytes();
-        let mut v = Vec::with_capacity(self.element.len() + h.len() + 8);
-        v.extend_from_slice(self.element.as_bytes());
+        let mut v = Vec::with_capacity(base.len() + h.len() + 8);
+        v.extend_from_slice(base.as_bytes());
         v.extend_from_slice(b";host=");
         // A host with ':' (a port or IPv6) is not a token: quoted.
         let quote = h.iter().any(|b| matches!(b, b':' | b'['));
@@ -158,20 +172,30 @@ impl Forwarded {
             v.push(b'"');
         }
         let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) else {
-            return self.element.clone();
+            return base.clone();
         };
         *last = Some((host.clone(), v.clone()));
         v
     }
 }
 
-/// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and
-/// appends this hop's `Forwarded` element (`for`, `proto`, `host`).
+/// Adds what the connection's frontend adds of: the client appended to
+/// `X-Forwarded-For`, `X-Forwarded-Proto` set, and this hop's `Forwarded`
+/// element (`for`, `proto`, `host`) appended.
 pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded, host: Option<&HeaderValue>) {
-    headers.reserve(3);
-    append_to_list(headers, X_FORWARDED_FOR, &fwd.ip);
-    headers.insert(X_FORWARDED_PROTO, fwd.proto.clone());
-    append_to_list(headers, header::FORWARDED, &fwd.element(host));
+    if fwd.adds == 0 {
+        return;
+    }
+    headers.reserve(fwd.adds);
+    if let Some(ip) = &fwd.ip {
+        append_to_list(headers, X_FORWARDED_FOR, ip);
+    }
+    if let Some(proto) = &fwd.proto {
+        headers.insert(X_FORWARDED_PROTO, proto.clone());
+    }
+    if let Some(base) = &fwd.element {
+        append_to_list(headers, header::FORWARDED, &fwd.element(base, host));
+    }
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -274,7 +298,7 @@ mod tests {
 
     #[test]
     fn forwarded_headers_append() {
-        let v4 = Forwarded::new("198.18.0.2".parse().unwrap(), "http");
+        let v4 = Forwarded::new("198.18.0.2".parse().unwrap(), "http", ForwardedHeaders::ALL);
         let host = HeaderValue::from_static("example.com:8080");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
@@ -296,7 +320,11 @@ mod tests {
         let mut h = HeaderMap::new();
         add_forwarded(&mut h, &v4, Some(&HeaderValue::from_static("a b")));
         assert_eq!(h[header::FORWARDED], "for=198.18.0.2;proto=http");
-        let v6 = Forwarded::new("2001:db8::2".parse().unwrap(), "https");
+        let v6 = Forwarded::new(
+            "2001:db8::2".parse().unwrap(),
+            "https",
+            ForwardedHeaders::ALL,
+        );
         let mut h = HeaderMap::new();
         add_forwarded(&mut h, &v6, None);
         assert_eq!(h[header::FORWARDED], "for=\"[2001:db8::2]\";proto=https");
@@ -316,6 +344,64 @@ mod tests {
         assert_eq!(
             h[header::FORWARDED],
             "for=203.0.113.9, for=198.18.0.2;proto=http"
+        );
+    }
+
+    #[test]
+    fn only_x_forwarded_for() {
+        let xff = ForwardedHeaders {
+            x_forwarded_for: true,
+            ..ForwardedHeaders::NONE
+        };
+        let fwd = Forwarded::new("198.18.0.2".parse().unwrap(), "https", xff);
+        let host = HeaderValue::from_static("a.test");
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &fwd, Some(&host));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-forwarded-for"], "198.18.0.2");
+        // Appended to the client's list; its other headers left as sent.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.insert("x-forwarded-proto", "http".parse().unwrap());
+        h.insert(header::FORWARDED, "for=203.0.113.9".parse().unwrap());
+        add_forwarded(&mut h, &fwd, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.18.0.2");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h[header::FORWARDED], "for=203.0.113.9");
+        assert_eq!(h.len(), 3, "{h:?}");
+    }
+
+    #[test]
+    fn no_forwarding_headers() {
+        let fwd = Forwarded::new(
+            "2001:db8::2".parse().unwrap(),
+            "http",
+            ForwardedHeaders::NONE,
+        );
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &fwd, Some(&HeaderValue::from_static("a.test")));
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        let before = h.clone();
+        add_forwarded(&mut h, &fwd, None);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn proto_and_forwarded_without_x_forwarded_for() {
+        let which = ForwardedHeaders {
+            x_forwarded_for: false,
+            ..ForwardedHeaders::ALL
+        };
+        let fwd = Forwarded::new("198.18.0.2".parse().unwrap(), "http", which);
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &fwd, Some(&HeaderValue::from_static("a.test")));
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=198.18.0.2;proto=http;host=a.test"
         );
     }
 

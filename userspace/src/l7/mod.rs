@@ -192,6 +192,7 @@ impl L7 {
                 max_header_bytes: f.max_header_bytes,
                 max_headers: f.max_headers,
                 connect: f.connect,
+                forwarded_headers: f.forwarded_headers,
                 alt_svc: f.http3.then(|| h3::alt_svc(f.bind.port())),
             });
             if f.http3 {

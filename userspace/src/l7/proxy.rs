@@ -36,7 +36,7 @@ use super::{
     websocket,
 };
 use crate::{
-    config::{BackendL7, UpstreamProto},
+    config::{BackendL7, ForwardedHeaders, UpstreamProto},
     registry::Snapshot,
 };
 
@@ -63,6 +63,8 @@ pub struct Frontend {
     pub max_headers: usize,
     /// Tunnel `CONNECT` to the backend's servers (else 405).
     pub connect: bool,
+    /// The forwarding headers its requests get (`forwarded_headers`).
+    pub forwarded_headers: ForwardedHeaders,
     /// `h3=":PORT"; ma=86400` when the frontend serves HTTP/3: sent on
     /// every response of its TCP listener.
     pub alt_svc: Option<HeaderValue>,
@@ -103,7 +105,7 @@ impl ConnCtx {
         client: SocketAddr,
         state: Arc<ConnState>,
     ) -> Self {
-        let forwarded = headers::Forwarded::new(client.ip(), fe.scheme());
+        let forwarded = headers::Forwarded::new(client.ip(), fe.scheme(), fe.forwarded_headers);
         ConnCtx {
             fe,
             shared,
@@ -481,7 +483,7 @@ pub(super) fn next_attempt<'s>(
 
 /// The request's headers as the server gets them: hop-by-hop headers
 /// gone (`Upgrade` kept for a WebSocket handshake), the client added to
-/// `X-Forwarded-For` and `Forwarded`. Returns the host the client asked
+/// `X-Forwarded-For` and `Forwarded` (those the frontend adds). Returns the host the client asked
 /// for (`Host`, or the URI's authority).
 fn rewrite_request(cx: &ConnCtx, parts: &mut request::Parts, upgrade: bool) -> Option<HeaderValue> {
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
