@@ -40,7 +40,10 @@
 //! the proxy's own user space is counted, not the kernel (nor `xlb`'s
 //! XDP program, so `xlb` and `xlb-l7` should agree). Printed with the
 //! ratios xlb/HAProxy and xlb/nginx; about a minute in all (each run
-//! takes a few seconds); `XLB_BENCH_INSTRUCTIONS=0` skips it.
+//! takes a few seconds); `XLB_BENCH_INSTRUCTIONS=0` skips it. One more
+//! peer is counted there, `xlb-log`: `xlb-l7` with its access log on (to
+//! a file), and its difference to `xlb-l7` is what a logged request
+//! costs.
 //!
 //! Two xlb rows: `xlb` is the daemon as deployed, its XDP program on the
 //! lb's interface, so every packet into the lb namespace runs it first;
@@ -282,8 +285,15 @@ fn run() -> Result<()> {
     }
     print_table(&rows);
     if instructions_enabled() {
+        // With xlb among the peers, also xlb with its access log on: what
+        // a logged request costs (the table's peers all log nothing).
+        let logged = peers
+            .iter()
+            .any(|p| p.starts_with("xlb"))
+            .then(|| "xlb-log".to_string());
         let counted = peers
             .iter()
+            .chain(logged.as_ref())
             .map(|peer| Ok((peer.clone(), instructions(&topo, &dir, peer, &urls)?)))
             .collect::<Result<Vec<_>>>()?;
         print_instructions(&counted);
@@ -380,12 +390,19 @@ fn write_peer_config(
     let d = dir.path().display();
     let threads = if one_process { 1 } else { threads };
     match peer {
-        "xlb" | "xlb-l7" => {
+        "xlb" | "xlb-l7" | "xlb-log" => {
+            // `xlb-log`: `xlb-l7` with its access log on (to a file), to
+            // count what a logged request costs.
+            let log = if peer == "xlb-log" {
+                format!("access_log = \"{d}/access.log\"\n")
+            } else {
+                NO_ACCESS_LOG.to_string()
+            };
             // Only X-Forwarded-For, as HAProxy and nginx add below.
-            let fe_keys = format!("{NO_ACCESS_LOG}forwarded_headers = [\"x-forwarded-for\"]\n");
+            let fe_keys = format!("{log}forwarded_headers = [\"x-forwarded-for\"]\n");
             let tls = format!("tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n{fe_keys}");
             let keys = if one_process { "l7_threads = 1\n" } else { "" };
-            let head = if peer == "xlb-l7" {
+            let head = if peer != "xlb" {
                 // No XDP program: the L7 tier alone.
                 format!("{}{keys}\n", dir.global_toml("benchhttp"))
             } else {
@@ -961,6 +978,14 @@ fn print_instructions(rows: &[(String, Instructions)]) {
             x.h2 / o.h2,
         );
     });
+    if let (Some(logged), Some(quiet)) = (find("xlb-log"), find("xlb-l7")) {
+        let _ = writeln!(
+            t,
+            "access log on (xlb-log - xlb-l7): h1 {:+.0}, h2 {:+.0} instructions/req",
+            logged.h1 - quiet.h1,
+            logged.h2 - quiet.h2,
+        );
+    }
     println!("{t}");
 }
 
