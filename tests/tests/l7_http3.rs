@@ -3,8 +3,10 @@
 //! xlb's `http3 = true` frontend on the VIP in the lb namespace, the
 //! in-process HTTP/1.1 backends behind it.
 //!
-//! - `http3_frontend`: the certificate chosen by SNI (the client verifies
-//!   it against the test CA made here, for the name it asked for);
+//! - `http3_frontend` (two L7 threads): QUIC connections spread over
+//!   both threads (`show info`'s `L7_thread_conns`); the certificate
+//!   chosen by SNI (the client verifies it against the test CA made here,
+//!   for the name it asked for);
 //!   roundrobin exactly in turn over one QUIC connection; a POST body
 //!   echoed intact; `X-Forwarded-Proto: https`; `HTTP/3.0` in the access
 //!   log; `alt-svc` on the TCP TLS listener's responses; then reloads: a
@@ -21,11 +23,12 @@ use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
 use xlb_lab::{
     L4Topology, Lab, TempDir,
+    api::ctl_ok,
     grpc::GrpcBackend,
     http_backend::noise,
     l7::{
-        ROUNDROBIN, SNI_TLS, VIP, access_lines, curl, frontend_toml, head_toml, http_lab,
-        pool_toml, sni_certs, start_servers, web_servers,
+        ROUNDROBIN, SNI_TLS, VIP, access_lines, curl, frontend_toml, head_toml, head_toml_with,
+        http_lab, pool_toml, sni_certs, start_servers, web_servers,
     },
 };
 
@@ -44,7 +47,7 @@ fn config(dir: &TempDir, backend: &str, http3: bool) -> String {
     );
     format!(
         "{}{}{}{grpc}{}{}",
-        head_toml(dir, "l7h3"),
+        head_toml_with(dir, "l7h3", "l7_threads = 2\n"),
         pool_toml("web", ROUNDROBIN, &web_servers(1..=3, 8080)),
         pool_toml("one", ROUNDROBIN, &web_servers([1], 8080)),
         frontend_toml("h3", PORT, backend, &extra),
@@ -211,6 +214,35 @@ fn http3_frontend() {
     let out = curl(topo.client(), &tcp_args, T).unwrap();
     assert_eq!((out.exit, out.status), (0, 200), "{}", out.stderr);
     assert_eq!(out.header("alt-svc"), Some("h3=\":8443\"; ma=86400"));
+
+    // Four QUIC connections open at once go to the least loaded of the
+    // two L7 threads each: both serve two (plus, at most, curl's TCP
+    // connection if it has not closed yet).
+    let sock = dir.socket();
+    let info = xlb_lab::l7::block_on_in(topo.client(), || async {
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let (ep, mut send) = connect(&ca_pem, "a.xlb.test").await?;
+            let (resp, _) = request(&mut send, "GET", "/", b"").await?;
+            assert_eq!(resp.status(), 200);
+            open.push((ep, send));
+        }
+        let info = ctl_ok(&sock, "show info")?;
+        drop(open);
+        anyhow::Ok(info)
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+    let conns: Vec<usize> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("L7_thread_conns: "))
+        .unwrap_or_else(|| panic!("no L7_thread_conns: {info}"))
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    eprintln!("open connections per L7 thread: {conns:?}");
+    assert_eq!(conns.len(), 2, "{info}");
+    assert!(conns.iter().all(|&n| n >= 2), "not spread: {info}");
 
     let posted = noise(100_000);
     let log_from = daemon.stderr_lines().len();

@@ -201,6 +201,7 @@ impl Daemon {
                 vips: self.config.l4.len(),
                 frontends: self.config.frontend.len(),
                 servers: &servers(),
+                l7_conns: &self.l7.open_per_thread(),
             }),
             Command::ShowStat => show::stat(&servers(), Some(&self.stats), &self.l7_load),
             Command::ShowServersState => show::servers_state(&servers()),

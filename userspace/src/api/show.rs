@@ -28,12 +28,15 @@ pub struct Info<'a> {
     pub vips: usize,
     pub frontends: usize,
     pub servers: &'a [ServerEntry],
+    /// The client connections (TCP and QUIC) open on each L7 thread.
+    pub l7_conns: &'a [usize],
 }
 
 pub fn info(i: &Info) -> String {
     let up = i.servers.iter().filter(|s| s.is_live()).count();
+    let conns: Vec<String> = i.l7_conns.iter().map(|n| n.to_string()).collect();
     format!(
-        "Name: xlb\nVersion: {}\nPid: {}\nUptime_sec: {}\nConfig: {}\nBackends: {}\nServers: {}\nServers_up: {up}\nVips: {}\nFrontends: {}",
+        "Name: xlb\nVersion: {}\nPid: {}\nUptime_sec: {}\nConfig: {}\nBackends: {}\nServers: {}\nServers_up: {up}\nVips: {}\nFrontends: {}\nL7_thread_conns: {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         i.uptime.as_secs(),
@@ -42,6 +45,7 @@ pub fn info(i: &Info) -> String {
         i.servers.len(),
         i.vips,
         i.frontends,
+        conns.join(" "),
     )
 }
 

@@ -4,11 +4,21 @@
 //! Every request goes through [`proxy::forward`] like an HTTP/1.1 or
 //! HTTP/2 one; bodies stream both ways, trailers pass.
 //!
-//! Where it runs: every endpoint, its connections and their requests live
-//! on L7 worker 0's event loop. quinn drives one UDP socket from one task
-//! anyway, so spreading connections over threads would add cross-thread
-//! wake-ups for little gain; worker 0 also brings its own server
-//! connection pool.
+//! Where it runs: each endpoint's UDP socket is registered on L7 worker
+//! 0, where quinn's endpoint driver receives its datagrams and the accept
+//! loop runs. Each accepted QUIC connection goes to the least loaded
+//! worker ([`workers::Spread::place`], open connections counted with the
+//! TCP ones) and everything of it runs there: the handshake, quinn's
+//! connection driver (packet crypto, timers), the h3 connection and its
+//! request tasks, with that worker's server connection pool. quinn spawns
+//! a connection's driver when the connection is accepted, with
+//! `TokioRuntime`, i.e. `tokio::spawn` on the runtime of the caller:
+//! [`serve_connection`] accepts it on its worker for that reason. A
+//! driver on another worker sends on the socket registered on worker 0
+//! (tokio I/O resources may be polled from any runtime; worker 0's
+//! reactor wakes the task on its own runtime). So QUIC's work (crypto
+//! above all) spreads over the cores; what crosses threads is the
+//! endpoint driver handing each connection its datagrams.
 //!
 //! Reload keeps an endpoint whose `bind` stays (its QUIC connections go
 //! on; new connections get the new certificates and idle timeout, new
@@ -37,6 +47,7 @@ use super::{
     conn::ConnState,
     proxy::{self, ConnCtx, Entry, Frontend, Shared, Started},
     tls,
+    workers::{self, Placed},
 };
 
 /// Most request streams a client may have open at once on one connection
@@ -110,15 +121,16 @@ impl Endpoint {
         self.frontend.send_replace(fe);
     }
 
-    /// Starts accepting connections on `runtime` (once).
-    pub fn start(&mut self, runtime: &tokio::runtime::Handle, shared: &Arc<Shared>) {
+    /// Starts accepting connections on worker 0, each served on the
+    /// worker `spread` places it on (once).
+    pub fn start(&mut self, spread: &workers::Spread) {
         if self.accepting.is_some() {
             return;
         }
-        let task = runtime.spawn(accept_loop(
+        let task = spread.first().spawn(accept_loop(
             self.endpoint.clone(),
             self.frontend.subscribe(),
-            shared.clone(),
+            spread.clone(),
         ));
         self.accepting = Some(task.abort_handle());
     }
@@ -137,23 +149,40 @@ impl Drop for Endpoint {
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     frontend: watch::Receiver<Arc<Frontend>>,
-    shared: Arc<Shared>,
+    spread: workers::Spread,
 ) {
     while let Some(incoming) = endpoint.accept().await {
-        tokio::spawn(serve_connection(incoming, frontend.clone(), shared.clone()));
+        let (placed, runtime, shared) = spread.place();
+        runtime.spawn(serve_connection(
+            incoming,
+            frontend.clone(),
+            shared.clone(),
+            placed,
+        ));
     }
 }
 
-/// One QUIC connection: the handshake (bounded by the header timeout),
-/// then its request streams, each a task, until the client goes away.
+/// One QUIC connection, on the worker it was `placed` on: the handshake
+/// (bounded by the header timeout), then its request streams, each a
+/// task, until the client goes away.
 async fn serve_connection(
     incoming: quinn::Incoming,
     frontend: watch::Receiver<Arc<Frontend>>,
     shared: Arc<Shared>,
+    placed: Placed,
 ) {
     let client = incoming.remote_address();
     let fe = frontend.borrow().clone();
-    let conn = match tokio::time::timeout(fe.header_timeout, incoming).await {
+    // Accepted here, not on worker 0: quinn spawns the connection's
+    // driver now, on this task's runtime.
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(frontend = %fe.name, %client, "QUIC accept: {e}");
+            return;
+        }
+    };
+    let conn = match tokio::time::timeout(fe.header_timeout, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             debug!(frontend = %fe.name, %client, "QUIC handshake: {e}");
@@ -198,6 +227,7 @@ async fn serve_connection(
     // Dropping the h3 connection closes it: let requests finish first.
     requests.close();
     requests.wait().await;
+    drop(placed);
 }
 
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;

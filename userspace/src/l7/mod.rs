@@ -71,7 +71,8 @@ pub struct L7 {
     maglev_size: u32,
     /// The access logs of the running frontends, by destination.
     logs: HashMap<AccessLog, access_log::Logger>,
-    /// The HTTP/3 endpoints by `bind` (on worker 0, see `h3`).
+    /// The HTTP/3 endpoints by `bind` (sockets on worker 0, connections
+    /// on every worker, see `h3`).
     quic: HashMap<SocketAddr, h3::Endpoint>,
     /// Each frontend gets its metrics handle from here.
     metrics: crate::api::HttpMetrics,
@@ -107,6 +108,12 @@ impl L7 {
         let staged = l7.prepare(config).await?;
         l7.commit(staged);
         Ok(l7)
+    }
+
+    /// The client connections (TCP and QUIC) open on each L7 thread, from
+    /// thread 0 (`show info`).
+    pub fn open_per_thread(&self) -> Vec<usize> {
+        self.workers.open()
     }
 
     /// First half of applying a (re)loaded config: builds every frontend
@@ -202,7 +209,7 @@ impl L7 {
                 let config = h3::server_config(certs, fe.idle_timeout)
                     .with_context(|| format!("frontend {}: HTTP/3", f.name))?;
                 if !self.quic.contains_key(&f.bind) {
-                    let (runtime, _) = self.workers.first();
+                    let runtime = self.workers.spread().first();
                     let endpoint = h3::Endpoint::bind(f.bind, config.clone(), fe.clone(), runtime)
                         .with_context(|| {
                             format!("frontend {}: HTTP/3 (QUIC) on UDP {}", f.name, f.bind)
@@ -281,13 +288,13 @@ impl L7 {
         self.workers.serve(&serving);
         self.listeners = listeners;
         let mut old = std::mem::take(&mut self.quic);
-        let (runtime, shared) = self.workers.first();
+        let spread = self.workers.spread().clone();
         for (bind, config, fe) in quic {
             let Some(mut endpoint) = quic_bound.remove(&bind).or_else(|| old.remove(&bind)) else {
                 continue;
             };
             endpoint.update(config, fe.clone());
-            endpoint.start(runtime, shared);
+            endpoint.start(&spread);
             info!(frontend = %fe.name, %bind, "L7 frontend serving HTTP/3 (QUIC, UDP)");
             self.quic.insert(bind, endpoint);
         }

@@ -9,7 +9,9 @@
 //! socket), so whichever is free takes the next connection. A worker that
 //! already holds more connections than the least loaded one hands the new
 //! connection over, so keep-alive connections opened in a burst still end
-//! up spread evenly.
+//! up spread evenly. HTTP/3 connections, which all arrive through one UDP
+//! socket, are handed to the least loaded worker by [`Spread::place`]
+//! and counted the same way.
 
 use std::{
     net::SocketAddr,
@@ -56,6 +58,19 @@ struct Peers {
 }
 
 impl Peers {
+    /// The least loaded worker (the lowest index on a tie), counted as
+    /// open there from now on.
+    fn least(self: &Arc<Self>) -> Placed {
+        let worker = (0..self.open.len())
+            .min_by_key(|&i| self.open[i].load(Ordering::Relaxed))
+            .unwrap_or(0);
+        self.open[worker].fetch_add(1, Ordering::Relaxed);
+        Placed {
+            peers: self.clone(),
+            worker,
+        }
+    }
+
     /// The worker a connection accepted by `me` should go to, counted as
     /// open there from now on: `me` unless another holds at least two
     /// fewer connections.
@@ -91,9 +106,32 @@ impl Drop for Placed {
 
 /// The running workers.
 pub struct Workers {
+    spread: Spread,
+}
+
+/// Every worker's runtime and state (its server connection pool) and the
+/// open-connection counts: what the HTTP/3 endpoints need to hand each
+/// QUIC connection to a worker.
+#[derive(Clone)]
+pub struct Spread {
     peers: Arc<Peers>,
-    /// Worker 0's runtime and state: where the HTTP/3 endpoints run.
-    first: (tokio::runtime::Handle, Arc<Shared>),
+    workers: Arc<[(tokio::runtime::Handle, Arc<Shared>)]>,
+}
+
+impl Spread {
+    /// Worker 0's runtime: the HTTP/3 endpoints' UDP sockets and drivers
+    /// live there (see `h3`).
+    pub fn first(&self) -> &tokio::runtime::Handle {
+        &self.workers[0].0
+    }
+
+    /// The least loaded worker for a new connection, counted open there
+    /// until the [`Placed`] drops: its runtime and state.
+    pub fn place(&self) -> (Placed, &tokio::runtime::Handle, &Arc<Shared>) {
+        let placed = self.peers.least();
+        let (runtime, shared) = &self.workers[placed.worker];
+        (placed, runtime, shared)
+    }
 }
 
 impl Workers {
@@ -112,7 +150,7 @@ impl Workers {
             open: (0..count).map(|_| AtomicUsize::new(0)).collect(),
             queues,
         });
-        let mut first = None;
+        let mut handles = Vec::with_capacity(count);
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -123,9 +161,7 @@ impl Workers {
                 shared: Arc::new(shared()),
                 peers: peers.clone(),
             };
-            if index == 0 {
-                first = Some((runtime.handle().clone(), worker.shared.clone()));
-            }
+            handles.push((runtime.handle().clone(), worker.shared.clone()));
             std::thread::Builder::new()
                 .name(format!("xlb-l7-{index}"))
                 .spawn(move || {
@@ -133,19 +169,28 @@ impl Workers {
                     runtime.block_on(worker.run(inbox))
                 })?;
         }
-        let first = first.ok_or_else(|| std::io::Error::other("no L7 worker started"))?;
-        Ok(Workers { peers, first })
+        Ok(Workers {
+            spread: Spread {
+                peers,
+                workers: handles.into(),
+            },
+        })
     }
 
-    /// Worker 0's runtime and its state (server connection pool): the
-    /// HTTP/3 endpoints run there (see `h3`).
-    pub fn first(&self) -> (&tokio::runtime::Handle, &Arc<Shared>) {
-        (&self.first.0, &self.first.1)
+    /// Every worker's runtime and state, for the HTTP/3 endpoints.
+    pub fn spread(&self) -> &Spread {
+        &self.spread
+    }
+
+    /// The client connections (TCP and QUIC) open on each worker.
+    pub fn open(&self) -> Vec<usize> {
+        let open = &self.spread.peers.open;
+        open.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     /// Every worker accepts on `serving` from now on.
     pub fn serve(&self, serving: &[Serving]) {
-        for q in &self.peers.queues {
+        for q in &self.spread.peers.queues {
             let _ = q.send(Command::Serve(serving.to_vec()));
         }
     }
@@ -153,7 +198,7 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for q in &self.peers.queues {
+        for q in &self.spread.peers.queues {
             let _ = q.send(Command::Stop);
         }
     }
@@ -279,5 +324,15 @@ mod tests {
         let fourth = p.place(0);
         assert_eq!(fourth.worker, 0, "one behind: kept");
         assert_eq!(open(&p), vec![2, 2]);
+    }
+
+    #[test]
+    fn least_takes_the_least_loaded_worker() {
+        let p = peers(3);
+        let placed: Vec<Placed> = (0..5).map(|_| p.least()).collect();
+        let workers: Vec<usize> = placed.iter().map(|c| c.worker).collect();
+        assert_eq!(workers, [0, 1, 2, 0, 1]);
+        drop(placed);
+        assert_eq!(open(&p), vec![0, 0, 0]);
     }
 }
