@@ -6,7 +6,8 @@
 //!   become the backend's, with the outer IPv4 header checksum, the quoted
 //!   IPv4 header checksum, the quoted TCP/UDP checksum (when quoted) and the
 //!   ICMP checksum (ICMPv6: with its pseudo-header) all right;
-//! - DSR: encapsulated to the backend unchanged.
+//! - DSR: encapsulated to the backend unchanged, from the outer source
+//!   the packets of the flow it is about get (the quoted flow's hash).
 //!
 //! An error a NAT backend sends about the client's packet (it quotes the
 //! client -> backend packet it got) must reach the client from the VIP:
@@ -29,7 +30,7 @@ use etherparse::{
 };
 use xdp::{
     BACKEND_PORT, CLIENT, CLIENT_MAC, CLIENT6, Case, Dut, LB_MAC, VIP, VIP_PORT, VIP6, XDP_PASS,
-    XDP_TX, backend_ip, backend_ip6, backend_mac, config_dual, frame,
+    XDP_TX, backend_ip, backend_ip6, backend_mac, config_dual, frame, hex,
     packets::{Kind, Seg, dsr_source_v4, dsr_source_v6, flow_key, icmp4, icmp6, ip6_tunnel, ipip},
 };
 use xlb::config::Forward;
@@ -392,31 +393,25 @@ fn nat_icmp_errors_from_a_backend_reach_the_client_from_the_vip() {
     assert_eq!(packets(3), 1 + 1, "v6 udp: datagram + 1 error");
 }
 
+/// The outer source a DSR packet of the client's flow `cport` (TCP to the
+/// VIP) gets: the prefix with the hash of that flow.
+fn flow_source4(cport: u16) -> Ipv4Addr {
+    dsr_source_v4(&Seg::new(CLIENT.into(), cport, VIP.into(), VIP_PORT, Kind::Data).key())
+}
+
+fn flow_source6(cport: u16) -> Ipv6Addr {
+    dsr_source_v6(&Seg::new(CLIENT6.into(), cport, VIP6.into(), VIP_PORT, Kind::Data).key())
+}
+
 /// DSR: the error goes to the backend encapsulated, as it came. The outer
-/// source follows the rule for every DSR packet, applied to the packet
-/// itself: the prefix with the hash of (ICMP source, VIP, no ports,
-/// protocol ICMP / ICMPv6).
+/// source is the one the packets of the flow it is about get (the client
+/// -> VIP flow of the quoted packet), so the backend's receive hashing
+/// puts it with its connection; not one hashed from the ICMP packet's
+/// own addresses (router -> VIP, no ports).
 fn dsr_cases() -> Vec<Case> {
-    let (c4, c6): (IpAddr, IpAddr) = (CLIENT.into(), CLIENT6.into());
-    let (v4, v6): (IpAddr, IpAddr) = (VIP.into(), VIP6.into());
-    let tcp4 = vip_to_client(v4, c4, 40000, Kind::Data).ip_packet();
-    let tcp6 = vip_to_client(v6, c6, 40000, Kind::Data).ip_packet();
-    let unknown4 = vip_to_client(v4, c4, 41000, Kind::Data).ip_packet();
-    let frag_needed =
-        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
-            next_hop_mtu: 1400,
-        });
-    let err4 = icmp4((CLIENT_MAC, LB_MAC), ROUTER, VIP, 64, frag_needed, &tcp4);
-    let err6 = icmp6(
-        (CLIENT_MAC, LB_MAC),
-        ROUTER6,
-        VIP6,
-        64,
-        Icmpv6Type::PacketTooBig { mtu: 1280 },
-        &tcp6,
-    );
-    let src4 = dsr_source_v4(&flow_key(ROUTER.into(), 0, v4, 0, 1));
-    let src6 = dsr_source_v6(&flow_key(ROUTER6.into(), 0, v6, 0, 58));
+    let unknown4 = vip_to_client(VIP.into(), CLIENT.into(), 41000, Kind::Data).ip_packet();
+    let (err4, err6) = (dsr_error4(40000), dsr_error6(40000));
+    let (src4, src6) = (flow_source4(40000), flow_source6(40000));
     let port_unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
     let err4_out = ipip(&err4[14..], src4, backend_ip(1), backend_mac(1));
     let err6_out = ip6_tunnel(&err6[14..], src6, backend_ip6(1), backend_mac(1));
@@ -447,6 +442,31 @@ fn dsr_cases() -> Vec<Case> {
     ]
 }
 
+/// A router's "fragmentation needed" about the VIP -> client packet of
+/// the client's TCP flow `cport`, as it reaches the LB.
+fn dsr_error4(cport: u16) -> Vec<u8> {
+    let tcp4 = vip_to_client(VIP.into(), CLIENT.into(), cport, Kind::Data).ip_packet();
+    let frag_needed =
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1400,
+        });
+    icmp4((CLIENT_MAC, LB_MAC), ROUTER, VIP, 64, frag_needed, &tcp4)
+}
+
+/// A router's "packet too big" about the VIP -> client packet of the
+/// client's IPv6 TCP flow `cport`.
+fn dsr_error6(cport: u16) -> Vec<u8> {
+    let tcp6 = vip_to_client(VIP6.into(), CLIENT6.into(), cport, Kind::Data).ip_packet();
+    icmp6(
+        (CLIENT_MAC, LB_MAC),
+        ROUTER6,
+        VIP6,
+        64,
+        Icmpv6Type::PacketTooBig { mtu: 1280 },
+        &tcp6,
+    )
+}
+
 #[test]
 fn dsr_icmp_errors_are_encapsulated_unchanged() {
     let mut config = config_dual(1);
@@ -461,6 +481,80 @@ fn dsr_icmp_errors_are_encapsulated_unchanged() {
     assert_eq!(dut.stat(Stat::IcmpTooBig), 0);
     assert_eq!(stats.vip(0).unwrap().packets, 1 + 1, "v4 tcp: syn + error");
     assert_eq!(stats.vip(2).unwrap().packets, 1 + 1, "v6 tcp: syn + error");
+}
+
+/// An ICMP error about a DSR flow leaves from exactly the outer source a
+/// data packet of that flow leaves from, both as the program sends them
+/// (IPv4 in IPIP, IPv6 in IP6IP6), and byte for byte as expected. The
+/// error's own addresses would hash to another source: the check tells
+/// the flow's source from that one.
+#[test]
+fn dsr_icmp_error_leaves_from_its_flows_outer_source() {
+    let mut config = config_dual(1);
+    for l4 in &mut config.l4 {
+        l4.forward = Forward::Dsr;
+    }
+    let dut = Dut::new("fixicmpdsrsrc", config);
+    open_flows(&dut);
+    let (err4, err6) = (dsr_error4(40000), dsr_error6(40000));
+    let cases = [
+        (
+            "v4",
+            Seg::new(CLIENT.into(), 40000, VIP.into(), VIP_PORT, Kind::Data),
+            // The outer IPv4 source, after the Ethernet header.
+            14 + 12..14 + 16,
+            ipip(
+                &err4[14..],
+                flow_source4(40000),
+                backend_ip(1),
+                backend_mac(1),
+            ),
+            err4,
+            IpAddr::from(dsr_source_v4(&flow_key(ROUTER.into(), 0, VIP.into(), 0, 1))),
+        ),
+        (
+            "v6",
+            Seg::new(CLIENT6.into(), 40000, VIP6.into(), VIP_PORT, Kind::Data),
+            14 + 8..14 + 24,
+            ip6_tunnel(
+                &err6[14..],
+                flow_source6(40000),
+                backend_ip6(1),
+                backend_mac(1),
+            ),
+            err6,
+            IpAddr::from(dsr_source_v6(&flow_key(
+                ROUTER6.into(),
+                0,
+                VIP6.into(),
+                0,
+                58,
+            ))),
+        ),
+    ];
+    for (what, data, outer_src, expected, error, own) in cases {
+        let (action, data_out) = dut.run(&data.payload(b"GET /").build());
+        assert_eq!(action, XDP_TX, "{what}: data packet");
+        let (action, error_out) = dut.run(&error);
+        assert_eq!(action, XDP_TX, "{what}: error");
+        let flow_src = &data_out[outer_src.clone()];
+        let own = match own {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        assert_ne!(
+            flow_src, own,
+            "{what}: the fixture must tell the flow's source from the error's own"
+        );
+        assert_eq!(
+            hex(&error_out[outer_src]),
+            hex(flow_src),
+            "{what}: the error's outer source is its flow's"
+        );
+        assert_eq!(hex(&error_out), hex(&expected), "{what}: error bytes");
+        verify_checksums(&error_out, what);
+    }
+    assert_eq!(dut.stat(Stat::IcmpToBackend), 2);
 }
 
 /// The independent checker itself catches a wrong ICMP checksum and a

@@ -45,6 +45,9 @@ pub struct Via {
     pub fresh_route: bool,
     /// NAT already done (ICMP errors): only send.
     pub already_rewritten: bool,
+    /// An ICMP error about the flow in `Scratch::icmp`: DSR gives it that
+    /// flow's outer source, not one of its own.
+    pub icmp_error: bool,
 }
 
 /// What a decision step concluded: an action now, or send the packet to
@@ -82,7 +85,15 @@ pub fn process(ctx: &XdpContext) -> u32 {
     }
     let (pkt, via, chosen) = (&s.pkt, &s.via, &s.chosen);
     if via.forward == FORWARD_DSR {
-        dsr_out(ctx, pkt, via, chosen)
+        // The outer source hashes the flow the packet is of (an ICMP
+        // error: the one it quotes), so the backend's receive hashing
+        // puts the error on the queue of the connection it is about.
+        let flow = if via.icmp_error {
+            &s.icmp.flow
+        } else {
+            &pkt.key
+        };
+        dsr_out(ctx, pkt, via, chosen, flow)
     } else if via.already_rewritten {
         forward_to(ctx, pkt, &pkt.key.src, chosen, via)
     } else {
@@ -116,6 +127,7 @@ fn established(ctx: &XdpContext, s: &mut Scratch) -> Option<Decision> {
         forward: entry.forward,
         fresh_route: false,
         already_rewritten: false,
+        icmp_error: false,
     };
     Some(SEND)
 }
@@ -190,6 +202,7 @@ fn via_new(info: &VipInfo) -> Via {
         forward: info.forward,
         fresh_route: true,
         already_rewritten: false,
+        icmp_error: false,
     }
 }
 
@@ -295,6 +308,7 @@ fn icmp_error(ctx: &XdpContext, s: &mut Scratch) -> Option<u32> {
         forward: entry.forward,
         fresh_route: false,
         already_rewritten: entry.forward != FORWARD_DSR,
+        icmp_error: true,
     };
     let id = entry.backend_id;
     // (`?` would mean "send" here: a decision of None is SEND.)

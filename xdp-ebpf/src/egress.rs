@@ -43,10 +43,13 @@ pub fn nat_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
     }
 }
 
+/// DSR to the backend: encapsulate, from an outer source that hashes
+/// `flow` (the packet's own key, or for an ICMP error the client -> VIP
+/// flow it quotes; in the per-CPU scratch, as `pkt`, `via` and `chosen`).
 #[inline(never)]
-pub fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
+pub fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen, flow: &FlowKey) -> u32 {
     let be = &chosen.be;
-    let outer_src = dsr_source(&pkt.key, be.family);
+    let outer_src = dsr_source(flow, be.family);
     let outer_len = pkt.l3_len + overhead(be.family);
     let hop = match next_hop(ctx, chosen, &outer_src, outer_len, via.fresh_route) {
         Ok(hop) => hop,
@@ -196,7 +199,8 @@ fn reply_out(ctx: &XdpContext, pkt: &Pkt, vip_id: u32, id: u32, hop: &NextHop) -
 }
 
 /// The DSR outer source: the configured prefix with host bits from the
-/// flow hash, so the backend's receive hashing spreads flows.
+/// flow hash, so the backend's receive hashing spreads flows and keeps
+/// each flow (and ICMP errors about it) on one queue.
 #[inline(always)]
 fn dsr_source(key: &FlowKey, family: u8) -> [u32; 4] {
     let Some(s) = XLB_SETTINGS.get(0) else {
