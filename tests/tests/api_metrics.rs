@@ -140,6 +140,26 @@ fn metrics_count_requests_packets_and_states() {
         bytes > packets * 40.0,
         "bytes {bytes} for {packets} packets"
     );
+    // The same packets, counted per server they went to.
+    let per_server = |name| -> f64 {
+        ["web1", "web2"]
+            .iter()
+            .map(|s| {
+                sample(&text, name, &[("backend", "web"), ("server", s)])
+                    .unwrap_or_else(|| panic!("{name} for {s}"))
+            })
+            .sum()
+    };
+    let server_packets = per_server("xlb_l4_server_packets_total");
+    let server_bytes = per_server("xlb_l4_server_bytes_total");
+    assert!(
+        server_packets >= 4.0 * f64::from(FLOWS),
+        "server packets {server_packets}"
+    );
+    assert!(
+        server_bytes > server_packets * 40.0,
+        "server bytes {server_bytes} for {server_packets} packets"
+    );
     for s in ["web1", "web2"] {
         let up = sample(
             &text,

@@ -10,7 +10,7 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 use tokio::sync::watch;
-use xlb_common::Stat;
+use xlb_common::{Counters, Stat};
 
 use crate::{config::L4Vip, dataplane::stats::StatsReader, registry::Snapshot};
 
@@ -92,50 +92,34 @@ impl Collector for DataPathCollector {
             return Ok(());
         };
         // Read every counter first: a failed read leaves the sample out.
-        let vip_counters: Vec<_> = (0..vips.len()).map(|i| stats.vip(i as u32).ok()).collect();
-        for (name, help, pick) in [
-            (
-                "xlb_l4_packets",
-                "Packets the XDP program forwarded for the VIP",
-                (|c: xlb_common::Counters| c.packets) as fn(_) -> u64,
-            ),
-            (
-                "xlb_l4_bytes",
-                "Bytes the XDP program forwarded for the VIP",
-                |c: xlb_common::Counters| c.bytes,
-            ),
-        ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (l4, c) in vips.iter().zip(&vip_counters) {
-                let Some(c) = c else { continue };
-                let labels: Labels = [("vip", &l4.name), ("backend", &l4.backend)];
-                ConstCounter::new(pick(*c)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let server_counters: Vec<_> = servers
+        let vip_rows: Vec<(Labels, _)> = vips
+            .iter()
+            .enumerate()
+            .map(|(i, l4)| {
+                let labels = [("vip", l4.name.as_str()), ("backend", l4.backend.as_str())];
+                (labels, stats.vip(i as u32).ok())
+            })
+            .collect();
+        encode_packets_and_bytes(
+            &mut encoder,
+            ["xlb_l4_packets", "xlb_l4_bytes"],
+            "the XDP program forwarded for the VIP",
+            &vip_rows,
+        )?;
+        let server_rows: Vec<(Labels, _)> = servers
             .servers
             .iter()
-            .map(|s| stats.backend(s.id).ok())
+            .map(|s| {
+                let labels = [("backend", s.backend.as_str()), ("server", s.name.as_str())];
+                (labels, stats.backend(s.id).ok())
+            })
             .collect();
-        for (name, help, pick) in [
-            (
-                "xlb_l4_server_packets",
-                "Packets the XDP program forwarded to the server",
-                (|c: xlb_common::Counters| c.packets) as fn(_) -> u64,
-            ),
-            (
-                "xlb_l4_server_bytes",
-                "Bytes the XDP program forwarded to the server",
-                |c: xlb_common::Counters| c.bytes,
-            ),
-        ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (s, c) in servers.servers.iter().zip(&server_counters) {
-                let Some(c) = c else { continue };
-                let labels: Labels = [("backend", &s.backend), ("server", &s.name)];
-                ConstCounter::new(pick(*c)).encode(family.encode_family(&labels)?)?;
-            }
-        }
+        encode_packets_and_bytes(
+            &mut encoder,
+            ["xlb_l4_server_packets", "xlb_l4_server_bytes"],
+            "the XDP program forwarded to the server",
+            &server_rows,
+        )?;
         let mut family = encoder.encode_descriptor(
             "xlb_xdp_packets",
             "Packets by the XDP program's path and drop reason (see README, Packet handling rules)",
@@ -150,4 +134,32 @@ impl Collector for DataPathCollector {
         }
         Ok(())
     }
+}
+
+/// The packets and bytes counter families `names` ("Packets ..." and
+/// "Bytes ..." followed by `what`), one sample per row whose counters
+/// could be read.
+fn encode_packets_and_bytes(
+    encoder: &mut DescriptorEncoder,
+    names: [&'static str; 2],
+    what: &str,
+    rows: &[(Labels, Option<Counters>)],
+) -> Result<(), std::fmt::Error> {
+    for (name, noun) in names.into_iter().zip(["Packets", "Bytes"]) {
+        let help = format!("{noun} {what}");
+        let pick = |c: &Counters| {
+            if noun == "Packets" {
+                c.packets
+            } else {
+                c.bytes
+            }
+        };
+        let mut family = encoder.encode_descriptor(name, &help, None, MetricType::Counter)?;
+        for (labels, counters) in rows {
+            if let Some(c) = counters {
+                ConstCounter::new(pick(c)).encode(family.encode_family(labels)?)?;
+            }
+        }
+    }
+    Ok(())
 }
