@@ -291,13 +291,6 @@ impl ForwardedHeaders {
         x_forwarded_proto: false,
         forwarded: false,
     };
-
-    /// How many headers it adds.
-    pub fn count(self) -> usize {
-        usize::from(self.x_forwarded_for)
-            + usize::from(self.x_forwarded_proto)
-            + usize::from(self.forwarded)
-    }
 }
 
 impl Default for ForwardedHeaders {

@@ -113,8 +113,6 @@ pub struct Forwarded {
     proto: Option<HeaderValue>,
     /// `for=ADDR;proto=P`: this hop's `Forwarded` element without a host.
     element: Option<HeaderValue>,
-    /// How many of the three are added: what a request's map reserves.
-    adds: usize,
     /// The element with the last host seen on the connection (`host=`
     /// added), and that host: requests on one connection mostly name
     /// the same one.
@@ -141,7 +139,6 @@ impl Forwarded {
                 .x_forwarded_proto
                 .then(|| HeaderValue::from_static(proto)),
             element,
-            adds: which.count(),
             with_host: Mutex::new(None),
         }
     }
@@ -183,10 +180,14 @@ impl Forwarded {
 /// `X-Forwarded-For`, `X-Forwarded-Proto` set, and this hop's `Forwarded`
 /// element (`for`, `proto`, `host`) appended.
 pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded, host: Option<&HeaderValue>) {
-    if fwd.adds == 0 {
+    let adds = [fwd.ip.is_some(), fwd.proto.is_some(), fwd.element.is_some()]
+        .into_iter()
+        .filter(|&added| added)
+        .count();
+    if adds == 0 {
         return;
     }
-    headers.reserve(fwd.adds);
+    headers.reserve(adds);
     if let Some(ip) = &fwd.ip {
         append_to_list(headers, X_FORWARDED_FOR, ip);
     }

@@ -9,7 +9,7 @@ use std::{
     pin::Pin,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
@@ -208,7 +208,8 @@ impl Entry {
     fn line(&self, total: Duration, bytes: u64) -> String {
         let mut line = String::with_capacity(192);
         // The wall clock is read here, only when a line is written.
-        access_log::push_timestamp(&mut line, SystemTime::now() - total);
+        let received = SystemTime::now().checked_sub(total).unwrap_or(UNIX_EPOCH);
+        access_log::push_timestamp(&mut line, received);
         line.push(' ');
         line.push_str(
             self.cx

@@ -58,12 +58,19 @@ struct Peers {
 }
 
 impl Peers {
-    /// The least loaded worker (the lowest index on a tie), counted as
-    /// open there from now on.
-    fn least(self: &Arc<Self>) -> Placed {
-        let worker = (0..self.open.len())
-            .min_by_key(|&i| self.open[i].load(Ordering::Relaxed))
-            .unwrap_or(0);
+    /// The least loaded worker and its open connections; a tie goes to
+    /// `me`, then to the lowest index.
+    fn least(self: &Arc<Self>, me: Option<usize>) -> (usize, usize) {
+        self.open
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.load(Ordering::Relaxed)))
+            .min_by_key(|&(i, n)| (n, Some(i) != me))
+            .unwrap_or((me.unwrap_or(0), 0))
+    }
+
+    /// Counts a connection as open on `worker` until the result drops.
+    fn count_on(self: &Arc<Self>, worker: usize) -> Placed {
         self.open[worker].fetch_add(1, Ordering::Relaxed);
         Placed {
             peers: self.clone(),
@@ -71,24 +78,19 @@ impl Peers {
         }
     }
 
+    /// The worker a connection that came through the shared UDP socket
+    /// (HTTP/3) goes to: the least loaded one.
+    fn least_loaded(self: &Arc<Self>) -> Placed {
+        self.count_on(self.least(None).0)
+    }
+
     /// The worker a connection accepted by `me` should go to, counted as
     /// open there from now on: `me` unless another holds at least two
     /// fewer connections.
     fn place(self: &Arc<Self>, me: usize) -> Placed {
-        let (least, n) = self
-            .open
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i, c.load(Ordering::Relaxed)))
-            .min_by_key(|&(i, n)| (n, i != me))
-            .unwrap_or((me, 0));
+        let (least, n) = self.least(Some(me));
         let mine = self.open[me].load(Ordering::Relaxed);
-        let worker = if mine > n + 1 { least } else { me };
-        self.open[worker].fetch_add(1, Ordering::Relaxed);
-        Placed {
-            peers: self.clone(),
-            worker,
-        }
+        self.count_on(if mine > n + 1 { least } else { me })
     }
 }
 
@@ -128,7 +130,7 @@ impl Spread {
     /// The least loaded worker for a new connection, counted open there
     /// until the [`Placed`] drops: its runtime and state.
     pub fn place(&self) -> (Placed, &tokio::runtime::Handle, &Arc<Shared>) {
-        let placed = self.peers.least();
+        let placed = self.peers.least_loaded();
         let (runtime, shared) = &self.workers[placed.worker];
         (placed, runtime, shared)
     }
@@ -329,7 +331,7 @@ mod tests {
     #[test]
     fn least_takes_the_least_loaded_worker() {
         let p = peers(3);
-        let placed: Vec<Placed> = (0..5).map(|_| p.least()).collect();
+        let placed: Vec<Placed> = (0..5).map(|_| p.least_loaded()).collect();
         let workers: Vec<usize> = placed.iter().map(|c| c.worker).collect();
         assert_eq!(workers, [0, 1, 2, 0, 1]);
         drop(placed);
