@@ -145,15 +145,10 @@ fn encode_packets_and_bytes(
     what: &str,
     rows: &[(Labels, Option<Counters>)],
 ) -> Result<(), std::fmt::Error> {
-    for (name, noun) in names.into_iter().zip(["Packets", "Bytes"]) {
+    type Pick = fn(&Counters) -> u64;
+    let picks: [(&str, Pick); 2] = [("Packets", |c| c.packets), ("Bytes", |c| c.bytes)];
+    for (name, (noun, pick)) in names.into_iter().zip(picks) {
         let help = format!("{noun} {what}");
-        let pick = |c: &Counters| {
-            if noun == "Packets" {
-                c.packets
-            } else {
-                c.bytes
-            }
-        };
         let mut family = encoder.encode_descriptor(name, &help, None, MetricType::Counter)?;
         for (labels, counters) in rows {
             if let Some(c) = counters {
