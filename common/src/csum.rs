@@ -47,45 +47,33 @@ pub fn replace32(check: u16, old: u32, new: u32) -> u16 {
     !fold(sum)
 }
 
-/// UDP: a zero checksum means "none" and must stay zero; a computed zero
-/// is sent as 0xffff.
+/// The checksum of a `proto` packet after an update computed `updated`
+/// from `check`: UDP's zero means "none" and stays zero, and a computed
+/// zero is sent as 0xffff (RFC 768); TCP's is taken as computed.
 #[inline(always)]
-pub fn udp_replace32(check: u16, old: u32, new: u32) -> u16 {
-    if check == 0 {
-        return 0;
+fn l4_rule(proto: u8, check: u16, updated: u16) -> u16 {
+    if proto != PROTO_UDP {
+        updated
+    } else if check == 0 {
+        0
+    } else if updated == 0 {
+        0xffff
+    } else {
+        updated
     }
-    let c = replace32(check, old, new);
-    if c == 0 { 0xffff } else { c }
-}
-
-#[inline(always)]
-pub fn udp_replace16(check: u16, old: u16, new: u16) -> u16 {
-    if check == 0 {
-        return 0;
-    }
-    let c = replace16(check, old, new);
-    if c == 0 { 0xffff } else { c }
 }
 
 /// The TCP or UDP checksum (`proto`) after a 32-bit field it covers
-/// changes: UDP's zero rule applied ([`udp_replace32`]), TCP's plain.
+/// changes (see [`l4_rule`]).
 #[inline(always)]
 pub fn l4_replace32(proto: u8, check: u16, old: u32, new: u32) -> u16 {
-    if proto == PROTO_UDP {
-        udp_replace32(check, old, new)
-    } else {
-        replace32(check, old, new)
-    }
+    l4_rule(proto, check, replace32(check, old, new))
 }
 
 /// [`l4_replace32`] for a 16-bit field (a port).
 #[inline(always)]
 pub fn l4_replace16(proto: u8, check: u16, old: u16, new: u16) -> u16 {
-    if proto == PROTO_UDP {
-        udp_replace16(check, old, new)
-    } else {
-        replace16(check, old, new)
-    }
+    l4_rule(proto, check, replace16(check, old, new))
 }
 
 #[cfg(test)]
