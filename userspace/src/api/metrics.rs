@@ -1,6 +1,8 @@
 //! The L7 tier's request metrics: `xlb_http_requests_total{frontend,
 //! backend,code}` and `xlb_http_request_duration_seconds{frontend,backend}`,
-//! and `xlb_access_log_dropped_total` (access log lines dropped at a full
+//! `xlb_http_rate_limited_total{frontend}` (requests a frontend's
+//! `rate_limit` answered 429, see [`crate::l7::rate_limit`]), and
+//! `xlb_access_log_dropped_total` (access log lines dropped at a full
 //! queue, see [`crate::l7::access_log`]).
 //!
 //! Each frontend holds a [`RouteMetrics`] (from [`HttpMetrics::route`],
@@ -39,6 +41,11 @@ struct RouteLabels {
     backend: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FrontendLabels {
+    frontend: String,
+}
+
 type Durations = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// 0.5 ms to ~16 s, doubling.
@@ -60,6 +67,7 @@ struct Route {
 struct Inner {
     requests: Family<RequestLabels, Counter>,
     durations: Durations,
+    rate_limited: Family<FrontendLabels, Counter>,
     access_log_dropped: Counter,
     /// frontend -> backend -> route: looked up by `&str`, no allocation.
     routes: RwLock<HashMap<String, HashMap<String, Arc<Route>>>>,
@@ -114,6 +122,7 @@ impl Default for HttpMetrics {
             inner: Arc::new(Inner {
                 requests: Family::default(),
                 durations: Family::new_with_constructor(duration_histogram),
+                rate_limited: Family::default(),
                 access_log_dropped: Counter::default(),
                 routes: RwLock::new(HashMap::new()),
             }),
@@ -142,6 +151,11 @@ impl HttpMetrics {
             metrics.inner.durations.clone(),
         );
         registry.register(
+            "xlb_http_rate_limited",
+            "HTTP requests a frontend's rate_limit answered with 429",
+            metrics.inner.rate_limited.clone(),
+        );
+        registry.register(
             "xlb_access_log_dropped",
             "Access log lines dropped because the log's queue was full",
             metrics.inner.access_log_dropped.clone(),
@@ -153,6 +167,16 @@ impl HttpMetrics {
     /// all destinations).
     pub fn access_log_dropped(&self) -> Counter {
         self.inner.access_log_dropped.clone()
+    }
+
+    /// The counter of `frontend`'s requests refused by its `rate_limit`
+    /// (taken once, when a frontend with one is built).
+    pub fn rate_limited(&self, frontend: &str) -> Counter {
+        self.inner
+            .rate_limited
+            .get_or_create_owned(&FrontendLabels {
+                frontend: frontend.to_string(),
+            })
     }
 
     /// Record one answered request.
@@ -210,6 +234,7 @@ mod tests {
             .observe("fe", "web", 503, Duration::from_millis(1));
         m.observe("fe2", "web", 200, Duration::from_secs(1));
         m.access_log_dropped().inc_by(3);
+        m.rate_limited("fe").inc_by(2);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
@@ -229,5 +254,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("xlb_access_log_dropped_total 3\n"), "{text}");
+        assert!(
+            text.contains(r#"xlb_http_rate_limited_total{frontend="fe"} 2"#),
+            "{text}"
+        );
     }
 }

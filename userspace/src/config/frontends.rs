@@ -6,6 +6,7 @@ use super::{
     AccessLog, CertKey, ForwardedHeaders, Frontend, L4Vip, Protocol, SyslogTarget, Tls,
     defaults::*,
     errors::Cx,
+    rate_limit::convert_rate_limit,
     raw::{RawConfig, S},
     values::{address, duration_ms, int, required, tls_file, unique, valid_name},
 };
@@ -185,6 +186,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
             None => ForwardedHeaders::default(),
             Some(list) => forwarded_headers(cx, list.get_ref()),
         };
+        let rate_limit = f.rate_limit.as_ref().and_then(|r| convert_rate_limit(cx, r));
         if let Some(bind) = bind {
             out.push(Frontend {
                 name,
@@ -202,6 +204,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 access_log,
                 connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
                 forwarded_headers,
+                rate_limit,
             });
         }
     }

@@ -11,12 +11,14 @@ mod frontends;
 mod global;
 mod l4;
 mod parse;
+mod rate_limit;
 mod raw;
 mod values;
 mod xdp;
 pub use defaults::{DEFAULT_API_SOCKET, DEFAULT_WEIGHT, MAX_WEIGHT};
 pub use errors::ConfigError;
 pub use parse::{CaCheck, Checks, TlsCheck, load, load_with, parse, parse_with};
+pub use rate_limit::{RateLimit, RateLimitPer};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -265,6 +267,8 @@ pub struct Frontend {
     /// The forwarding headers added to every request (`forwarded_headers`),
     /// default all three.
     pub forwarded_headers: ForwardedHeaders,
+    /// Requests over this budget get 429 (`rate_limit`); None: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Which forwarding headers a frontend adds to the requests it passes on

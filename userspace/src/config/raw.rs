@@ -112,6 +112,15 @@ pub(super) struct RawFrontend {
     pub(super) access_log: Option<S<String>>,
     pub(super) connect: Option<S<bool>>,
     pub(super) forwarded_headers: Option<S<Vec<S<String>>>>,
+    pub(super) rate_limit: Option<S<RawRateLimit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRateLimit {
+    pub(super) requests_per_sec: Option<S<i64>>,
+    pub(super) burst: Option<S<i64>>,
+    pub(super) per: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@
 //! - [`tls`]: certificates, SNI, ALPN; the `xlb check` TLS hook.
 //! - [`h3`]: HTTP/3 (QUIC) endpoints of `http3 = true` frontends.
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
+//! - [`rate_limit`]: a frontend's request budget (429 over it).
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
 //! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
@@ -29,6 +30,7 @@ mod h3;
 pub mod headers;
 mod listener;
 mod proxy;
+pub mod rate_limit;
 pub mod syslog;
 pub mod tls;
 pub mod upstream;
@@ -201,6 +203,9 @@ impl L7 {
                 connect: f.connect,
                 forwarded_headers: f.forwarded_headers,
                 alt_svc: f.http3.then(|| h3::alt_svc(f.bind.port())),
+                rate_limit: f.rate_limit.as_ref().map(|r| {
+                    rate_limit::Limiter::start(r, self.metrics.rate_limited(&f.name))
+                }),
             });
             if f.http3 {
                 let certs = certs

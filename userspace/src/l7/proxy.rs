@@ -31,7 +31,7 @@ use super::{
     body::{self, Body, BoxError},
     compress,
     conn::{ConnState, RequestGuard},
-    headers, tls,
+    headers, rate_limit, tls,
     upstream::{self, Conn, Pool},
     websocket,
 };
@@ -70,6 +70,8 @@ pub struct Frontend {
     pub alt_svc: Option<HeaderValue>,
     /// Where its answered requests are counted.
     pub metrics: crate::api::RouteMetrics,
+    /// Its request budget (`rate_limit`): over it, 429.
+    pub rate_limit: Option<rate_limit::Limiter>,
 }
 
 impl Frontend {
@@ -272,6 +274,10 @@ pub fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Handling {
         guard,
         accept,
         received: Instant::now(),
+    };
+    let started = match rate_limit::admit(&cx, &req, started) {
+        Ok(started) => started,
+        Err(too_many) => return Box::pin(std::future::ready(too_many)),
     };
     if websocket::is_extended_connect(&req) {
         Box::pin(websocket::handle(cx, req, started))
