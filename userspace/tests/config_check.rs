@@ -9,7 +9,8 @@ use std::{
 };
 
 use xlb::config::{
-    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, Steering, XdpMode, load, parse,
+    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, RateLimit, RateLimitPer, Steering,
+    XdpMode, load, parse,
 };
 
 fn manifest_dir() -> PathBuf {
@@ -312,6 +313,21 @@ fn full_example_uses_every_value() {
     );
     assert_eq!(c.frontend[1].forwarded_headers, ForwardedHeaders::ALL);
     assert_eq!(c.frontend[1].bind, addr("[2001:db8::100]:8080"));
+    let limit = |per, requests_per_sec, burst| {
+        Some(RateLimit {
+            requests_per_sec,
+            burst,
+            per,
+        })
+    };
+    assert_eq!(
+        c.frontend[0].rate_limit,
+        limit(RateLimitPer::Client, 100, 200)
+    );
+    assert_eq!(
+        c.frontend[1].rate_limit,
+        limit(RateLimitPer::Frontend, 5000, 5000)
+    );
 }
 
 #[test]
@@ -432,6 +448,70 @@ fn more_errors() {
     // Duplicate interface.
     let e = err("[[xdp]]\ninterface = \"eth0\"\n[[xdp]]\ninterface = \"eth0\"\n");
     assert_eq!((e.line, e.col), (4, 13), "{e}");
+}
+
+/// `rate_limit` on a frontend: every bad value is reported at itself
+/// (line 7, the column given), unknown keys at the key, a missing rate at
+/// the table.
+#[test]
+fn rate_limit_errors_point_at_the_value() {
+    let text = |value: &str| {
+        format!(
+            "[[backend]]\nname = \"b\"\n[[frontend]]\nname = \"f\"\n\
+             bind = \"198.18.0.100:80\"\ndefault_backend = \"b\"\nrate_limit = {value}\n"
+        )
+    };
+    let ok = parse(&text("{ requests_per_sec = 1000000000, burst = 1 }"), "t.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let limit = ok.frontend[0].rate_limit.unwrap();
+    assert_eq!((limit.requests_per_sec, limit.burst), (1_000_000_000, 1));
+    for (value, col, want) in [
+        (
+            "{ requests_per_sec = 0 }",
+            35,
+            "rate_limit requests_per_sec must be at least 1 (got 0)",
+        ),
+        (
+            "{ requests_per_sec = -5, burst = 10 }",
+            35,
+            "rate_limit requests_per_sec must be at least 1 (got -5)",
+        ),
+        (
+            "{ requests_per_sec = 2.5 }",
+            35,
+            "invalid type: floating point `2.5`, expected an integer",
+        ),
+        (
+            "{ requests_per_sec = 10, burst = 0 }",
+            47,
+            "rate_limit burst must be at least 1 (got 0)",
+        ),
+        (
+            "{ requests_per_sec = 10, burst = 2000000000 }",
+            47,
+            "rate_limit burst must be between 1 and 1000000000 (got 2000000000)",
+        ),
+        (
+            "{ requests_per_sec = 10, per = \"ip\" }",
+            45,
+            "unknown rate_limit per \"ip\": expected one of \"client\", \"frontend\"",
+        ),
+        (
+            "{ requests_per_sec = 10, rps = 5 }",
+            39,
+            "unknown key `rps`",
+        ),
+        (
+            "{ burst = 5 }",
+            14,
+            "missing requests_per_sec in frontend rate_limit",
+        ),
+        ("100", 14, "invalid type: integer `100`, expected struct"),
+    ] {
+        let e = parse(&text(value), "t.toml").unwrap_err();
+        assert_eq!((e.line, e.col), (7, col), "{value}: {e}");
+        assert!(e.message.contains(want), "{value}: {e}");
+    }
 }
 
 /// A tiny deterministic LCG (Knuth's MMIX constants).
