@@ -9,8 +9,8 @@ use std::{
 };
 
 use xlb::config::{
-    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, RateLimit, RateLimitPer, Steering,
-    XdpMode, load, parse,
+    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, RateLimit, RateLimitPer,
+    Steering, XdpMode, load, parse,
 };
 
 fn manifest_dir() -> PathBuf {
@@ -461,8 +461,11 @@ fn rate_limit_errors_point_at_the_value() {
              bind = \"198.18.0.100:80\"\ndefault_backend = \"b\"\nrate_limit = {value}\n"
         )
     };
-    let ok = parse(&text("{ requests_per_sec = 1000000000, burst = 1 }"), "t.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ok = parse(
+        &text("{ requests_per_sec = 1000000000, burst = 1 }"),
+        "t.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let limit = ok.frontend[0].rate_limit.unwrap();
     assert_eq!((limit.requests_per_sec, limit.burst), (1_000_000_000, 1));
     for (value, col, want) in [

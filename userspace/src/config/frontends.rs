@@ -186,7 +186,10 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
             None => ForwardedHeaders::default(),
             Some(list) => forwarded_headers(cx, list.get_ref()),
         };
-        let rate_limit = f.rate_limit.as_ref().and_then(|r| convert_rate_limit(cx, r));
+        let rate_limit = f
+            .rate_limit
+            .as_ref()
+            .and_then(|r| convert_rate_limit(cx, r));
         if let Some(bind) = bind {
             out.push(Frontend {
                 name,

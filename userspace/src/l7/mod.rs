@@ -203,9 +203,10 @@ impl L7 {
                 connect: f.connect,
                 forwarded_headers: f.forwarded_headers,
                 alt_svc: f.http3.then(|| h3::alt_svc(f.bind.port())),
-                rate_limit: f.rate_limit.as_ref().map(|r| {
-                    rate_limit::Limiter::start(r, self.metrics.rate_limited(&f.name))
-                }),
+                rate_limit: f
+                    .rate_limit
+                    .as_ref()
+                    .map(|r| rate_limit::Limiter::start(r, self.metrics.rate_limited(&f.name))),
             });
             if f.http3 {
                 let certs = certs

@@ -40,7 +40,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// What a refused request's log line and body say.
 const WHY: &str = "rate limit exceeded";
 
-type PerClient<C> = RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type PerClient<C> =
+    RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 type Whole<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// A frontend's request budget (its `rate_limit`).
@@ -79,7 +80,9 @@ impl<C: Clock> Limiter<C> {
             RateLimitPer::Client => {
                 Budget::PerClient(Arc::new(RateLimiter::dashmap_with_clock(quota, clock)))
             }
-            RateLimitPer::Frontend => Budget::Frontend(RateLimiter::direct_with_clock(quota, clock)),
+            RateLimitPer::Frontend => {
+                Budget::Frontend(RateLimiter::direct_with_clock(quota, clock))
+            }
         };
         Limiter {
             budget,
