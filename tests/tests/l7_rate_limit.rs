@@ -6,19 +6,22 @@
 //!   requests on one keep-alive connection get 5 (6 when a second passed)
 //!   answers 200 and the rest 429 with `Retry-After: 1`, each 429 in the
 //!   access log and the metrics; another client address still gets 200
-//!   (its own budget); HTTP/2 requests on one connection (TLS) count
-//!   alike.
+//!   (its own budget); HTTP/2 requests on one connection (TLS) and
+//!   HTTP/3 requests on one QUIC connection count alike.
 //!   With `per = "frontend"` the second address is refused too once the
 //!   first one used the shared burst.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use xlb_lab::{
     Namespace,
     api::sample,
     l7::{
-        SNI_TLS, VIP, access_lines, curl, curl_many, frontend_toml, head_toml_with, http_lab,
-        pool_toml, sni_certs, web_servers,
+        SNI_TLS, VIP, access_lines, block_on_in, curl, curl_many, frontend_toml, head_toml_with,
+        http_lab, pool_toml, sni_certs, web_servers,
     },
 };
 
@@ -27,6 +30,8 @@ const TEST: &str = "l7ratelimit";
 const FIRST: &str = "198.18.0.2";
 const SECOND: &str = "198.18.0.3";
 const THIRD: &str = "198.18.0.4";
+/// The TLS frontend's port (TCP and, for HTTP/3, UDP).
+const TLS_PORT: u16 = 8443;
 
 /// One answer of a [`burst`]: status and `Retry-After` (empty if none).
 #[derive(Debug, PartialEq)]
@@ -66,6 +71,51 @@ fn burst(ns: &Namespace, from: Option<&str>, extra: &[&str], url: &str, n: usize
     answers
 }
 
+/// `n` HTTP/3 GETs of `/`, one after the other on one QUIC connection
+/// from [`FIRST`] to the TLS frontend (the lab's curl has no HTTP/3).
+async fn h3_burst(ca_pem: &str, n: usize) -> anyhow::Result<Vec<Answer>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut endpoint = quinn::Endpoint::client(format!("{FIRST}:0").parse()?)?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let vip = format!("{VIP}:{TLS_PORT}").parse()?;
+    let requests = async {
+        let conn = endpoint.connect(vip, "a.xlb.test")?.await?;
+        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
+        tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            let req = http::Request::get(format!("https://a.xlb.test:{TLS_PORT}/")).body(())?;
+            let mut stream = send.send_request(req).await?;
+            stream.finish().await?;
+            let resp = stream.recv_response().await?;
+            while stream.recv_data().await?.is_some() {}
+            let retry_after = resp.headers().get("retry-after");
+            answers.push(Answer {
+                code: resp.status().as_u16(),
+                retry_after: retry_after
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        anyhow::Ok(answers)
+    };
+    tokio::time::timeout(Duration::from_secs(10), requests).await?
+}
+
 fn count(answers: &[Answer], code: u16) -> usize {
     answers.iter().filter(|a| a.code == code).count()
 }
@@ -73,7 +123,7 @@ fn count(answers: &[Answer], code: u16) -> usize {
 #[test]
 fn rate_limit_per_client_and_per_frontend() {
     let (topo, _web, dir) = http_lab(TEST, 1).unwrap();
-    sni_certs(&dir).unwrap();
+    let ca_pem = sni_certs(&dir).unwrap().pem().to_string();
     let client = topo.client();
     for addr in [SECOND, THIRD] {
         client.add_addr("eth0", &format!("{addr}/24")).unwrap();
@@ -82,9 +132,10 @@ fn rate_limit_per_client_and_per_frontend() {
     text += &pool_toml("web", "", &web_servers([1], 8080));
     let limit = "rate_limit = { requests_per_sec = 1, burst = 5 }\n";
     text += &frontend_toml("perclient", 8080, "web", limit);
-    // The same limit over HTTP/2 (TLS: the lab's curl 7.88 fails the
-    // second request on a reused h2c connection, to any server).
-    text += &frontend_toml("h2", 8443, "web", &format!("{SNI_TLS}{limit}"));
+    // The same limit over HTTP/2 and HTTP/3 (TLS: the lab's curl 7.88
+    // fails the second request on a reused h2c connection, to any server).
+    let tls = format!("{SNI_TLS}http3 = true\n{limit}");
+    text += &frontend_toml("tls", TLS_PORT, "web", &tls);
     text += &frontend_toml(
         "shared",
         8081,
@@ -119,17 +170,29 @@ fn rate_limit_per_client_and_per_frontend() {
     .unwrap();
     assert_eq!((second.exit, second.status), (0, 200), "{second:?}");
 
-    // HTTP/2 requests (streams of one connection) count alike.
+    // HTTP/2 requests (streams of one connection) count alike, and
+    // HTTP/3 ones (of one QUIC connection, from another address).
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap();
-    let resolve = format!("a.xlb.test:8443:{VIP}");
+    let resolve = format!("a.xlb.test:{TLS_PORT}:{VIP}");
     let tls = ["--cacert", ca, "--resolve", &resolve, "--http2"];
-    let h2 = burst(client, Some(THIRD), &tls, "https://a.xlb.test:8443/", 8);
+    let url = format!("https://a.xlb.test:{TLS_PORT}/");
+    let h2 = burst(client, Some(THIRD), &tls, &url, 8);
     eprintln!("per client, HTTP/2 from {THIRD}: {h2:?}");
-    let h2_ok = count(&h2, 200);
-    assert!((5..=6).contains(&h2_ok), "{h2:?}");
-    assert_eq!(count(&h2, 429), 8 - h2_ok, "{h2:?}");
-    let h2_refused = 8 - h2_ok;
+    let h3 = block_on_in(client, || h3_burst(&ca_pem, 8))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+    eprintln!("per client, HTTP/3 from {FIRST}: {h3:?}");
+    let mut tls_refused = 0;
+    for answers in [&h2, &h3] {
+        let ok = count(answers, 200);
+        assert!((5..=6).contains(&ok), "{answers:?}");
+        assert_eq!(count(answers, 429), 8 - ok, "{answers:?}");
+        for a in answers.iter().filter(|a| a.code == 429) {
+            assert_eq!(a.retry_after, "1", "{answers:?}");
+        }
+        tls_refused += 8 - ok;
+    }
 
     // The 429 answer itself: a short text body naming the reason.
     let over = curl(
@@ -196,13 +259,16 @@ fn rate_limit_per_client_and_per_frontend() {
     };
     assert_eq!(logged("perclient"), refused, "{lines:#?}");
     assert_eq!(logged("shared"), shared_refused, "{lines:#?}");
-    assert_eq!(logged("h2"), h2_refused, "{lines:#?}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.status == 429 && l.request == "GET / HTTP/2.0"),
-        "{lines:#?}"
-    );
+    assert_eq!(logged("tls"), tls_refused, "{lines:#?}");
+    for version in ["HTTP/2.0", "HTTP/3.0"] {
+        let request = format!("GET / {version}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.status == 429 && l.request == request),
+            "{request}: {lines:#?}"
+        );
+    }
     let scrape = curl(
         topo.lb(),
         &["http://127.0.0.1:9100/metrics"],
@@ -213,7 +279,7 @@ fn rate_limit_per_client_and_per_frontend() {
     for (frontend, n) in [
         ("perclient", refused),
         ("shared", shared_refused),
-        ("h2", h2_refused),
+        ("tls", tls_refused),
     ] {
         assert_eq!(
             sample(
