@@ -259,23 +259,21 @@ async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver) {
         received: Instant::now(),
     };
     let (mut send, recv) = stream.split();
-    let resp = match rate_limit::admit(&cx, &req, started) {
-        Err(too_many) => too_many,
-        Ok(started) if req.method() == Method::CONNECT => {
-            let entry = Entry::new(&cx, started.received, started.accept, &req);
-            let why = "CONNECT is not served over HTTP/3".to_string();
-            proxy::refuse(
-                &cx,
-                entry,
-                started.guard,
-                StatusCode::METHOD_NOT_ALLOWED,
-                why,
-            )
-        }
-        Ok(started) => {
-            let body = RequestBody::new(recv);
-            proxy::forward(cx.clone(), req.map(|()| Body::new(body)), started, None).await
-        }
+    let resp = if let Some(wait) = rate_limit::exceeded(&cx) {
+        rate_limit::too_many_requests(&cx, &req, started, wait)
+    } else if req.method() == Method::CONNECT {
+        let entry = Entry::new(&cx, started.received, started.accept, &req);
+        let why = "CONNECT is not served over HTTP/3".to_string();
+        proxy::refuse(
+            &cx,
+            entry,
+            started.guard,
+            StatusCode::METHOD_NOT_ALLOWED,
+            why,
+        )
+    } else {
+        let body = RequestBody::new(recv);
+        proxy::forward(cx.clone(), req.map(|()| Body::new(body)), started, None).await
     };
     if let Err(e) = respond(&mut send, resp).await {
         debug!(frontend = %cx.fe.name, client = %cx.client, "HTTP/3 response: {e}");

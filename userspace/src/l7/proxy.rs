@@ -275,10 +275,10 @@ pub fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Handling {
         accept,
         received: Instant::now(),
     };
-    let started = match rate_limit::admit(&cx, &req, started) {
-        Ok(started) => started,
-        Err(too_many) => return Box::pin(std::future::ready(too_many)),
-    };
+    if let Some(wait) = rate_limit::exceeded(&cx) {
+        let too_many = rate_limit::too_many_requests(&cx, &req, started, wait);
+        return Box::pin(std::future::ready(too_many));
+    }
     if websocket::is_extended_connect(&req) {
         Box::pin(websocket::handle(cx, req, started))
     } else if req.method() == Method::CONNECT {

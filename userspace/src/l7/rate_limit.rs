@@ -141,37 +141,29 @@ fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// The one rate check of every request (HTTP/1.1, HTTP/2 and HTTP/3 enter
-/// here before anything else is done with them): `Ok` hands `started` back
-/// to go on; `Err` is the 429 answer, logged and counted. A frontend
-/// without `rate_limit` pays one `Option` check.
+/// The one rate check of every request (HTTP/1.1, HTTP/2 and HTTP/3 ask
+/// before anything else is done with it): `Some(wait)` when the request is
+/// over its frontend's `rate_limit` (counted; answer it with
+/// [`too_many_requests`]). A frontend without one pays one `Option` check.
 #[inline]
-pub(super) fn admit<B>(
-    cx: &Arc<ConnCtx>,
-    req: &Request<B>,
-    started: Started,
-) -> Result<Started, Response<Body>> {
-    let Some(limiter) = &cx.fe.rate_limit else {
-        return Ok(started);
-    };
-    match limiter.take(cx.client.ip()) {
-        Ok(()) => Ok(started),
-        Err(wait) => Err(too_many_requests(cx, req, started, wait, &limiter.limited)),
-    }
+pub(super) fn exceeded(cx: &ConnCtx) -> Option<Duration> {
+    let limiter = cx.fe.rate_limit.as_ref()?;
+    let wait = limiter.take(cx.client.ip()).err()?;
+    limiter.limited.inc();
+    Some(wait)
 }
 
-/// `429` with `Retry-After` and a short body; an access log line with
+/// The answer to a request over the limit: `429` with `Retry-After`
+/// (`wait` in whole seconds) and a short body, and an access log line with
 /// `error="rate limit exceeded"`. Not a warning in xlb's own log: a client
 /// over its limit would flood it.
 #[cold]
-fn too_many_requests<B>(
+pub(super) fn too_many_requests<B>(
     cx: &Arc<ConnCtx>,
     req: &Request<B>,
     started: Started,
     wait: Duration,
-    limited: &Counter,
 ) -> Response<Body> {
-    limited.inc();
     let Started {
         guard,
         accept,
