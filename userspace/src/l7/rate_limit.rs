@@ -4,11 +4,11 @@
 //! counted, and never reaches a server.
 //!
 //! One [`Limiter`] per frontend, shared by every L7 thread (governor's
-//! state is atomics, per client in a sharded map). Per-client states of
-//! clients that have been idle long enough to have their whole burst back
-//! (for one refill interval more) are dropped every [`SWEEP_EVERY`] by a task that ends with the limiter,
-//! so memory follows the clients seen in the last seconds, not all of
-//! them. A reload builds new limiters: budgets start afresh.
+//! state is atomics; per client, in a sharded map). Every
+//! [`SWEEP_EVERY`] a task that ends with the limiter drops the state of
+//! each client whose whole burst has been back for a refill interval, so
+//! memory follows the clients seen in the last seconds, not all of them.
+//! A reload builds new limiters: budgets start afresh.
 
 use std::{
     net::IpAddr,
@@ -64,11 +64,15 @@ impl Limiter {
     /// counted on `limited`. Per client, it starts its sweeping task on
     /// the current tokio runtime.
     pub fn start(config: &RateLimit, limited: Counter) -> Limiter {
-        let mut limiter = Limiter::with_clock(config, DefaultClock::default(), limited);
-        if let Budget::PerClient(states) = &limiter.budget {
-            limiter._sweeper = Some(spawn_sweeper(Arc::downgrade(states)));
+        let limiter = Limiter::with_clock(config, DefaultClock::default(), limited);
+        let sweeper = match &limiter.budget {
+            Budget::PerClient(states) => Some(spawn_sweeper(Arc::downgrade(states))),
+            Budget::Frontend(_) => None,
+        };
+        Limiter {
+            _sweeper: sweeper,
+            ..limiter
         }
-        limiter
     }
 }
 
@@ -104,8 +108,9 @@ impl<C: Clock> Limiter<C> {
         }
     }
 
-    /// Drops the states of clients whose budget is full again (they are
-    /// the same as no state) and gives the freed memory back.
+    /// Drops the states of clients whose budget has been full again for a
+    /// refill interval (a full budget is the same as no state) and gives
+    /// the freed memory back.
     fn sweep(states: &PerClient<C>) {
         states.retain_recent();
         states.shrink_to_fit();
@@ -290,5 +295,33 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         Limiter::sweep(states);
         assert!(states.is_empty());
+    }
+
+    /// The sweeping task runs for per-client budgets only and ends with
+    /// its limiter (a frontend replaced by a reload leaves none behind).
+    #[test]
+    fn the_sweeper_ends_with_its_limiter() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let config = |per| RateLimit {
+                requests_per_sec: 1,
+                burst: 1,
+                per,
+            };
+            let shared = Limiter::start(&config(RateLimitPer::Frontend), Counter::default());
+            assert!(shared._sweeper.is_none());
+            let per_client = Limiter::start(&config(RateLimitPer::Client), Counter::default());
+            let task = per_client._sweeper.as_ref().unwrap().abort_handle();
+            tokio::task::yield_now().await;
+            assert!(!task.is_finished());
+            drop(per_client);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(task.is_finished());
+        });
     }
 }
