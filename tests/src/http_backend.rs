@@ -85,6 +85,7 @@ pub struct HttpBackend {
     name: String,
     addr: SocketAddr,
     handshakes: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     _server: ServerThread,
 }
 
@@ -179,6 +180,11 @@ impl HttpBackend {
         self.handshakes.load(Ordering::Relaxed)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
     fn start_with(
         ns: &Namespace,
         name: &str,
@@ -187,9 +193,12 @@ impl HttpBackend {
     ) -> Result<HttpBackend> {
         let handshakes = Arc::new(AtomicU64::new(0));
         let counter = handshakes.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = connections.clone();
         let name_owned: Arc<str> = name.into();
         let server =
             ServerThread::spawn(ns, addr, format!("http-backend-{name}"), move |stream| {
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let name = name_owned.clone();
                 let Some(acceptor) = tls.clone() else {
                     tokio::spawn(serve_conn(stream, name, None));
@@ -212,6 +221,7 @@ impl HttpBackend {
             name: name.to_string(),
             addr,
             handshakes,
+            connections,
             _server: server,
         })
     }
