@@ -2,11 +2,9 @@
 //! keep-alive requests each through an L7 frontend, for bodies of every
 //! kind the proxy passes on differently (small with a length, read whole;
 //! large with a length and chunked, streamed). The server must see about
-//! one connection per request in flight, not one per request: a response
-//! body dropped before hyper saw its end closes the server connection
-//! instead of pooling it, which sequential tests do not notice and a
-//! loaded node pays for with a connect per request (and runs out of
-//! source ports).
+//! one connection per request in flight, not one per request: a proxy
+//! that closes its server connections instead of pooling them still
+//! answers every request, and only the connection count shows it.
 
 use std::{
     io::BufReader,
