@@ -170,7 +170,10 @@ fn regex_problem(e: &regex::Error) -> String {
     let text = e.to_string();
     text.lines()
         .find_map(|l| l.trim().strip_prefix("error: "))
-        .map_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "), str::to_string)
+        .map_or_else(
+            || text.split_whitespace().collect::<Vec<_>>().join(" "),
+            str::to_string,
+        )
 }
 
 /// What is wrong with a `with`: it must give a path (start with `/`, only

@@ -94,7 +94,9 @@ impl Frontend {
     /// Where a request on `route` is counted (its backend's label).
     #[inline]
     fn metrics_for(&self, route: Route) -> &crate::api::RouteMetrics {
-        self.rules.target(route).map_or(&self.metrics, |t| &t.metrics)
+        self.rules
+            .target(route)
+            .map_or(&self.metrics, |t| &t.metrics)
     }
 
     /// Applies the rules to `req` (rewriting its path if one says so)

@@ -163,7 +163,9 @@ fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
 /// `name:port` -> `name`, `[v6]:port` -> `[v6]`.
 fn without_port(host: &[u8]) -> &[u8] {
     let end = if host.first() == Some(&b'[') {
-        host.iter().position(|&b| b == b']').map_or(host.len(), |i| i + 1)
+        host.iter()
+            .position(|&b| b == b']')
+            .map_or(host.len(), |i| i + 1)
     } else {
         host.iter().position(|&b| b == b':').unwrap_or(host.len())
     };
@@ -310,9 +312,7 @@ mod tests {
     }
 
     fn apply(rules: Vec<Rule>, uri: &str, host: Option<&str>) -> (Route, String) {
-        let rules = Rules {
-            list: rules.into(),
-        };
+        let rules = Rules { list: rules.into() };
         let mut uri: Uri = uri.parse().unwrap();
         let route = rules.apply(&mut uri, &headers(host));
         (route, uri.to_string())
@@ -321,7 +321,10 @@ mod tests {
     #[test]
     fn rewrite_expands_groups_and_keeps_the_query() {
         let api = || rule(None, Some("/api/"), Some(("^/api/(.*)$", "/v2/$1")));
-        assert_eq!(apply(vec![api()], "/api/a/b?x=1&y", None).1, "/v2/a/b?x=1&y");
+        assert_eq!(
+            apply(vec![api()], "/api/a/b?x=1&y", None).1,
+            "/v2/a/b?x=1&y"
+        );
         assert_eq!(apply(vec![api()], "/api/", None).1, "/v2/");
         // HTTP/2: scheme and authority stay.
         assert_eq!(
@@ -381,13 +384,11 @@ mod tests {
             })
         };
         let backends = HashMap::from([("web", backend("web")), ("api", backend("api"))]);
-        let conf = |host: Option<&str>, prefix: Option<&str>, backend: Option<&str>| {
-            config::Rule {
-                host: host.map(Into::into),
-                path_prefix: prefix.map(Into::into),
-                backend: backend.map(Into::into),
-                replace_path: backend.is_none().then(|| replace("^/old/(.*)", "/new/$1")),
-            }
+        let conf = |host: Option<&str>, prefix: Option<&str>, backend: Option<&str>| config::Rule {
+            host: host.map(Into::into),
+            path_prefix: prefix.map(Into::into),
+            backend: backend.map(Into::into),
+            replace_path: backend.is_none().then(|| replace("^/old/(.*)", "/new/$1")),
         };
         let rules = Rules::build(
             &[
@@ -403,7 +404,10 @@ mod tests {
         let route = |uri: &str, host: &str| {
             let mut uri: Uri = uri.parse().unwrap();
             let r = rules.apply(&mut uri, &headers(Some(host)));
-            (rules.target(r).map(|t| t.backend.name.as_str()), uri.to_string())
+            (
+                rules.target(r).map(|t| t.backend.name.as_str()),
+                uri.to_string(),
+            )
         };
         assert_eq!(route("/x", "v1.API.example"), (Some("api"), "/x".into()));
         assert_eq!(route("/old/a?b", "www"), (None, "/new/a?b".into()));
