@@ -116,15 +116,15 @@ fn host(cx: &mut Cx, value: &S<String>) -> Option<String> {
         Some("has a port: rules compare the host without the request's port".to_string())
     } else if name.is_empty() || name.starts_with('.') || name.contains("..") {
         Some("has an empty label".to_string())
-    } else if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
-    {
-        Some(format!(
-            "contains {c:?}: a host is letters, digits, - _ . (with an optional leading \"*.\")"
-        ))
     } else {
-        None
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+            .map(|c| {
+                format!(
+                    "contains {c:?}: a host is letters, digits, - _ . (with an optional \
+                     leading \"*.\")"
+                )
+            })
     };
     match problem {
         Some(p) => {
