@@ -7,6 +7,8 @@
 //!   matching no rule reaches web1 unchanged. The access log names the
 //!   routed backend with the request line as the client sent it, and
 //!   `xlb_http_requests_total` counts each request under its backend.
+//!   `CONNECT` is routed by its target's host: a tunnel to a server of
+//!   the rule's backend only.
 //!   A reload without the rules sends everything to `web` again.
 
 use std::{
@@ -26,12 +28,16 @@ use xlb_lab::{
 const TAG: &str = "l7rules";
 
 const RULES: &str = r#"h2c = true
+connect = true
 [[frontend.rule]]
 path_prefix = "/api/"
 backend = "api"
 replace_path = { regex = "^/api/(.*)$", with = "/v2/$1" }
 [[frontend.rule]]
 host = "*.api.example"
+backend = "api"
+[[frontend.rule]]
+host = "198.18.1.12"
 backend = "api"
 "#;
 
@@ -105,8 +111,19 @@ fn rules_route_rewrite_log_and_count() {
         ("web1".into(), "/API/echo-path/w".into())
     );
 
+    // CONNECT's host is its target: web2 is a server of `api` only, so
+    // only the routed backend lets the tunnel through (else 403).
+    let proxy = format!("http://{VIP}:8080");
+    for (k, server) in [(2, "web2"), (1, "web1")] {
+        let url = format!("http://198.18.1.1{k}:8080/echo-path/c");
+        let args = ["--noproxy", "", "--proxytunnel", "-x", &proxy, &url];
+        let r = curl(topo.client(), &args, t).unwrap();
+        assert_eq!((r.exit, r.status), (0, 200), "{r:?}\n{}", daemon.stderr());
+        assert_eq!(r.header("x-backend"), Some(server), "{r:?}");
+    }
+
     // The access log: the routed backend, the request as the client sent it.
-    let lines = wait_lines(&daemon, mark, 5);
+    let lines = wait_lines(&daemon, mark, 7);
     let seen: Vec<(String, String, String)> = lines
         .iter()
         .map(|l| (l.backend.clone(), l.server.clone(), l.request.clone()))
@@ -117,6 +134,8 @@ fn rules_route_rewrite_log_and_count() {
         ("api", "web2", "GET /echo-path/h2 HTTP/2.0"),
         ("web", "web1", "GET /echo-path/z HTTP/1.1"),
         ("web", "web1", "GET /API/echo-path/w HTTP/1.1"),
+        ("api", "web2", "CONNECT 198.18.1.12:8080 HTTP/1.1"),
+        ("web", "web1", "CONNECT 198.18.1.11:8080 HTTP/1.1"),
     ]
     .map(|(b, s, r)| (b.to_string(), s.to_string(), r.to_string()));
     assert_eq!(seen, want, "{}", daemon.stderr());
@@ -131,8 +150,8 @@ fn rules_route_rewrite_log_and_count() {
             &[("frontend", "edge"), ("backend", backend), ("code", "200")],
         )
     };
-    assert_eq!(requests("api"), Some(3.0), "{text}");
-    assert_eq!(requests("web"), Some(2.0), "{text}");
+    assert_eq!(requests("api"), Some(4.0), "{text}");
+    assert_eq!(requests("web"), Some(3.0), "{text}");
 
     // Reload without the rules: the same requests go to web, unchanged.
     let plain = config_text(&dir, "h2c = true\n");
