@@ -15,6 +15,9 @@
 //!   line each (names lower-case), `text/plain`.
 //! - `/ws`: WebSocket echo (text and binary messages).
 //! - `/echo`: the request body back (read whole), with a length.
+//! - any path with an `echo-path` segment (`/echo-path/...`,
+//!   `/v2/echo-path/...`): the request target as the server got it (path
+//!   and query) and a newline, `text/plain`: shows rewrites on the way.
 //! - anything else: `NAME\n`, `text/plain`.
 //!
 //! [`HttpBackend::start_tls`] serves the same over TLS (ALPN h2 and
@@ -321,6 +324,10 @@ async fn route(name: &str, mut req: Request<Incoming>) -> Response<Body> {
     }
     if path == "/ws" {
         return websocket(name, &mut req);
+    }
+    if path.split('/').any(|segment| segment == "echo-path") {
+        let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+        return respond(name, "text/plain", full(format!("{target}\n")));
     }
     if path == "/echo" {
         let Ok(body) = req.into_body().collect().await else {

@@ -7,6 +7,7 @@ use super::{
     defaults::*,
     errors::Cx,
     raw::{RawConfig, S},
+    rules::convert_rules,
     values::{address, duration_ms, int, required, tls_file, unique, valid_name},
 };
 
@@ -185,6 +186,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
             None => ForwardedHeaders::default(),
             Some(list) => forwarded_headers(cx, list.get_ref()),
         };
+        let rules = convert_rules(cx, &f.rule, &name, &backend_names);
         if let Some(bind) = bind {
             out.push(Frontend {
                 name,
@@ -202,6 +204,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 access_log,
                 connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
                 forwarded_headers,
+                rules,
             });
         }
     }

@@ -12,11 +12,13 @@ mod global;
 mod l4;
 mod parse;
 mod raw;
+mod rules;
 mod values;
 mod xdp;
 pub use defaults::{DEFAULT_API_SOCKET, DEFAULT_WEIGHT, MAX_WEIGHT};
 pub use errors::ConfigError;
 pub use parse::{CaCheck, Checks, TlsCheck, load, load_with, parse, parse_with};
+pub use rules::{ReplacePath, Rule};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -265,6 +267,10 @@ pub struct Frontend {
     /// The forwarding headers added to every request (`forwarded_headers`),
     /// default all three.
     pub forwarded_headers: ForwardedHeaders,
+    /// `[[frontend.rule]]`s in order: the first that matches a request
+    /// picks its backend and rewrites its path. Empty: all go to
+    /// `default_backend`.
+    pub rules: Vec<Rule>,
 }
 
 /// Which forwarding headers a frontend adds to the requests it passes on

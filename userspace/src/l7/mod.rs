@@ -10,6 +10,7 @@
 //! - [`tls`]: certificates, SNI, ALPN; the `xlb check` TLS hook.
 //! - [`h3`]: HTTP/3 (QUIC) endpoints of `http3 = true` frontends.
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
+//! - [`rules`]: `[[frontend.rule]]` content switching and path rewrites.
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
 //! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
@@ -29,6 +30,7 @@ mod h3;
 pub mod headers;
 mod listener;
 mod proxy;
+mod rules;
 pub mod syslog;
 pub mod tls;
 pub mod upstream;
@@ -201,6 +203,7 @@ impl L7 {
                 connect: f.connect,
                 forwarded_headers: f.forwarded_headers,
                 alt_svc: f.http3.then(|| h3::alt_svc(f.bind.port())),
+                rules: rules::Rules::build(&f.rules, &f.name, &backends, &self.metrics)?,
             });
             if f.http3 {
                 let certs = certs
