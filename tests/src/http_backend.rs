@@ -15,6 +15,9 @@
 //!   line each (names lower-case), `text/plain`.
 //! - `/ws`: WebSocket echo (text and binary messages).
 //! - `/echo`: the request body back (read whole), with a length.
+//! - any path with an `echo-path` segment (`/echo-path/...`,
+//!   `/v2/echo-path/...`): the request target as the server got it (path
+//!   and query) and a newline, `text/plain`: shows rewrites on the way.
 //! - anything else: `NAME\n`, `text/plain`.
 //!
 //! [`HttpBackend::start_tls`] serves the same over TLS (ALPN h2 and
@@ -85,6 +88,7 @@ pub struct HttpBackend {
     name: String,
     addr: SocketAddr,
     handshakes: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     _server: ServerThread,
 }
 
@@ -179,6 +183,11 @@ impl HttpBackend {
         self.handshakes.load(Ordering::Relaxed)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
     fn start_with(
         ns: &Namespace,
         name: &str,
@@ -187,9 +196,12 @@ impl HttpBackend {
     ) -> Result<HttpBackend> {
         let handshakes = Arc::new(AtomicU64::new(0));
         let counter = handshakes.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = connections.clone();
         let name_owned: Arc<str> = name.into();
         let server =
             ServerThread::spawn(ns, addr, format!("http-backend-{name}"), move |stream| {
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let name = name_owned.clone();
                 let Some(acceptor) = tls.clone() else {
                     tokio::spawn(serve_conn(stream, name, None));
@@ -212,6 +224,7 @@ impl HttpBackend {
             name: name.to_string(),
             addr,
             handshakes,
+            connections,
             _server: server,
         })
     }
@@ -311,6 +324,10 @@ async fn route(name: &str, mut req: Request<Incoming>) -> Response<Body> {
     }
     if path == "/ws" {
         return websocket(name, &mut req);
+    }
+    if path.split('/').any(|segment| segment == "echo-path") {
+        let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+        return respond(name, "text/plain", full(format!("{target}\n")));
     }
     if path == "/echo" {
         let Ok(body) = req.into_body().collect().await else {

@@ -264,3 +264,38 @@ fn clear_df(frame: &[u8]) -> Vec<u8> {
     fix_ipv4_checksum(&mut out, 14);
     out
 }
+
+/// Policy routing by IP protocol sees a NAT packet as the protocol it
+/// leaves with: with a rule sending TCP by way of table 100 (a gateway),
+/// the SYN goes to the gateway's MAC, not to the server's own neighbour
+/// entry the main table gives. (The lookup once asked for the DSR tunnel's
+/// protocol for every packet, which such a rule never matches.)
+#[test]
+fn nat_route_lookup_asks_for_the_packets_protocol() {
+    const GATEWAY: &str = "198.18.1.254";
+    const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0xfe];
+    let dut = Dut::new("fixnatrule", config(1));
+    // The test thread is inside the DUT's namespace: these commands are too.
+    for line in [
+        format!("ip neigh add {GATEWAY} lladdr 02:00:00:00:01:fe dev eth0 nud permanent"),
+        format!(
+            "ip route add {}/32 via {GATEWAY} dev eth0 table 100",
+            backend_ip(1)
+        ),
+        "ip rule add ipproto tcp lookup 100 pref 100".to_string(),
+    ] {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {out:?}");
+    }
+    let mut expected = client_tcp(40010, true, b"").nat_to_backend(1);
+    expected.dst_mac = GATEWAY_MAC;
+    dut.run_cases([Case::tx(
+        "tcp syn routed by the tcp rule's table",
+        client_tcp(40010, true, b"").build(),
+        expected.build(),
+    )]);
+}

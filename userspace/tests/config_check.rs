@@ -517,6 +517,151 @@ fn rate_limit_errors_point_at_the_value() {
     }
 }
 
+/// Two pools and a frontend whose `[[frontend.rule]]` (line 9) gets the
+/// given lines from line 10 on.
+fn with_rule(lines: &str) -> String {
+    format!(
+        "[[backend]]\nname = \"web\"\n[[backend]]\nname = \"api\"\n[[frontend]]\nname = \"f\"\n\
+         bind = \"198.18.0.100:8080\"\ndefault_backend = \"web\"\n[[frontend.rule]]\n{lines}"
+    )
+}
+
+#[test]
+fn frontend_rules() {
+    let c = parse(
+        &with_rule(
+            "host = \"API.example.com.\"\npath_prefix = \"/api/\"\nbackend = \"api\"\n\
+             replace_path = { regex = \"^/api/(.*)$\", with = \"/v2/$1\" }\n\
+             [[frontend.rule]]\nhost = \"*.example.com\"\nbackend = \"api\"\n",
+        ),
+        "t.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rules = &c.frontend[0].rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].host.as_deref(), Some("api.example.com"));
+    assert_eq!(rules[0].path_prefix.as_deref(), Some("/api/"));
+    assert_eq!(rules[0].backend.as_deref(), Some("api"));
+    let rp = rules[0].replace_path.as_ref().unwrap();
+    assert_eq!(
+        (rp.regex.as_str(), rp.with.as_str()),
+        ("^/api/(.*)$", "/v2/$1")
+    );
+    assert_eq!(rules[1].host.as_deref(), Some("*.example.com"));
+    assert!(rules[1].replace_path.is_none());
+    // No rules: none.
+    assert!(
+        parse(
+            &with_rule("backend = \"api\"\n").replace("[[frontend.rule]]\nbackend = \"api\"\n", ""),
+            "t.toml"
+        )
+        .unwrap()
+        .frontend[0]
+            .rules
+            .is_empty()
+    );
+}
+
+/// Each rule error points at its value (line 10), or at the rule's
+/// header (line 9) when the rule has no action, or at `replace_path`'s
+/// table when a key of it is missing.
+#[test]
+fn frontend_rule_errors() {
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        (
+            "host = \"a.example\"\n",
+            None,
+            "does nothing: give it a backend or a replace_path",
+        ),
+        (
+            "backend = \"nope\"\n",
+            Some("\"nope\""),
+            "unknown backend \"nope\" in a [[frontend.rule]] of [[frontend]] \"f\"",
+        ),
+        (
+            "host = \"\"\nbackend = \"api\"\n",
+            Some("\"\""),
+            "rule host \"\" is empty",
+        ),
+        (
+            "host = \"api.example.com:8080\"\nbackend = \"api\"\n",
+            Some("\"api"),
+            "has a port",
+        ),
+        (
+            "host = \"*\"\nbackend = \"api\"\n",
+            Some("\"*\""),
+            "contains '*'",
+        ),
+        (
+            "host = \"*..example.com\"\nbackend = \"api\"\n",
+            Some("\"*."),
+            "has an empty label",
+        ),
+        (
+            "host = \"a*.example.com\"\nbackend = \"api\"\n",
+            Some("\"a*"),
+            "contains '*'",
+        ),
+        (
+            "host = \"[2001:db8::1\"\nbackend = \"api\"\n",
+            Some("\"[2001"),
+            "not a bracketed IPv6 address",
+        ),
+        (
+            "path_prefix = \"api/\"\nbackend = \"api\"\n",
+            Some("\"api/\""),
+            "path_prefix \"api/\" must start with \"/\"",
+        ),
+        (
+            "replace_path = { regex = \"^/(a\", with = \"/\" }\n",
+            Some("\"^/(a\""),
+            "bad regex \"^/(a\": unclosed group",
+        ),
+        (
+            "replace_path = { regex = \"^/(a)\", with = \"b$1\" }\n",
+            Some("\"b$1\""),
+            "must start with \"/\"",
+        ),
+        (
+            "replace_path = { regex = \"^/(a)\", with = \"/$2\" }\n",
+            Some("\"/$2\""),
+            "names group $2, which the regex does not have",
+        ),
+        (
+            "replace_path = { regex = \"^/(a)\", with = \"/$1x\" }\n",
+            Some("\"/$1x\""),
+            "names group $1x",
+        ),
+        (
+            "replace_path = { regex = \"^/(a)\", with = \"/b?c=1\" }\n",
+            Some("\"/b?c=1\""),
+            "contains '?'",
+        ),
+        (
+            "replace_path = { regex = \"^/(a)\" }\n",
+            Some("{"),
+            "missing with in replace_path",
+        ),
+        (
+            "hots = \"a.example\"\nbackend = \"api\"\n",
+            Some("hots"),
+            "unknown key `hots`",
+        ),
+    ];
+    for &(lines, value, want) in cases {
+        let text = with_rule(lines);
+        let e = parse(&text, "t.toml").unwrap_err();
+        let (line, col) = match value {
+            None => (9, 1),
+            Some(v) => (10, text.lines().nth(9).unwrap().find(v).unwrap() + 1),
+        };
+        assert_eq!((e.line, e.col), (line, col), "{lines}: {e}");
+        assert!(e.message.contains(want), "{lines}: {e}");
+        assert!(!e.message.contains('\n'), "{lines}: {e}");
+    }
+}
+
 /// A tiny deterministic LCG (Knuth's MMIX constants).
 struct Lcg(u64);
 

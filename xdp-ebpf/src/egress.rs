@@ -25,7 +25,14 @@ use crate::{
 #[inline(never)]
 pub fn nat_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen) -> u32 {
     let be = &chosen.be;
-    let hop = next_hop(ctx, chosen, &pkt.key.src, pkt.l3_len, via.fresh_route);
+    let hop = next_hop(
+        ctx,
+        chosen,
+        &pkt.key.src,
+        pkt.l3_len,
+        pkt.key.proto,
+        via.fresh_route,
+    );
     if let Err(NoRoute::TooBig(mtu)) = hop
         && dont_fragment(ctx, pkt)
     {
@@ -51,7 +58,12 @@ pub fn dsr_out(ctx: &XdpContext, pkt: &Pkt, via: &Via, chosen: &Chosen, flow: &F
     let be = &chosen.be;
     let outer_src = dsr_source(flow, be.family);
     let outer_len = pkt.l3_len + overhead(be.family);
-    let hop = match next_hop(ctx, chosen, &outer_src, outer_len, via.fresh_route) {
+    let tunnel = if be.family == AF_INET {
+        PROTO_IPIP
+    } else {
+        PROTO_IPV6
+    };
+    let hop = match next_hop(ctx, chosen, &outer_src, outer_len, tunnel, via.fresh_route) {
         Ok(hop) => hop,
         Err(NoRoute::TooBig(mtu)) => return client_too_big(ctx, pkt, mtu, overhead(be.family)),
         Err(NoRoute::Pass) => {
@@ -100,7 +112,7 @@ fn dont_fragment(ctx: &XdpContext, pkt: &Pkt) -> bool {
 /// fragments it or answers.
 #[inline(always)]
 pub fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, via: &Via) -> u32 {
-    match next_hop(ctx, chosen, src, pkt.l3_len, via.fresh_route) {
+    match next_hop(ctx, chosen, src, pkt.l3_len, pkt.key.proto, via.fresh_route) {
         Ok(hop) => send(ctx, &hop, pkt.vlan),
         Err(_) => xdp_action::XDP_PASS,
     }
@@ -109,14 +121,16 @@ pub fn forward_to(ctx: &XdpContext, pkt: &Pkt, src: &[u32; 4], chosen: &Chosen, 
 /// The cached route to the chosen backend, or a fresh lookup (then
 /// cached). Checks the packet against the route's MTU either way, so a
 /// cached route (established flows) is held to it as a fresh lookup is:
-/// `tot_len` is the packet's length as it will leave (DSR: with the outer
-/// header).
+/// `tot_len` is the packet's length and `proto` its IP protocol as it will
+/// leave (DSR: with the outer header, the tunnel's protocol; NAT: the
+/// client's), so policy routing by protocol sees the packet it routes.
 #[inline(always)]
 fn next_hop(
     ctx: &XdpContext,
     chosen: &Chosen,
     src: &[u32; 4],
     tot_len: u64,
+    proto: u8,
     fresh: bool,
 ) -> Result<NextHop, NoRoute> {
     let hop = if !fresh
@@ -125,12 +139,30 @@ fn next_hop(
     {
         *hop
     } else {
-        lookup_and_cache(ctx, chosen, src, tot_len)?
+        lookup_and_cache(ctx, chosen, src, Leaving::new(tot_len, proto))?
     };
     if hop.mtu != 0 && tot_len > hop.mtu as u64 {
         return Err(NoRoute::TooBig(hop.mtu));
     }
     Ok(hop)
+}
+
+/// A packet's IP length and protocol as it leaves, in one argument: a
+/// BPF call takes five at most, and the route lookup needs both.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Leaving(u64);
+
+impl Leaving {
+    fn new(tot_len: u64, proto: u8) -> Leaving {
+        Leaving((tot_len << 8) | proto as u64)
+    }
+    fn tot_len(self) -> u64 {
+        self.0 >> 8
+    }
+    fn proto(self) -> u8 {
+        self.0 as u8
+    }
 }
 
 /// Not inlined: the route query gets a stack frame of its own.
@@ -139,18 +171,14 @@ fn lookup_and_cache(
     ctx: &XdpContext,
     chosen: &Chosen,
     src: &[u32; 4],
-    tot_len: u64,
+    leaving: Leaving,
 ) -> Result<NextHop, NoRoute> {
     let q = RouteQuery {
         src: *src,
         dst: chosen.be.addr,
-        tot_len,
+        tot_len: leaving.tot_len(),
         family: chosen.be.family,
-        proto: if chosen.be.family == AF_INET {
-            PROTO_IPIP
-        } else {
-            PROTO_IPV6
-        },
+        proto: leaving.proto(),
     };
     let hop = route(ctx, &q)?;
     if let Some(slot) = XLB_NEXTHOP.get_ptr_mut(chosen.id) {

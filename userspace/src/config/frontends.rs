@@ -8,6 +8,7 @@ use super::{
     errors::Cx,
     rate_limit::convert_rate_limit,
     raw::{RawConfig, S},
+    rules::convert_rules,
     values::{address, duration_ms, int, required, tls_file, unique, valid_name},
 };
 
@@ -190,6 +191,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
             .rate_limit
             .as_ref()
             .and_then(|r| convert_rate_limit(cx, r));
+        let rules = convert_rules(cx, &f.rule, &name, &backend_names);
         if let Some(bind) = bind {
             out.push(Frontend {
                 name,
@@ -208,6 +210,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
                 forwarded_headers,
                 rate_limit,
+                rules,
             });
         }
     }

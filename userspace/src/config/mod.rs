@@ -13,12 +13,14 @@ mod l4;
 mod parse;
 mod rate_limit;
 mod raw;
+mod rules;
 mod values;
 mod xdp;
 pub use defaults::{DEFAULT_API_SOCKET, DEFAULT_WEIGHT, MAX_WEIGHT};
 pub use errors::ConfigError;
 pub use parse::{CaCheck, Checks, TlsCheck, load, load_with, parse, parse_with};
 pub use rate_limit::{RateLimit, RateLimitPer};
+pub use rules::{ReplacePath, Rule};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -269,6 +271,10 @@ pub struct Frontend {
     pub forwarded_headers: ForwardedHeaders,
     /// Requests over this budget get 429 (`rate_limit`); None: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// `[[frontend.rule]]`s in order: the first that matches a request
+    /// picks its backend and rewrites its path. Empty: all go to
+    /// `default_backend`.
+    pub rules: Vec<Rule>,
 }
 
 /// Which forwarding headers a frontend adds to the requests it passes on

@@ -112,6 +112,8 @@ pub(super) struct RawFrontend {
     pub(super) access_log: Option<S<String>>,
     pub(super) connect: Option<S<bool>>,
     pub(super) forwarded_headers: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub(super) rule: Vec<S<RawRule>>,
     pub(super) rate_limit: Option<S<RawRateLimit>>,
 }
 
@@ -136,4 +138,21 @@ pub(super) struct RawTls {
 pub(super) struct RawCertKey {
     pub(super) cert: Option<S<String>>,
     pub(super) key: Option<S<String>>,
+}
+
+/// `[[frontend.rule]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) host: Option<S<String>>,
+    pub(super) path_prefix: Option<S<String>>,
+    pub(super) backend: Option<S<String>>,
+    pub(super) replace_path: Option<S<RawReplacePath>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReplacePath {
+    pub(super) regex: Option<S<String>>,
+    pub(super) with: Option<S<String>>,
 }

@@ -11,6 +11,7 @@
 //! - [`h3`]: HTTP/3 (QUIC) endpoints of `http3 = true` frontends.
 //! - [`proxy`]: the request lifecycle (retries, timeouts, errors, logging).
 //! - [`rate_limit`]: a frontend's request budget (429 over it).
+//! - [`rules`]: `[[frontend.rule]]` content switching and path rewrites.
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
 //! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
@@ -31,6 +32,7 @@ pub mod headers;
 mod listener;
 mod proxy;
 pub mod rate_limit;
+mod rules;
 pub mod syslog;
 pub mod tls;
 pub mod upstream;
@@ -207,6 +209,7 @@ impl L7 {
                     .rate_limit
                     .as_ref()
                     .map(|r| rate_limit::Limiter::start(r, self.metrics.rate_limited(&f.name))),
+                rules: rules::Rules::build(&f.rules, &f.name, &backends, &self.metrics)?,
             });
             if f.http3 {
                 let certs = certs

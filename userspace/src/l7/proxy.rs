@@ -31,7 +31,9 @@ use super::{
     body::{self, Body, BoxError},
     compress,
     conn::{ConnState, RequestGuard},
-    headers, rate_limit, tls,
+    headers, rate_limit,
+    rules::{Route, Rules},
+    tls,
     upstream::{self, Conn, Pool},
     websocket,
 };
@@ -70,6 +72,9 @@ pub struct Frontend {
     pub alt_svc: Option<HeaderValue>,
     /// Where its answered requests are counted.
     pub metrics: crate::api::RouteMetrics,
+    /// `[[frontend.rule]]`s: requests they match go to their backend
+    /// (metrics and log included), with their path rewritten.
+    pub rules: Rules,
     /// Its request budget (`rate_limit`): over it, 429.
     pub rate_limit: Option<rate_limit::Limiter>,
 }
@@ -77,6 +82,35 @@ pub struct Frontend {
 impl Frontend {
     pub(super) fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The backend of a request on `route`: everything about a request
+    /// (servers, retries, timeouts, TLS, log line) asks here.
+    #[inline]
+    pub(super) fn backend_for(&self, route: Route) -> &Backend {
+        self.rules
+            .target(route)
+            .map_or(&*self.backend, |t| &*t.backend)
+    }
+
+    /// Where a request on `route` is counted (its backend's label).
+    #[inline]
+    fn metrics_for(&self, route: Route) -> &crate::api::RouteMetrics {
+        self.rules
+            .target(route)
+            .map_or(&self.metrics, |t| &t.metrics)
+    }
+
+    /// Applies the rules to `req` (rewriting its path if one says so)
+    /// and returns its route; without rules, only the empty check.
+    pub(super) fn route<B>(&self, req: &mut Request<B>) -> Route {
+        if self.rules.is_empty() {
+            return Route::DEFAULT;
+        }
+        let mut uri = std::mem::take(req.uri_mut());
+        let route = self.rules.apply(&mut uri, req.headers());
+        *req.uri_mut() = uri;
+        route
     }
 }
 
@@ -137,6 +171,8 @@ pub(super) struct Entry {
     /// The request target as received (`CONNECT`: the authority).
     target: Uri,
     version: Version,
+    /// Which backend serves it (by the frontend's rules).
+    pub(super) route: Route,
     /// The snapshot the server was chosen from, and the server's id.
     pub(super) server: Option<(Arc<Snapshot>, u32)>,
     pub(super) status: u16,
@@ -161,6 +197,7 @@ impl Entry {
             method: req.method().clone(),
             target: req.uri().clone(),
             version: req.version(),
+            route: Route::DEFAULT,
             server: None,
             status: 0,
             accept,
@@ -221,7 +258,7 @@ impl Entry {
         line.push(' ');
         line.push_str(&self.cx.fe.name);
         line.push(' ');
-        line.push_str(&self.cx.fe.backend.name);
+        line.push_str(&self.cx.fe.backend_for(self.route).name);
         line.push('/');
         line.push_str(self.server_name());
         line.push_str(" \"");
@@ -317,6 +354,9 @@ pub(super) async fn forward(
     let upgrade = client_upgrade.is_some();
     let mut entry = Entry::new(&cx, received, accept, &req);
     let (mut parts, incoming) = req.into_parts();
+    if !cx.fe.rules.is_empty() {
+        entry.route = cx.fe.rules.apply(&mut parts.uri, &parts.headers);
+    }
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
     let host = rewrite_request(&cx, &mut parts, upgrade);
 
@@ -324,7 +364,7 @@ pub(super) async fn forward(
     let replayable = no_body && idempotent(&parts.method);
     let mut body = (!no_body).then_some(incoming);
 
-    let be = &cx.fe.backend;
+    let be = cx.fe.backend_for(entry.route);
     let settings = &be.settings;
     let snap = cx.shared.view.borrow().clone();
     let key = Key {
@@ -477,7 +517,7 @@ pub(super) fn next_attempt<'s>(
     tried: &mut SmallVec<[u32; 4]>,
     entry: &mut Entry,
 ) -> Option<(Pick<'s>, InFlight)> {
-    let be = &cx.fe.backend;
+    let be = cx.fe.backend_for(entry.route);
     if tried.len() as u32 > be.settings.retries {
         return None;
     }
@@ -549,7 +589,8 @@ async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started)
         received,
     } = started;
     let mut entry = Entry::new(&cx, received, accept, &req);
-    let be = &cx.fe.backend;
+    entry.route = cx.fe.route(&mut req);
+    let be = cx.fe.backend_for(entry.route);
     if !cx.fe.connect {
         let why = "CONNECT is not enabled on this frontend".to_string();
         return refuse(&cx, entry, guard, StatusCode::METHOD_NOT_ALLOWED, why);
@@ -613,7 +654,7 @@ pub(super) fn refuse(
     why: String,
 ) -> Response<Body> {
     warn!(
-        frontend = %cx.fe.name, backend = %cx.fe.backend.name, client = %cx.client,
+        frontend = %cx.fe.name, backend = %cx.fe.backend_for(entry.route).name, client = %cx.client,
         "{} {}: {why}", status.as_u16(), entry.request_line()
     );
     entry.status = status.as_u16();
@@ -739,7 +780,7 @@ impl LoggedBody {
     fn done(&mut self) {
         if let Some(e) = self.entry.take() {
             let total = e.received.elapsed();
-            e.cx.fe.metrics.observe(e.status, total);
+            e.cx.fe.metrics_for(e.route).observe(e.status, total);
             if self.log.enabled() {
                 self.log.write(e.line(total, self.bytes));
             }

@@ -54,7 +54,8 @@ pub async fn handle(
         received,
     } = started;
     let mut entry = Entry::new(&cx, received, accept, &req);
-    let be = &cx.fe.backend;
+    entry.route = cx.fe.route(&mut req);
+    let be = cx.fe.backend_for(entry.route);
     let upstream_req = match server_request(&cx, &req) {
         Ok(r) => r,
         Err(why) => return refuse(&cx, entry, guard, StatusCode::BAD_REQUEST, why),
