@@ -9,7 +9,7 @@
 //!   (its own budget); HTTP/2 requests on one connection (TLS) and
 //!   HTTP/3 requests on one QUIC connection count alike.
 //!   With `per = "frontend"` the second address is refused too once the
-//!   first one used the shared burst.
+//!   first one used the shared burst. A reload restarts the budgets.
 
 use std::{
     sync::Arc,
@@ -143,7 +143,7 @@ fn rate_limit_per_client_and_per_frontend() {
         "rate_limit = { requests_per_sec = 1, burst = 5, per = \"frontend\" }\n",
     );
     let cfg = dir.write_config(&text).unwrap();
-    let daemon = topo.lb().start_xlb(&cfg);
+    let mut daemon = topo.lb().start_xlb(&cfg);
     let mark = daemon.stderr_lines().len();
     let per_client = format!("http://{VIP}:8080/");
     let shared = format!("http://{VIP}:8081/");
@@ -215,7 +215,7 @@ fn rate_limit_per_client_and_per_frontend() {
     // request back yet); on a machine too slow for that, again after the
     // budget refilled.
     let mut shared_refused = 0;
-    let mut concluded = false;
+    let mut used_up = None;
     for attempt in 0..3 {
         let start = Instant::now();
         let first = burst(client, None, &[], &shared, 6);
@@ -236,12 +236,12 @@ fn rate_limit_per_client_and_per_frontend() {
             assert_eq!(count(&first, 200), 5, "{first:?}");
             assert_eq!(other.status, 429, "{other:?}");
             assert_eq!(other.header("retry-after"), Some("1"), "{other:?}");
-            concluded = true;
+            used_up = Some(start);
             break;
         }
         std::thread::sleep(Duration::from_secs(6));
     }
-    assert!(concluded, "no attempt finished within 900 ms");
+    let used_up = used_up.expect("no attempt finished within 900 ms");
 
     // Every 429 has its access log line (status 429, no server) and is
     // counted, apart from the answered requests' counters too.
@@ -300,4 +300,14 @@ fn rate_limit_per_client_and_per_frontend() {
             "{frontend}: {text}"
         );
     }
+
+    // A reload builds new limiters: the shared budget used up above is
+    // whole again at once (without the reload, one request per second
+    // since it was used up would pass, fewer than 5 within 4.5 s).
+    daemon.reload(Duration::from_secs(10)).unwrap();
+    let after = burst(client, None, &[], &shared, 5);
+    let elapsed = used_up.elapsed();
+    eprintln!("shared, after the reload ({elapsed:?} after the burst): {after:?}");
+    assert!(elapsed < Duration::from_millis(4500), "too slow to tell");
+    assert_eq!(count(&after, 200), 5, "{after:?}");
 }
