@@ -208,6 +208,8 @@ mod tests {
         block_on(async {
             let (tx, hs) = handshake();
             tx.send(true).unwrap();
+            // No other task has polled the signal yet: the check itself
+            // must see it (a flag set by a task would still say pending).
             let mut req = request(Method::POST, None);
             assert_eq!(admit(&mut req, &hs).await, Admission::Complete);
             assert!(marks(&req).is_empty());
