@@ -124,6 +124,12 @@ const BAD: &[(&str, usize, usize, &str)] = &[
     ),
     ("http3-without-tls.toml", 14, 9, "http3 = true needs tls"),
     (
+        "http3-0rtt-without-http3.toml",
+        15,
+        14,
+        "http3_0rtt = true needs http3 = true in [[frontend]] \"web-l7\"",
+    ),
+    (
         "bind-on-vip.toml",
         17,
         8,
@@ -372,6 +378,7 @@ default_backend = "web"
     );
     let f = &c.frontend[0];
     assert!(f.compression.is_empty() && !f.http3 && f.tls.is_none());
+    assert!(!f.http3_0rtt);
     assert_eq!(f.forwarded_headers, ForwardedHeaders::ALL);
 
     // An empty file is a valid (idle) config.

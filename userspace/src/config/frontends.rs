@@ -165,6 +165,16 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 );
             }
         }
+        let http3_0rtt = f.http3_0rtt.as_ref().is_some_and(|z| *z.get_ref());
+        if let (Some(z), true) = (&f.http3_0rtt, http3_0rtt && !http3) {
+            cx.push(
+                z.span(),
+                format!(
+                    "http3_0rtt = true needs http3 = true in [[frontend]] \"{name}\" \
+                     (0-RTT is only taken over HTTP/3; TLS over TCP never accepts early data)"
+                ),
+            );
+        }
         let mut compression = Vec::new();
         if let Some(list) = &f.compression {
             for c in list.get_ref() {
@@ -200,6 +210,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 tls,
                 compression,
                 http3,
+                http3_0rtt,
                 h2c,
                 compression_min_bytes,
                 header_timeout_ms,
@@ -329,12 +340,13 @@ mod tests {
         let file = dir.join("xlb.toml");
         let text = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
                     bind = \"127.0.0.1:8443\"\ndefault_backend = \"web\"\n\
-                    tls = { cert = \"cert.pem\", key = \"key.pem\" }\nhttp3 = true\n";
+                    tls = { cert = \"cert.pem\", key = \"key.pem\" }\nhttp3 = true\n\
+                    http3_0rtt = true\n";
         let c = parse(text, file.to_str().unwrap()).unwrap();
         let tls = c.frontend[0].tls.as_ref().unwrap();
         assert_eq!(tls.cert, dir.join("cert.pem"));
         assert_eq!(tls.key, dir.join("key.pem"));
-        assert!(c.frontend[0].http3);
+        assert!(c.frontend[0].http3 && c.frontend[0].http3_0rtt);
 
         std::fs::remove_file(dir.join("key.pem")).unwrap();
         let e = parse(text, file.to_str().unwrap()).unwrap_err();

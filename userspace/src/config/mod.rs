@@ -244,6 +244,9 @@ pub struct Frontend {
     /// "gzip", "br"/"brotli", in order of preference.
     pub compression: Vec<String>,
     pub http3: bool,
+    /// Accept TLS 1.3 early data (0-RTT) on the HTTP/3 endpoint
+    /// (`http3_0rtt`, needs `http3`), default false.
+    pub http3_0rtt: bool,
     /// Accept HTTP/2 with prior knowledge on a cleartext listener (`h2c`).
     pub h2c: bool,
     /// Smallest response body (bytes) worth compressing

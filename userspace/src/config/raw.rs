@@ -103,6 +103,7 @@ pub(super) struct RawFrontend {
     pub(super) tls: Option<S<RawTls>>,
     pub(super) compression: Option<S<Vec<S<String>>>>,
     pub(super) http3: Option<S<bool>>,
+    pub(super) http3_0rtt: Option<S<bool>>,
     pub(super) h2c: Option<S<bool>>,
     pub(super) compression_min_bytes: Option<S<i64>>,
     pub(super) header_timeout_ms: Option<S<i64>>,

@@ -23,7 +23,15 @@
 //! Reload keeps an endpoint whose `bind` stays (its QUIC connections go
 //! on; new connections get the new certificates and idle timeout, new
 //! requests the new frontend settings); a dropped [`Endpoint`] closes.
-//! Not served: 0-RTT, `CONNECT` (405), WebSocket over HTTP/3, server push.
+//!
+//! 0-RTT only with `http3_0rtt`: the connection is then taken with
+//! `into_0rtt` and its requests are read before the handshake completes,
+//! with the replay rules of [`early_data`]. Without it a connection is
+//! served once its handshake is done, as before.
+//!
+//! Not served: `CONNECT` (405), WebSocket over HTTP/3, server push.
+
+mod early_data;
 
 use std::{
     net::SocketAddr,
@@ -42,6 +50,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use self::early_data::{Admission, Handshake};
 use super::{
     body::{Body, BoxError},
     conn::ConnState,
@@ -54,13 +63,22 @@ use super::{
 /// (as for HTTP/2).
 const MAX_STREAMS: u32 = 256;
 
-/// The QUIC settings of a frontend: its certificates (TLS 1.3, ALPN h3)
-/// and its idle timeout.
+/// The QUIC settings of a frontend, for [`Endpoint`].
+#[derive(Clone)]
+pub struct Settings {
+    quic: quinn::ServerConfig,
+    /// `http3_0rtt`: requests may come in early data.
+    early_data: bool,
+}
+
+/// The QUIC settings of a frontend: its certificates (TLS 1.3, ALPN h3),
+/// its idle timeout and whether it takes 0-RTT (`early_data`).
 pub fn server_config(
     certs: tls::Certificates,
     idle_timeout: Duration,
-) -> anyhow::Result<quinn::ServerConfig> {
-    let crypto = tls::quic_with(certs)?;
+    early_data: bool,
+) -> anyhow::Result<Settings> {
+    let crypto = tls::quic_with(certs, early_data)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(idle_timeout)
@@ -69,7 +87,10 @@ pub fn server_config(
         .max_idle_timeout(Some(idle))
         .max_concurrent_bidi_streams(MAX_STREAMS.into());
     config.transport_config(Arc::new(transport));
-    Ok(config)
+    Ok(Settings {
+        quic: config,
+        early_data,
+    })
 }
 
 /// The `alt-svc` value advertising HTTP/3 on `port`.
@@ -82,16 +103,23 @@ pub fn alt_svc(port: u16) -> http::HeaderValue {
 /// every QUIC connection on it.
 pub struct Endpoint {
     endpoint: quinn::Endpoint,
-    frontend: watch::Sender<Arc<Frontend>>,
+    frontend: watch::Sender<Serving>,
     accepting: Option<tokio::task::AbortHandle>,
 }
 
+/// What new connections and requests of an endpoint get.
+#[derive(Clone)]
+struct Serving {
+    fe: Arc<Frontend>,
+    early_data: bool,
+}
+
 impl Endpoint {
-    /// Binds UDP `addr` with `config`, registered on `runtime` (worker
+    /// Binds UDP `addr` with `settings`, registered on `runtime` (worker
     /// 0); accepts nothing before [`Endpoint::start`].
     pub fn bind(
         addr: SocketAddr,
-        config: quinn::ServerConfig,
+        settings: Settings,
         fe: Arc<Frontend>,
         runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<Endpoint> {
@@ -102,12 +130,15 @@ impl Endpoint {
         let _in_worker = runtime.enter();
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(config),
+            Some(settings.quic),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
         .with_context(|| format!("starting QUIC on UDP {addr}"))?;
-        let (frontend, _) = watch::channel(fe);
+        let (frontend, _) = watch::channel(Serving {
+            fe,
+            early_data: settings.early_data,
+        });
         Ok(Endpoint {
             endpoint,
             frontend,
@@ -115,10 +146,13 @@ impl Endpoint {
         })
     }
 
-    /// New connections get `config`, new requests `fe`.
-    pub fn update(&self, config: quinn::ServerConfig, fe: Arc<Frontend>) {
-        self.endpoint.set_server_config(Some(config));
-        self.frontend.send_replace(fe);
+    /// New connections get `settings`, new requests `fe`.
+    pub fn update(&self, settings: Settings, fe: Arc<Frontend>) {
+        self.endpoint.set_server_config(Some(settings.quic));
+        self.frontend.send_replace(Serving {
+            fe,
+            early_data: settings.early_data,
+        });
     }
 
     /// Starts accepting connections on worker 0, each served on the
@@ -148,7 +182,7 @@ impl Drop for Endpoint {
 
 async fn accept_loop(
     endpoint: quinn::Endpoint,
-    frontend: watch::Receiver<Arc<Frontend>>,
+    frontend: watch::Receiver<Serving>,
     spread: workers::Spread,
 ) {
     while let Some(incoming) = endpoint.accept().await {
@@ -167,12 +201,12 @@ async fn accept_loop(
 /// task, until the client goes away.
 async fn serve_connection(
     incoming: quinn::Incoming,
-    frontend: watch::Receiver<Arc<Frontend>>,
+    frontend: watch::Receiver<Serving>,
     shared: Arc<Shared>,
     placed: Placed,
 ) {
     let client = incoming.remote_address();
-    let fe = frontend.borrow().clone();
+    let Serving { fe, early_data } = frontend.borrow().clone();
     // Accepted here, not on worker 0: quinn spawns the connection's
     // driver now, on this task's runtime.
     let connecting = match incoming.accept() {
@@ -182,16 +216,8 @@ async fn serve_connection(
             return;
         }
     };
-    let conn = match tokio::time::timeout(fe.header_timeout, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            debug!(frontend = %fe.name, %client, "QUIC handshake: {e}");
-            return;
-        }
-        Err(_) => {
-            debug!(frontend = %fe.name, %client, "QUIC handshake timed out");
-            return;
-        }
+    let Some((conn, handshake)) = establish(connecting, early_data, &fe, client).await else {
+        return;
     };
     let built = h3::server::builder()
         .max_field_section_size(fe.max_header_bytes as u64)
@@ -211,9 +237,9 @@ async fn serve_connection(
             Ok(Some(resolver)) => {
                 // The frontend as it is now: a reload applies to the
                 // next request of an open connection.
-                let fe = frontend.borrow().clone();
+                let fe = frontend.borrow().fe.clone();
                 let cx = Arc::new(ConnCtx::new(fe, shared.clone(), client, state.clone()));
-                requests.spawn(serve_request(cx, resolver));
+                requests.spawn(serve_request(cx, resolver, handshake.clone()));
             }
             Ok(None) => break,
             Err(e) => {
@@ -230,15 +256,50 @@ async fn serve_connection(
     drop(placed);
 }
 
+/// The connection, once requests may be read from it: with `early_data`
+/// at once (0.5-RTT; the handshake goes on, followed by the
+/// [`Handshake`]), else when its handshake is done. `None`: it failed.
+async fn establish(
+    connecting: quinn::Connecting,
+    early_data: bool,
+    fe: &Frontend,
+    client: SocketAddr,
+) -> Option<(quinn::Connection, Option<Handshake>)> {
+    let connecting = if early_data {
+        match connecting.into_0rtt() {
+            Ok((conn, done)) => {
+                let handshake = Handshake::track(conn.clone(), done, fe.header_timeout);
+                return Some((conn, Some(handshake)));
+            }
+            // Never on a server (quinn); the full handshake then.
+            Err(connecting) => connecting,
+        }
+    } else {
+        connecting
+    };
+    match tokio::time::timeout(fe.header_timeout, connecting).await {
+        Ok(Ok(c)) => Some((c, None)),
+        Ok(Err(e)) => {
+            debug!(frontend = %fe.name, %client, "QUIC handshake: {e}");
+            None
+        }
+        Err(_) => {
+            debug!(frontend = %fe.name, %client, "QUIC handshake timed out");
+            None
+        }
+    }
+}
+
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
 type SendStream = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type RecvStream = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 
-/// One request stream: its head (within the header timeout), the proxy,
-/// the response written back.
-async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver) {
+/// One request stream: its head (within the header timeout), the early
+/// data rules on a 0-RTT connection (`handshake`), the proxy, the
+/// response written back.
+async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver, handshake: Option<Handshake>) {
     let fe = &cx.fe;
-    let (req, stream) =
+    let (mut req, stream) =
         match tokio::time::timeout(fe.header_timeout, resolver.resolve_request()).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -252,11 +313,28 @@ async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver) {
                 return;
             }
         };
+    let received = Instant::now();
+    if let Some(handshake) = &handshake {
+        let admission = early_data::admit(&mut req, handshake).await;
+        let what = match admission {
+            Admission::Complete => None,
+            Admission::Early => Some("forwarded with Early-Data: 1"),
+            Admission::Held => Some("held until the handshake completed"),
+            Admission::Dropped => Some("dropped: the handshake failed"),
+        };
+        if let Some(what) = what {
+            let (method, uri) = (req.method(), req.uri());
+            debug!(frontend = %fe.name, client = %cx.client, %method, %uri, "HTTP/3 request in early data {what}");
+        }
+        if admission == Admission::Dropped {
+            return;
+        }
+    }
     let (guard, accept) = cx.state.request_started();
     let started = Started {
         guard,
         accept,
-        received: Instant::now(),
+        received,
     };
     let (mut send, recv) = stream.split();
     let resp = if let Some(wait) = rate_limit::exceeded(&cx) {

@@ -215,7 +215,7 @@ impl L7 {
                 let certs = certs
                     .clone()
                     .with_context(|| format!("frontend {}: http3 = true needs tls", f.name))?;
-                let config = h3::server_config(certs, fe.idle_timeout)
+                let config = h3::server_config(certs, fe.idle_timeout, f.http3_0rtt)
                     .with_context(|| format!("frontend {}: HTTP/3", f.name))?;
                 if !self.quic.contains_key(&f.bind) {
                     let runtime = self.workers.spread().first();
@@ -317,7 +317,7 @@ pub struct Staged {
     frontends: Vec<(Arc<proxy::Frontend>, Arc<std::net::TcpListener>, SocketAddr)>,
     listeners: HashMap<SocketAddr, Arc<std::net::TcpListener>>,
     /// The HTTP/3 frontends: bind, QUIC settings, frontend.
-    quic: Vec<(SocketAddr, quinn::ServerConfig, Arc<proxy::Frontend>)>,
+    quic: Vec<(SocketAddr, h3::Settings, Arc<proxy::Frontend>)>,
     /// HTTP/3 endpoints of new `bind` addresses, not accepting yet.
     quic_bound: HashMap<SocketAddr, h3::Endpoint>,
     /// The access logs the staged frontends write to.

@@ -10,7 +10,7 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::{CryptoProvider, ring},
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache},
     sign::CertifiedKey,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
@@ -111,17 +111,42 @@ pub fn acceptor_with(certs: Certificates) -> anyhow::Result<TlsAcceptor> {
 /// ALPN of HTTP/3 (RFC 9114).
 pub const ALPN_H3: &[u8] = b"h3";
 
+/// Sessions a frontend with `http3_0rtt` remembers for resumption and
+/// 0-RTT (rustls' default of 256 would let a few hundred clients evict
+/// each other; an entry is a few hundred bytes).
+const EARLY_DATA_SESSIONS: usize = 8192;
+
 /// The QUIC (HTTP/3) side over `certs`: TLS 1.3 only (QUIC has no
-/// other), ALPN h3, no 0-RTT (early data could be replayed to a server).
-pub fn quic_with(certs: Certificates) -> anyhow::Result<quinn::crypto::rustls::QuicServerConfig> {
+/// other), ALPN h3; 0-RTT only with `early_data` (`http3_0rtt`).
+pub fn quic_with(
+    certs: Certificates,
+    early_data: bool,
+) -> anyhow::Result<quinn::crypto::rustls::QuicServerConfig> {
+    quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls(certs, early_data)?)
+        .map_err(|e| anyhow::anyhow!("QUIC TLS settings: {e}"))
+}
+
+/// The rustls side of [`quic_with`]. Resumption is stateful (rustls'
+/// session cache, no ticketer): a ticket is an id taken out of the cache
+/// on use, so each one resumes, and carries 0-RTT, at most once (RFC
+/// 8446 §8.1), and only on the xlb process that issued it; rustls
+/// accepts early data on no other kind of ticket. (`send_half_rtt_data`
+/// is for TLS over TCP: over QUIC, quinn sends 0.5-RTT data itself.)
+fn quic_tls(certs: Certificates, early_data: bool) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![ALPN_H3.to_vec()];
-    config.max_early_data_size = 0;
-    quinn::crypto::rustls::QuicServerConfig::try_from(config)
-        .map_err(|e| anyhow::anyhow!("QUIC TLS settings: {e}"))
+    if early_data {
+        // QUIC allows no other non-zero value (RFC 9001 §4.6.1): the
+        // amount is bounded by QUIC's flow control instead.
+        config.max_early_data_size = u32::MAX;
+        config.session_storage = ServerSessionMemoryCache::new(EARLY_DATA_SESSIONS);
+    } else {
+        config.max_early_data_size = 0;
+    }
+    Ok(config)
 }
 
 /// The first `sni` certificate valid for the client's server name, else
@@ -489,6 +514,30 @@ mod tests {
         // Same path, new contents (a CA file replaced before a reload).
         std::fs::write(&ca, ca_pem("two")).unwrap();
         assert_ne!(id(&settings, UpstreamProto::H1), first, "CA contents");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// 0-RTT is on the QUIC side only, and only with `http3_0rtt`: QUIC
+    /// then needs exactly u32::MAX (quinn refuses anything else), and
+    /// rustls needs stateful resumption to take early data at all.
+    #[test]
+    fn early_data_only_on_quic_with_http3_0rtt() {
+        let dir = std::env::temp_dir().join(format!("xlb-tls-0rtt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, k) = write_pair(&dir, "a", "a.example");
+        let certs: Certificates = Arc::new(SniResolver {
+            default: load_pair(&c, &k).unwrap(),
+            sni: Vec::new(),
+        });
+        let on = quic_tls(certs.clone(), true).unwrap();
+        assert_eq!(on.max_early_data_size, u32::MAX);
+        assert!(!on.ticketer.enabled() && on.session_storage.can_cache());
+        let off = quic_tls(certs.clone(), false).unwrap();
+        assert_eq!(off.max_early_data_size, 0);
+        assert!(quic_with(certs.clone(), true).is_ok());
+        assert!(quic_with(certs.clone(), false).is_ok());
+        let tcp = acceptor_with(certs).unwrap();
+        assert_eq!(tcp.config().max_early_data_size, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
