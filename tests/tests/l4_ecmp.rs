@@ -9,13 +9,14 @@
 //!   both nodes forward some of them, and each is answered by the backend
 //!   the user-space Maglev model picks for its 5-tuple.
 //! - The same 5-tuples again, routed all via `lb1`, then all via `lb2`:
-//!   each node takes the flows the other one had (table misses) and sends
-//!   every one to the same backend as before.
+//!   each node takes over exactly the flows the other one saw (table
+//!   misses) and sends every one to the same backend as before.
 //! - 20 keep-alive connections opened through ECMP, then the route flipped
 //!   to `lb1` only, to `lb2` only, and back: every request on every
 //!   connection is answered by the connection's first backend, no reset.
 //!   Each node missed every flow exactly once in its connection table, so
 //!   the node that never saw a connection's SYN carried it mid-flow.
+//! - Dropping the lab removes its namespaces and config directories.
 
 use std::{
     io::BufReader,
@@ -28,8 +29,8 @@ use std::{
 use xlb::{config, dataplane::model::ReferenceModel, registry::Registry};
 use xlb_common::{AF_INET, FlowKey, PROTO_TCP};
 use xlb_lab::{
-    Lab, TempDir, XlbDaemon,
-    ecmp::{EcmpTopology, HOST_IFACE, VipRoute},
+    Lab, Process, TempDir, XlbDaemon,
+    ecmp::{EcmpTopology, HOST_IFACE, ROUTER_FABRIC_ADDR, VipRoute},
     l4traffic::{
         L4Config, LAB_HEALTH, VipCounters, connect_from, dsr_receiver, host_header, request,
         run_batch, run_xlb_in, server_entries, server_name, server_names, snmp, socket_addrs,
@@ -105,11 +106,6 @@ impl Node {
     }
 }
 
-/// Each node's counters now.
-fn counters(nodes: &[Node]) -> Vec<VipCounters> {
-    nodes.iter().map(Node::counters).collect()
-}
-
 /// Per node: (VIP packets, flow misses) from `before` to `after`.
 fn deltas(after: &[VipCounters], before: &[VipCounters]) -> Vec<(u64, u64)> {
     after
@@ -128,84 +124,113 @@ struct Conn {
     backend: String,
 }
 
-/// Opens one keep-alive connection per port in the client namespace and
-/// makes the first request on each.
-fn open_conns(topo: &EcmpTopology, ports: Range<u16>, names: &[String]) -> Vec<Conn> {
-    let vip = SocketAddr::from((topo.vip(), PORT));
-    let src = topo.client_addr();
-    topo.client()
-        .with(|| {
-            ports
-                .map(|port| {
-                    let mut stream = connect_from(SocketAddr::from((src, port)), vip)
-                        .unwrap_or_else(|e| panic!("opening from port {port}: {e:#}"));
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let body = request(&mut stream, &mut reader, &host_header(vip), false)
-                        .unwrap_or_else(|e| panic!("first request from port {port}: {e:#}"));
-                    let backend = server_name(&body, names).unwrap();
-                    Conn {
-                        port,
-                        stream,
-                        reader,
-                        backend,
-                    }
-                })
-                .collect()
-        })
-        .unwrap()
+/// The running lab: the topology, the servers' names and the lb nodes.
+struct Cluster {
+    topo: EcmpTopology,
+    names: Vec<String>,
+    nodes: Vec<Node>,
 }
 
-/// One more request on every connection (the sockets live in the client
-/// namespace already): each must be answered by its first backend.
-fn request_all(conns: &mut [Conn], topo: &EcmpTopology, names: &[String], when: &str) {
-    let host = host_header(SocketAddr::from((topo.vip(), PORT)));
-    for c in conns {
-        let answer = request(&mut c.stream, &mut c.reader, &host, false)
-            .and_then(|b| server_name(&b, names))
-            .unwrap_or_else(|e| panic!("{when}: the connection from port {}: {e:#}", c.port));
-        assert_eq!(
-            answer, c.backend,
-            "{when}: the connection from port {} moved from {} to {answer}",
-            c.port, c.backend
-        );
+impl Cluster {
+    fn vip(&self) -> SocketAddr {
+        SocketAddr::from((self.topo.vip(), PORT))
     }
-}
 
-/// The short connections from `SHORT_PORTS`; every answer must be the
-/// model's pick.
-fn short_batch(
-    topo: &EcmpTopology,
-    names: &[String],
-    picks: &[String],
-    nodes: &[Node],
-    when: &str,
-) {
-    let vip = SocketAddr::from((topo.vip(), PORT));
-    let answers = run_batch(
-        topo.client(),
-        IpAddr::V4(topo.client_addr()),
-        SHORT_PORTS,
-        vip,
-        names,
-    )
-    .unwrap_or_else(|e| {
-        let logs: Vec<String> = nodes.iter().map(|n| n.daemon.stderr()).collect();
-        panic!(
-            "{when}: {e:#}\nxlb stderr per node:\n{}",
-            logs.join("\n--\n")
+    /// Each node's counters now.
+    fn counters(&self) -> Vec<VipCounters> {
+        self.nodes.iter().map(Node::counters).collect()
+    }
+
+    fn route(&self, route: VipRoute) {
+        self.topo
+            .route_vip(route)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Maglev's picks for `ports` by lb node `n`'s config.
+    fn picks(&self, n: usize, ports: Range<u16>) -> Vec<String> {
+        maglev_picks(&self.nodes[n - 1].dir.config_path(), &self.topo, ports)
+    }
+
+    /// The short connections from `SHORT_PORTS`: all must succeed, each
+    /// answered by the model's pick. Returns the per-node deltas.
+    fn short_batch(&self, picks: &[String], when: &str) -> Vec<(u64, u64)> {
+        let before = self.counters();
+        let answers = run_batch(
+            self.topo.client(),
+            IpAddr::V4(self.topo.client_addr()),
+            SHORT_PORTS,
+            self.vip(),
+            &self.names,
         )
-    });
-    for ((port, answer), pick) in SHORT_PORTS.zip(&answers).zip(picks) {
-        assert_eq!(
-            answer, pick,
-            "{when}: port {port} was answered by {answer}, Maglev picks {pick}"
-        );
+        .unwrap_or_else(|e| {
+            let logs: Vec<String> = self.nodes.iter().map(|n| n.daemon.stderr()).collect();
+            panic!(
+                "{when}: {e:#}\nxlb stderr per node:\n{}",
+                logs.join("\n--\n")
+            )
+        });
+        for ((port, answer), pick) in SHORT_PORTS.zip(&answers).zip(picks) {
+            assert_eq!(
+                answer, pick,
+                "{when}: port {port} was answered by {answer}, Maglev picks {pick}"
+            );
+        }
+        let d = deltas(&self.counters(), &before);
+        eprintln!("{when}, per node (VIP packets, flow misses): {d:?}");
+        d
+    }
+
+    /// Opens one keep-alive connection per port in the client namespace
+    /// and makes the first request on each.
+    fn open_conns(&self, ports: Range<u16>) -> Vec<Conn> {
+        let (vip, src) = (self.vip(), self.topo.client_addr());
+        self.topo
+            .client()
+            .with(|| {
+                ports
+                    .map(|port| {
+                        let mut stream = connect_from(SocketAddr::from((src, port)), vip)
+                            .unwrap_or_else(|e| panic!("opening from port {port}: {e:#}"));
+                        let mut reader = BufReader::new(stream.try_clone().unwrap());
+                        let body = request(&mut stream, &mut reader, &host_header(vip), false)
+                            .unwrap_or_else(|e| panic!("first request from port {port}: {e:#}"));
+                        let backend = server_name(&body, &self.names).unwrap();
+                        Conn {
+                            port,
+                            stream,
+                            reader,
+                            backend,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap()
+    }
+
+    /// One more request on every connection (the sockets belong to the
+    /// client namespace already): each must be answered by its first
+    /// backend. Returns the per-node deltas.
+    fn request_all(&self, conns: &mut [Conn], when: &str) -> Vec<(u64, u64)> {
+        let before = self.counters();
+        let host = host_header(self.vip());
+        for c in conns {
+            let answer = request(&mut c.stream, &mut c.reader, &host, false)
+                .and_then(|b| server_name(&b, &self.names))
+                .unwrap_or_else(|e| panic!("{when}: the connection from port {}: {e:#}", c.port));
+            assert_eq!(
+                answer, c.backend,
+                "{when}: the connection from port {} moved from {} to {answer}",
+                c.port, c.backend
+            );
+        }
+        deltas(&self.counters(), &before)
     }
 }
 
-#[test]
-fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
-    let started = Instant::now();
+/// Builds the lab: DSR backends replying through the router, then one
+/// `xlb run` per lb node.
+fn start() -> (Cluster, Vec<Process>) {
     let topo = EcmpTopology::build(Lab::new(TEST).unwrap(), LBS, BACKENDS)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let names = server_names("web", BACKENDS);
@@ -216,7 +241,7 @@ fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
             .sysctl(&format!("net.ipv4.{key}"), value)
             .unwrap();
     }
-    let mut decaps: Vec<_> = topo
+    let mut guards: Vec<Process> = topo
         .backends()
         .iter()
         .map(|ns| {
@@ -224,7 +249,6 @@ fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
                 .unwrap_or_else(|e| panic!("{e:#}"))
         })
         .collect();
-    // Replies go back through the router, never through an lb.
     let client = topo.client_addr().to_string();
     for ns in topo.backends() {
         let out = ns
@@ -232,15 +256,16 @@ fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
             .unwrap();
         let route = String::from_utf8_lossy(&out.stdout);
         assert!(
-            route.contains(&format!("via {}", xlb_lab::ecmp::ROUTER_FABRIC_ADDR)),
-            "{}: replies must go via the router: {route}",
+            route.contains(&format!("via {ROUTER_FABRIC_ADDR}")),
+            "{}: replies must go via the router, not an lb: {route}",
             ns.name()
         );
     }
-    let _backends = topo
-        .spawn_backends(&names, PORT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let mut nodes: Vec<Node> = (1..=LBS)
+    guards.extend(
+        topo.spawn_backends(&names, PORT)
+            .unwrap_or_else(|e| panic!("{e:#}")),
+    );
+    let nodes = (1..=LBS)
         .map(|n| {
             let (dir, daemon) = run_xlb_in(topo.lb(n), &format!("{TEST}-lb{n}"), |g| {
                 config(&topo, &names, n - 1, g)
@@ -249,22 +274,14 @@ fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
             Node { dir, daemon }
         })
         .collect();
+    (Cluster { topo, names, nodes }, guards)
+}
 
-    // The model's picks, the same from either node's config.
-    let config_of = |n: &Node| n.dir.config_path();
-    let short_picks = maglev_picks(&config_of(&nodes[0]), &topo, SHORT_PORTS);
-    let long_picks = maglev_picks(&config_of(&nodes[0]), &topo, LONG_PORTS);
-    assert_eq!(
-        maglev_picks(&config_of(&nodes[1]), &topo, SHORT_PORTS),
-        short_picks,
-        "the model picks differently from lb2's config"
-    );
-
-    // 1. Spread: ECMP sends the short connections over both nodes.
-    let before = counters(&nodes);
-    short_batch(&topo, &names, &short_picks, &nodes, "through ECMP");
-    let spread = deltas(&counters(&nodes), &before);
-    eprintln!("through ECMP, per node (VIP packets, flow misses): {spread:?}");
+/// Step 1: ECMP spreads the short connections over both nodes. Returns each
+/// node's flow misses (the flows it saw).
+fn spread_through_ecmp(cluster: &Cluster, picks: &[String]) -> Vec<u64> {
+    cluster.route(VipRoute::Ecmp);
+    let spread = cluster.short_batch(picks, "through ECMP");
     for (i, &(packets, misses)) in spread.iter().enumerate() {
         assert!(
             packets > 0 && misses > 0,
@@ -272,103 +289,142 @@ fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
             i + 1
         );
     }
+    spread.iter().map(|&(_, m)| m).collect()
+}
 
-    // 2. The same 5-tuples, all through one node: it takes over the other
-    // node's flows (they miss its table) and agrees on every backend.
-    // (The backends hold the previous connections in TIME_WAIT; a new SYN
-    // reopens them. The client may close first: it may reuse its own.)
+/// Step 2: The same 5-tuples, all through one node, then the other: each node
+/// takes over exactly the flows the other one saw (they miss its table)
+/// and sends each to the same backend.
+fn replay_via_each_node(cluster: &Cluster, picks: &[String], seen: &[u64]) {
     for n in 1..=LBS {
-        topo.route_vip(VipRoute::Only(n)).unwrap();
-        let before = counters(&nodes);
-        short_batch(
-            &topo,
-            &names,
-            &short_picks,
-            &nodes,
-            &format!("via lb{n} only"),
+        cluster.route(VipRoute::Only(n));
+        let d = cluster.short_batch(picks, &format!("via lb{n} only"));
+        let others: u64 = seen.iter().sum::<u64>() - seen[n - 1];
+        assert_eq!(
+            d[n - 1].1,
+            others,
+            "lb{n} must miss exactly the {others} flows the other node saw: {d:?}"
         );
-        let moved = deltas(&counters(&nodes), &before);
-        eprintln!("via lb{n} only, per node (VIP packets, flow misses): {moved:?}");
-        for (i, &(packets, misses)) in moved.iter().enumerate() {
-            if i + 1 == n {
-                // Its table holds only the flows it saw through ECMP.
-                assert!(
-                    misses > 0,
-                    "lb{n} missed no flow though it had not seen them all: {moved:?}"
-                );
-            } else {
+        for (i, &(packets, _)) in d.iter().enumerate() {
+            if i + 1 != n {
                 assert_eq!(packets, 0, "lb{} got packets, routed via lb{n} only", i + 1);
             }
         }
     }
+}
 
-    // 3. Long-lived connections survive the route flips.
-    topo.route_vip(VipRoute::Ecmp).unwrap();
-    let resets_before = snmp(topo.client(), "Tcp", "EstabResets").unwrap();
-    let before = counters(&nodes);
-    let mut conns = open_conns(&topo, LONG_PORTS, &names);
-    for (c, pick) in conns.iter().zip(&long_picks) {
+/// Step 3: Keep-alive connections opened through ECMP keep their backend, with
+/// no reset, while the route sends them all via `lb1`, all via `lb2`, and
+/// through ECMP again; the node that never saw a connection's SYN carries
+/// it mid-flow.
+fn long_lived_survive_route_flips(cluster: &Cluster, picks: &[String]) {
+    let client = cluster.topo.client();
+    let resets_before = snmp(client, "Tcp", "EstabResets").unwrap();
+    cluster.route(VipRoute::Ecmp);
+    let before = cluster.counters();
+    let mut conns = cluster.open_conns(LONG_PORTS);
+    for (c, pick) in conns.iter().zip(picks) {
         assert_eq!(
             &c.backend, pick,
             "port {} was answered by {}, Maglev picks {pick}",
             c.port, c.backend
         );
     }
-    let opened = deltas(&counters(&nodes), &before);
+    // One table miss per connection, on the node ECMP gave its SYN.
+    let syns: Vec<u64> = deltas(&cluster.counters(), &before)
+        .iter()
+        .map(|&(_, m)| m)
+        .collect();
     let mut taken_over = Vec::new();
     for n in 1..=LBS {
-        topo.route_vip(VipRoute::Only(n)).unwrap();
-        let mark = counters(&nodes);
-        request_all(&mut conns, &topo, &names, &format!("via lb{n} only"));
-        let d = deltas(&counters(&nodes), &mark);
+        cluster.route(VipRoute::Only(n));
+        let d = cluster.request_all(&mut conns, &format!("via lb{n} only"));
         assert!(d[n - 1].0 > 0, "lb{n} forwarded nothing: {d:?}");
-        // The flows it had not seen before: those whose SYN the other
-        // node took.
         taken_over.push(d[n - 1].1);
     }
-    topo.route_vip(VipRoute::Ecmp).unwrap();
-    request_all(&mut conns, &topo, &names, "through ECMP again");
-    let total = deltas(&counters(&nodes), &before);
-    let resets = snmp(topo.client(), "Tcp", "EstabResets").unwrap() - resets_before;
+    cluster.route(VipRoute::Ecmp);
+    cluster.request_all(&mut conns, "through ECMP again");
+    let total = deltas(&cluster.counters(), &before);
+    let resets = snmp(client, "Tcp", "EstabResets").unwrap() - resets_before;
     eprintln!(
-        "long-lived: SYNs per node (VIP packets, misses) {opened:?}; taken over mid-flow per \
-         node {taken_over:?}; in all {total:?}; client resets {resets}"
+        "long-lived: SYNs per node {syns:?}; taken over mid-flow per node {taken_over:?}; \
+         in all (VIP packets, flow misses) {total:?}; client resets {resets}"
     );
     let flows = LONG_PORTS.len() as u64;
-    let syns: Vec<u64> = opened.iter().map(|&(_, m)| m).collect();
-    assert_eq!(
-        syns.iter().sum::<u64>(),
-        flows,
-        "one table miss per new connection, on the node ECMP chose: {opened:?}"
-    );
+    assert_eq!(syns.iter().sum::<u64>(), flows, "SYNs per node {syns:?}");
     for n in 1..=LBS {
-        assert!(
-            syns[n - 1] > 0,
-            "ECMP sent no connection's SYN to lb{n}: {opened:?}"
-        );
+        // The router's hash differs per run; all 20 on one node is a
+        // 1 in 500 000 chance.
+        assert!(syns[n - 1] > 0, "ECMP gave no SYN to lb{n}: {syns:?}");
         assert_eq!(
             total[n - 1].1,
             flows,
-            "lb{n} must miss each connection once (and then keep it): {total:?}"
+            "lb{n} must miss each connection once, then keep it: {total:?}"
         );
     }
-    // With two nodes: each carried, mid-flow, exactly the connections
-    // whose SYN went to the other.
+    // Each node carried, mid-flow, exactly the connections whose SYN the
+    // other one took.
     assert_eq!(
         taken_over,
         vec![syns[1], syns[0]],
         "taken over mid-flow {taken_over:?} vs SYNs per node {syns:?}"
     );
     assert_eq!(resets, 0, "the client saw {resets} connection resets");
-    drop(conns);
+}
 
-    for node in &mut nodes {
+/// Step 4: Dropping the lab leaves no config directory and no namespace.
+fn assert_removed(cluster: Cluster, guards: Vec<Process>) {
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.dir.path().to_owned())
+        .collect();
+    drop(guards);
+    drop(cluster);
+    for dir in dirs {
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+    let prefix = format!("xlb-{TEST}-");
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+#[test]
+fn a_flow_keeps_its_backend_whichever_node_ecmp_picks() {
+    let started = Instant::now();
+    let (mut cluster, mut guards) = start();
+
+    // The model picks the same from either node's config.
+    let short_picks = cluster.picks(1, SHORT_PORTS);
+    let lb2_picks = cluster.picks(2, SHORT_PORTS);
+    let differ: Vec<u16> = SHORT_PORTS
+        .zip(short_picks.iter().zip(&lb2_picks))
+        .filter_map(|(port, (a, b))| (a != b).then_some(port))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "the model picks differently from lb2's config for ports {differ:?}"
+    );
+
+    let seen = spread_through_ecmp(&cluster, &short_picks);
+    replay_via_each_node(&cluster, &short_picks, &seen);
+    long_lived_survive_route_flips(&cluster, &cluster.picks(1, LONG_PORTS));
+
+    for node in &mut cluster.nodes {
         stop_xlb(&mut node.daemon).unwrap_or_else(|e| panic!("{e:#}"));
     }
-    for d in &mut decaps {
-        let running = d.is_running();
-        assert!(running, "xlb decap died:\n{}", stderr_text(d));
+    for g in &mut guards {
+        let running = g.is_running();
+        assert!(running, "a backend process died:\n{}", stderr_text(g));
     }
+    assert_removed(cluster, guards);
     let elapsed = started.elapsed();
     eprintln!("l4_ecmp took {elapsed:?}");
     assert!(elapsed < TEST_BUDGET, "the test took {elapsed:?}");
