@@ -8,7 +8,7 @@
 //!   lbN      198.18.1.(1+N)/24  eth0 ── lN ┤ br0 (namespace sw)
 //!   backendK 198.18.1.(10+K)/24 eth0 ── bK ┘
 //!
-//!   router: VIP 198.18.2.100/32 via every lb (ECMP, L4 hash),
+//!   router: VIP 198.18.2.100/32 via every lb (ECMP over the 5-tuple),
 //!           ip_forward=1
 //!   lbs:    no VIP (XDP on eth0 is the only way through), ip_forward=1
 //!   backends: default via the router, so DSR replies skip the lbs
@@ -49,6 +49,12 @@ pub const HOST_IFACE: &str = "eth0";
 pub const MAX_LBS: usize = 8;
 /// Most backends of this lab.
 pub const MAX_BACKENDS: usize = 20;
+
+/// The router's ECMP hash input: source and destination address, protocol,
+/// source and destination port.
+const HASH_FIELDS: &str = "0x0037";
+/// The router's ECMP hash seed (fixed: reproducible spreads).
+const HASH_SEED: &str = "1";
 
 /// Address of lb node `n` (1-based): 198.18.1.(1+n).
 pub fn lb_addr(n: usize) -> Ipv4Addr {
@@ -126,10 +132,14 @@ impl EcmpTopology {
         router.add_addr("eth0", &format!("{ROUTER_CLIENT_ADDR}/24"))?;
         router.add_addr(ROUTER_FABRIC_IFACE, &format!("{ROUTER_FABRIC_ADDR}/24"))?;
         router.sysctl("net.ipv4.ip_forward", "1")?;
-        // Layer 4 hash: flows from one client spread by their ports. (A
-        // packet that arrives with its socket's random flow hash keeps it,
-        // so which flow takes which node differs from run to run.)
-        router.sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
+        // Hash the 5-tuple, as a fabric router does: flows from one client
+        // spread by their ports. Policy 1 would reuse the hash a packet
+        // arrives with (its socket's random one, redrawn on a TCP timeout);
+        // the custom policy always hashes the headers, with a fixed seed,
+        // so a flow's node is the same on every run.
+        router.sysctl("net.ipv4.fib_multipath_hash_policy", "3")?;
+        router.sysctl("net.ipv4.fib_multipath_hash_fields", HASH_FIELDS)?;
+        router.sysctl("net.ipv4.fib_multipath_hash_seed", HASH_SEED)?;
 
         for (i, ns) in lb_ns.iter().enumerate() {
             ns.add_addr(HOST_IFACE, &format!("{}/24", lb_addr(i + 1)))?;
