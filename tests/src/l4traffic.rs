@@ -208,9 +208,19 @@ pub fn run_xlb(
     tag: &str,
     text: impl FnOnce(&str) -> String,
 ) -> Result<(TempDir, XlbDaemon)> {
+    run_xlb_in(topo.lb(), tag, text)
+}
+
+/// [`run_xlb`] in any namespace `ns`: each `tag` gets its own directory,
+/// API socket and BPF pin path, so several daemons can run side by side.
+pub fn run_xlb_in(
+    ns: &Namespace,
+    tag: &str,
+    text: impl FnOnce(&str) -> String,
+) -> Result<(TempDir, XlbDaemon)> {
     let dir = TempDir::new(tag)?;
     let cfg = dir.write_config(&text(&dir.global_toml(tag)))?;
-    let daemon = topo.lb().spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;
+    let daemon = ns.spawn_xlb(&cfg, XLB_READY_TIMEOUT)?;
     Ok((dir, daemon))
 }
 
@@ -709,6 +719,24 @@ pub fn hold_vip(ns: &Namespace, vip: Ipv4Addr) -> Result<()> {
     ns.sysctl("net.ipv4.conf.all.arp_ignore", "1")?;
     ns.sysctl("net.ipv4.conf.all.arp_announce", "2")?;
     Ok(())
+}
+
+/// Makes `ns` the receiving end of DSR for `vip`: the VIP held on `lo`
+/// ([`hold_vip`]), no reverse path filter on `iface` (the inner packets'
+/// client source may be routed elsewhere) and `xlb decap` on `iface`
+/// (running once this returns). The route back to the client is the
+/// caller's.
+pub fn dsr_receiver(
+    ns: &Namespace,
+    iface: &str,
+    vip: Ipv4Addr,
+    timeout: Duration,
+) -> Result<Process> {
+    hold_vip(ns, vip)?;
+    for dev in ["all", "default", iface, "lo"] {
+        ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0")?;
+    }
+    spawn_decap(ns, iface, vip, timeout)
 }
 
 /// `p`'s stderr so far, ANSI colours removed, as one text.

@@ -15,6 +15,8 @@
 //! - [`checksum`]: internet checksums of the XDP fixtures' frames, and
 //!   [`checksum::verify_checksums`], which checks them all in a frame.
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
+//! - [`ecmp`]: [`ecmp::EcmpTopology`], several lb nodes behind an ECMP
+//!   router.
 //! - [`tempdir`]: [`TempDir`], a per-test directory removed on drop.
 //! - [`l4traffic`]: L4 configs, TCP/HTTP from fixed source ports, counters.
 //! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod backend;
 pub mod checksum;
+pub mod ecmp;
 pub mod grpc;
 pub mod http_backend;
 pub mod l4traffic;

@@ -108,14 +108,7 @@ impl L4Topology {
         sw.add_bridge(BRIDGE)?;
         let mut bridge_ports = Vec::new();
         let mut host = |role: &str, port: &str| -> Result<Namespace> {
-            let ns = lab.namespace(role)?;
-            veth(VethEnd::new(&ns, "eth0"), VethEnd::new(&sw, port))?;
-            // A veth hands on frames with the L4 checksum left to offload
-            // (CHECKSUM_PARTIAL); native XDP on the lb cannot see that and
-            // would send them on unfinished. Real NICs give XDP complete
-            // checksums, so the lab's hosts compute theirs in software.
-            ns.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
-            sw.enslave(port, BRIDGE)?;
+            let ns = bridged_host(&lab, &sw, role, port)?;
             bridge_ports.push(port.to_owned());
             Ok(ns)
         };
@@ -252,8 +245,28 @@ impl L4Topology {
     }
 }
 
-/// Loads the xlb object inside `sw` and attaches [`PROG_PASS`] to `ports`.
-fn attach_pass(sw: &Namespace, ports: &[String]) -> Result<Ebpf> {
+/// A new host `role` whose `eth0` is linked to port `port` of [`BRIDGE`]
+/// in `sw`, computing its own checksums.
+pub(crate) fn bridged_host(lab: &Lab, sw: &Namespace, role: &str, port: &str) -> Result<Namespace> {
+    let ns = lab.namespace(role)?;
+    veth(VethEnd::new(&ns, "eth0"), VethEnd::new(sw, port))?;
+    software_checksums(&ns, "eth0")?;
+    sw.enslave(port, BRIDGE)?;
+    Ok(ns)
+}
+
+/// A veth hands on frames with the L4 checksum left to offload
+/// (CHECKSUM_PARTIAL); native XDP on an lb cannot see that and would send
+/// them on unfinished. Real NICs give XDP complete checksums, so the lab's
+/// hosts compute theirs in software.
+pub(crate) fn software_checksums(ns: &Namespace, dev: &str) -> Result<()> {
+    ns.run(&["ethtool", "-K", dev, "tx", "off"])?;
+    Ok(())
+}
+
+/// Loads the xlb object inside `sw` and attaches [`PROG_PASS`] to `ports`
+/// (the peers of hosts whose XDP programs use XDP_TX or redirect).
+pub(crate) fn attach_pass(sw: &Namespace, ports: &[String]) -> Result<Ebpf> {
     let _inside = sw.enter()?;
     let mut ebpf = load_default().context("loading the xlb XDP object")?;
     let prog: &mut Xdp = ebpf
