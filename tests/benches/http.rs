@@ -60,7 +60,11 @@
 //!
 //! Environment: `XLB_BENCH_SECS` (each load's window, default 6),
 //! `XLB_BENCH_PEERS` (which peers, default `xlb,xlb-l7,haproxy,nginx`),
-//! `XLB_BENCH_INSTRUCTIONS` (`0`: no callgrind runs). Needs root, `wrk`,
+//! `XLB_BENCH_INSTRUCTIONS` (`0`: no callgrind runs), `XLB_BIN_PLAIN` (a
+//! second `xlb`, counted by callgrind as `xlb-plain`: the xtask passes
+//! the release build without profile guidance), `XLB_BENCH_TRAIN=1` (the
+//! profile-guided build's training run: `xlb` alone, one round, then a
+//! clean stop). Needs root, `wrk`,
 //! `h2load`, `haproxy`, `nginx` and `valgrind` (`cargo xtask bench http`
 //! installs them) and the release `xlb` (`$XLB_BIN`, set by the xtask).
 
@@ -205,7 +209,7 @@ fn peers() -> Vec<String> {
 
 fn run() -> Result<()> {
     check_root()?;
-    let valgrind = instructions_enabled().then_some("valgrind");
+    let valgrind = (instructions_enabled() && !training()).then_some("valgrind");
     for tool in ["wrk", "h2load", "haproxy", "nginx"]
         .into_iter()
         .chain(valgrind)
@@ -236,6 +240,9 @@ fn run() -> Result<()> {
         format!("http://{VIP}:8081{PATH}"),
         format!("https://{VIP}:8443{PATH}"),
     );
+    if training() {
+        return train(&topo, &dir, &urls, threads);
+    }
     let peers = peers();
     // Rounds take every peer in turn, so drift in the machine's other
     // load spreads over all of them; the table shows each figure's median.
@@ -286,17 +293,77 @@ fn run() -> Result<()> {
     print_table(&rows);
     if instructions_enabled() {
         // With xlb among the peers, also xlb with its access log on: what
-        // a logged request costs (the table's peers all log nothing).
-        let logged = peers
-            .iter()
-            .any(|p| p.starts_with("xlb"))
-            .then(|| "xlb-log".to_string());
+        // a logged request costs (the table's peers all log nothing); and
+        // the plain release build beside the profile-guided one.
+        let with_xlb = peers.iter().any(|p| p.starts_with("xlb"));
+        let logged = with_xlb.then(|| "xlb-log".to_string());
+        let plain = (with_xlb && plain_xlb_path().is_some()).then(|| "xlb-plain".to_string());
         let counted = peers
             .iter()
             .chain(logged.as_ref())
+            .chain(plain.as_ref())
             .map(|peer| Ok((peer.clone(), instructions(&topo, &dir, peer, &urls)?)))
             .collect::<Result<Vec<_>>>()?;
         print_instructions(&counted);
+    }
+    Ok(())
+}
+
+/// `XLB_BENCH_TRAIN=1`: the profile-guided build's training run (see
+/// `xtask/src/pgo.rs`).
+fn training() -> bool {
+    std::env::var("XLB_BENCH_TRAIN").is_ok_and(|v| v.trim() == "1")
+}
+
+/// `XLB_BIN_PLAIN`: the release `xlb` without profile guidance, counted
+/// as `xlb-plain` beside the `xlb` of `XLB_BIN`.
+fn plain_xlb_path() -> Option<PathBuf> {
+    std::env::var_os("XLB_BIN_PLAIN").map(PathBuf::from)
+}
+
+/// The training run: the `xlb` peer (`XLB_BIN`, an instrumented build)
+/// serves one round of the loads the table measures, then stops on
+/// SIGTERM, so that it writes its profile at exit.
+fn train(
+    topo: &L4Topology,
+    dir: &TempDir,
+    urls: &(String, String, String),
+    threads: usize,
+) -> Result<()> {
+    let cmd = write_peer_config("xlb", dir, threads, false)?;
+    let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+    let mut proc = topo.lb().spawn(&argv)?;
+    let client = topo.client();
+    wait_ready_within(client, &urls.0, Duration::from_secs(60), 5)
+        .with_context(|| format!("xlb did not start: {}", proc.stderr_lines().join("\n")))?;
+    measure(
+        client,
+        "xlb (training)",
+        &urls.0,
+        &urls.1,
+        Some(&urls.2),
+        threads,
+        &[proc.pid()],
+    )?;
+    stop_on_sigterm(&mut proc)?;
+    eprintln!("bench http: training done");
+    Ok(())
+}
+
+/// Sends SIGTERM and waits (60 s at most) for the process to exit, as a
+/// clean exit is when callgrind and LLVM's profiler write their files.
+fn stop_on_sigterm(proc: &mut Process) -> Result<()> {
+    // SAFETY: plain syscall on our own unreaped child.
+    unsafe { libc::kill(proc.pid() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proc.is_running() {
+        if Instant::now() >= deadline {
+            bail!(
+                "still runs 60 s after SIGTERM: {}",
+                proc.stderr_lines().join("\n")
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
@@ -361,7 +428,8 @@ impl Running {
 fn start_peer(topo: &L4Topology, peer: &str, dir: &TempDir, threads: usize) -> Result<Running> {
     let lb = topo.lb();
     let cmd = write_peer_config(peer, dir, threads, false)?;
-    if peer.starts_with("xlb") {
+    // `xlb-plain` is another binary than the one `XlbDaemon` runs.
+    if peer.starts_with("xlb") && peer != "xlb-plain" {
         Ok(Running::Xlb(lb.spawn_xlb(&cmd.config, XLB_READY_TIMEOUT)?))
     } else {
         let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
@@ -390,7 +458,7 @@ fn write_peer_config(
     let d = dir.path().display();
     let threads = if one_process { 1 } else { threads };
     match peer {
-        "xlb" | "xlb-l7" | "xlb-log" => {
+        "xlb" | "xlb-l7" | "xlb-log" | "xlb-plain" => {
             // `xlb-log`: `xlb-l7` with its access log on (to a file), to
             // count what a logged request costs.
             let log = if peer == "xlb-log" {
@@ -417,12 +485,16 @@ fn write_peer_config(
                 frontend_toml("tls", 8443, "web", &tls),
             );
             let config = dir.write_config(&text)?;
+            let binary = match plain_xlb_path() {
+                Some(plain) if peer == "xlb-plain" => plain,
+                _ => xlb_path()?,
+            };
             // As `XlbDaemon` runs it.
             let argv = [
                 "env",
                 "NO_COLOR=1",
                 "RUST_LOG=info",
-                &xlb_path()?.to_string_lossy(),
+                &binary.to_string_lossy(),
                 "run",
                 "--config",
                 &config.to_string_lossy(),
@@ -928,18 +1000,7 @@ fn callgrind_total(
         bail!("h2load: {succeeded:?} of {n} requests succeeded:\n{out}");
     }
 
-    // SAFETY: plain syscall on our own unreaped child.
-    unsafe { libc::kill(proc.pid() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while proc.is_running() {
-        if Instant::now() >= deadline {
-            bail!(
-                "still runs 60 s after SIGTERM: {}",
-                proc.stderr_lines().join("\n")
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    stop_on_sigterm(&mut proc)?;
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!(
             "reading {} ({})",

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use clap::ValueEnum;
 
-use crate::{cmd, setup};
+use crate::{cmd, pgo, setup};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Kind {
@@ -47,7 +47,7 @@ fn xdp() -> Result<()> {
 /// (`tests/benches/l4.rs`), which builds the lab twice (xlb, then
 /// nftables) and prints the table. It runs the release `xlb`.
 fn l4() -> Result<()> {
-    lab_bench("l4", &[])
+    lab_bench("l4", &[], false)
 }
 
 /// Debian packages the HTTP bench compares against, drives the load with,
@@ -55,16 +55,19 @@ fn l4() -> Result<()> {
 const HTTP_BENCH_PACKAGES: &[&str] = &["haproxy", "nginx", "wrk", "nghttp2-client", "valgrind"];
 
 /// Setup, the peers and load generators from Debian (installed without
-/// starting their services), release build of xlb and the lab, then the
-/// `http` bench (`tests/benches/http.rs`), which prints the table.
+/// starting their services), release build of xlb and the lab, the
+/// profile-guided `xlb` (`pgo`), then the `http` bench
+/// (`tests/benches/http.rs`), which prints the table.
 fn http() -> Result<()> {
-    lab_bench("http", HTTP_BENCH_PACKAGES)
+    lab_bench("http", HTTP_BENCH_PACKAGES, true)
 }
 
 /// A bench in the namespace lab (root only): setup, the Debian `packages`
 /// it needs, release build of xlb and the lab binaries, then
-/// `tests/benches/{name}.rs` with `XLB_BIN` naming the release `xlb`.
-fn lab_bench(name: &str, packages: &[&str]) -> Result<()> {
+/// `tests/benches/{name}.rs` with `XLB_BIN` naming the release `xlb`, or
+/// with `guided` the profile-guided one (and `XLB_BIN_PLAIN` the plain
+/// release build, which the bench counts beside it).
+fn lab_bench(name: &str, packages: &[&str], guided: bool) -> Result<()> {
     require_root(name)?;
     setup::setup()?;
     if !packages.is_empty() {
@@ -75,12 +78,23 @@ fn lab_bench(name: &str, packages: &[&str]) -> Result<()> {
     println!("bench: {}", cmd::describe(&build));
     cmd::run(&mut build)?;
 
+    let release = cmd::target_dir().join("release").join("xlb");
     let mut bench = cmd::cargo()?;
-    bench
-        .args(["bench", "-p", "xlb-lab", "--bench", name])
-        .env("XLB_BIN", cmd::target_dir().join("release").join("xlb"));
+    bench.args(["bench", "-p", "xlb-lab", "--bench", name]);
+    if guided {
+        bench
+            .env("XLB_BIN", pgo::build()?)
+            .env("XLB_BIN_PLAIN", release);
+    } else {
+        bench.env("XLB_BIN", release);
+    }
     println!("bench: {}", cmd::describe(&bench));
     cmd::run(&mut bench)
+}
+
+/// The HTTP bench's Debian tools (the PGO training run drives its loads).
+pub fn install_http_tools() -> Result<()> {
+    install_quietly(HTTP_BENCH_PACKAGES)
 }
 
 /// `apt-get install` of the missing `packages`, with a `policy-rc.d` that

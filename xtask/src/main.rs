@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod pgo;
 mod run;
 mod setup;
 mod test;
@@ -35,6 +36,10 @@ enum Command {
         /// Build with the release profile.
         #[arg(long)]
         release: bool,
+        /// Also build a profile-guided xlb (target/pgo/release/xlb),
+        /// trained on the HTTP bench's loads in the namespace lab (root).
+        #[arg(long)]
+        pgo: bool,
     },
     /// Setup, then fmt check, clippy and all test suites (needs root).
     Test,
@@ -56,7 +61,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::setup(),
-        Command::Build { release } => build::build(release),
+        Command::Build { release, pgo } => build::build(release, pgo),
         Command::Test => test::test(),
         Command::Run { config } => run::run(config),
         Command::Bench { kind } => bench::bench(kind),

@@ -15,7 +15,7 @@ pub fn run(config: Option<PathBuf>) -> Result<()> {
              attaches XDP programs. Run `cargo xtask run` as root."
         );
     }
-    build::build(false)?;
+    build::build(false, false)?;
     match config {
         Some(config) => exec_xlb(&config),
         None => run_default_lab(),
