@@ -26,6 +26,7 @@ pub mod backend;
 pub mod checksum;
 pub mod ecmp;
 pub mod grpc;
+pub mod h3_client;
 pub mod http_backend;
 pub mod l4traffic;
 pub mod l7;

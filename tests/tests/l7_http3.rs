@@ -17,7 +17,7 @@
 //! - `http3_bind_taken_fails_start`: a UDP port already taken stops the
 //!   start with an error naming the frontend.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
@@ -25,14 +25,13 @@ use xlb_lab::{
     L4Topology, Lab, TempDir,
     api::ctl_ok,
     grpc::GrpcBackend,
+    h3_client::{self, SendRequest},
     http_backend::noise,
     l7::{
         ROUNDROBIN, SNI_TLS, VIP, access_lines, curl, frontend_toml, head_toml, head_toml_with,
         http_lab, pool_toml, sni_certs, start_servers, web_servers,
     },
 };
-
-type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 const PORT: u16 = 8443;
 const T: Duration = Duration::from_secs(5);
@@ -102,30 +101,12 @@ async fn connect(ca_pem: &str, host: &str) -> Result<(quinn::Endpoint, SendReque
 }
 
 async fn connect_to(ca_pem: &str, host: &str, port: u16) -> Result<(quinn::Endpoint, SendRequest)> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = h3_client::endpoint(ca_pem, "0.0.0.0:0".parse()?, false)?;
     let vip: SocketAddr = format!("{VIP}:{port}").parse()?;
     let conn = tokio::time::timeout(T, endpoint.connect(vip, host)?)
         .await
         .context("QUIC handshake timed out")??;
-    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-    tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    Ok((endpoint, send))
+    Ok((endpoint, h3_client::h3_on(conn).await?))
 }
 
 /// One request (`body` sent in 16 KiB frames); the response and its body.

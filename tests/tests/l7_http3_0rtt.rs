@@ -26,11 +26,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
+use xlb_lab::h3_client::{self, SendRequest, h3_on};
 use xlb_lab::l7::{
     ROUNDROBIN, SNI_TLS, VIP, frontend_toml, head_toml, http_lab, pool_toml, sni_certs, web_servers,
 };
-
-type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 const ZERO_RTT_PORT: u16 = 8443;
 const PLAIN_PORT: u16 = 8445;
@@ -115,32 +114,7 @@ async fn hold_back(
 /// A QUIC client endpoint whose connections share one session store
 /// (rustls' in-memory one), with early data on.
 fn client(ca_pem: &str) -> Result<quinn::Endpoint> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    tls.enable_early_data = true;
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-    Ok(endpoint)
-}
-
-/// HTTP/3 on `conn` (usable at once, also in 0-RTT).
-async fn h3_on(conn: quinn::Connection) -> Result<SendRequest> {
-    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-    tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    Ok(send)
+    h3_client::endpoint(ca_pem, "0.0.0.0:0".parse()?, true)
 }
 
 /// A full handshake to `addr`, then HTTP/3.

@@ -11,14 +11,12 @@
 //!   With `per = "frontend"` the second address is refused too once the
 //!   first one used the shared burst. A reload restarts the budgets.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use xlb_lab::{
     Namespace,
     api::sample,
+    h3_client,
     l7::{
         SNI_TLS, VIP, access_lines, block_on_in, curl, curl_many, frontend_toml, head_toml_with,
         http_lab, pool_toml, sni_certs, web_servers,
@@ -74,27 +72,11 @@ fn burst(ns: &Namespace, from: Option<&str>, extra: &[&str], url: &str, n: usize
 /// `n` HTTP/3 GETs of `/`, one after the other on one QUIC connection
 /// from [`FIRST`] to the TLS frontend (the lab's curl has no HTTP/3).
 async fn h3_burst(ca_pem: &str, n: usize) -> anyhow::Result<Vec<Answer>> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut endpoint = quinn::Endpoint::client(format!("{FIRST}:0").parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = h3_client::endpoint(ca_pem, format!("{FIRST}:0").parse()?, false)?;
     let vip = format!("{VIP}:{TLS_PORT}").parse()?;
     let requests = async {
         let conn = endpoint.connect(vip, "a.xlb.test")?.await?;
-        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-        tokio::spawn(async move {
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
+        let mut send = h3_client::h3_on(conn).await?;
         let mut answers = Vec::new();
         for _ in 0..n {
             let req = http::Request::get(format!("https://a.xlb.test:{TLS_PORT}/")).body(())?;
