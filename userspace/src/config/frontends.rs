@@ -202,6 +202,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 access_log,
                 connect: f.connect.as_ref().is_some_and(|c| *c.get_ref()),
                 forwarded_headers,
+                accept_proxy: f.accept_proxy.as_ref().is_some_and(|a| *a.get_ref()),
             });
         }
     }

@@ -133,6 +133,18 @@ pub struct BackendL7 {
     /// TLS towards the servers (`tls = true` and the `tls_*` keys); None:
     /// cleartext.
     pub tls: Option<UpstreamTls>,
+    /// `send_proxy = "v1" | "v2"`: every server connection (and health
+    /// check) starts with a PROXY protocol header. None (default): no header.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// The PROXY protocol version xlb writes (`send_proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// How the L7 tier verifies a backend's servers over TLS.
@@ -156,6 +168,7 @@ impl Default for BackendL7 {
             connect_timeout_ms: 3000,
             response_timeout_ms: 30_000,
             tls: None,
+            send_proxy: None,
         }
     }
 }
@@ -265,6 +278,10 @@ pub struct Frontend {
     /// The forwarding headers added to every request (`forwarded_headers`),
     /// default all three.
     pub forwarded_headers: ForwardedHeaders,
+    /// Every client connection starts with a PROXY protocol header (v1 or
+    /// v2) whose source becomes the client address (`accept_proxy`),
+    /// default false.
+    pub accept_proxy: bool,
 }
 
 /// Which forwarding headers a frontend adds to the requests it passes on

@@ -58,6 +58,7 @@ pub(super) struct RawBackend {
     pub(super) tls_ca: Option<S<String>>,
     pub(super) tls_server_name: Option<S<String>>,
     pub(super) tls_verify: Option<S<bool>>,
+    pub(super) send_proxy: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +113,7 @@ pub(super) struct RawFrontend {
     pub(super) access_log: Option<S<String>>,
     pub(super) connect: Option<S<bool>>,
     pub(super) forwarded_headers: Option<S<Vec<S<String>>>>,
+    pub(super) accept_proxy: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
