@@ -1,0 +1,86 @@
+//! The PROXY protocol on the L7 tier, end to end in the lab:
+//!
+//! - `accept_proxy_takes_the_client_from_the_header`: with `accept_proxy`
+//!   a v1 and a v2 header's source address reaches the server in
+//!   `X-Forwarded-For` and the access log; a plain HTTP request without
+//!   a header gets no answer and its connection is closed.
+
+use std::{
+    io::{BufReader, Read, Write},
+    thread,
+    time::Duration,
+};
+
+use ppp::v2;
+use xlb_lab::l7::{
+    VIP, access_lines, connect_vip, frontend_toml, http_lab, read_response, web1_config,
+};
+
+const TAG: &str = "l7pp";
+
+#[test]
+fn accept_proxy_takes_the_client_from_the_header() {
+    let (topo, _web, dir) = http_lab(TAG, 1).unwrap();
+    let cfg = web1_config(
+        &dir,
+        TAG,
+        &frontend_toml("fe", 8080, "web", "accept_proxy = true\n"),
+    );
+    let daemon = topo.lb().start_xlb(&cfg);
+    let mark = daemon.stderr_lines().len();
+    let request = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+
+    let v1 = format!("PROXY TCP4 198.18.77.7 {VIP} 40000 8080\r\n").into_bytes();
+    let v2 = v2::Builder::with_addresses(
+        v2::Version::Two | v2::Command::Proxy,
+        v2::Protocol::Stream,
+        (
+            "198.18.77.8:40001".parse::<std::net::SocketAddr>().unwrap(),
+            format!("{VIP}:8080")
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        ),
+    )
+    .build()
+    .unwrap();
+    for (header, client) in [(v1, "198.18.77.7"), (v2, "198.18.77.8")] {
+        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+        // Header and request in one write, as a balancer in front sends them.
+        s.write_all(&[header.as_slice(), request.as_bytes()].concat())
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let (status, body) = read_response(&mut r).unwrap();
+        let body = String::from_utf8_lossy(&body).to_lowercase();
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains(&format!("x-forwarded-for: {client}")),
+            "{client} not forwarded:\n{body}"
+        );
+    }
+
+    // No header: closed without a response.
+    let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut rest = Vec::new();
+    let n = s.read_to_end(&mut rest).unwrap_or(0);
+    assert_eq!(n, 0, "answered without a PROXY header: {rest:?}");
+
+    thread::sleep(Duration::from_millis(300));
+    let lines = access_lines(&daemon, mark);
+    let clients: Vec<&str> = lines.iter().map(|l| l.client.as_str()).collect();
+    assert!(
+        clients.iter().any(|c| c.starts_with("198.18.77.7:40000")),
+        "{clients:?}"
+    );
+    assert!(
+        clients.iter().any(|c| c.starts_with("198.18.77.8:40001")),
+        "{clients:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.status == 400
+            && l.error
+                .as_deref()
+                .is_some_and(|e| e.contains("PROXY header"))),
+        "{lines:#?}"
+    );
+}
