@@ -84,3 +84,44 @@ fn accept_proxy_takes_the_client_from_the_header() {
         "{lines:#?}"
     );
 }
+
+/// `send_proxy = "v2"`: a server that requires a PROXY header sees v2
+/// `LOCAL` headers from the `http` health checks (so it stays UP) and
+/// the client namespace's address on the connection of a request.
+#[test]
+fn send_proxy_names_the_client_to_the_server() {
+    let tag = "l7pps";
+    let topo = xlb_lab::L4Topology::build(xlb_lab::Lab::new(tag).unwrap(), 1).unwrap();
+    let addr = std::net::SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = xlb_lab::proxy_server::ProxyServer::start(topo.backend(1), addr).unwrap();
+    let dir = xlb_lab::TempDir::new(tag).unwrap();
+    let keys = "send_proxy = \"v2\"\n\
+                health = { check = \"http\", path = \"/\", interval_ms = 100, timeout_ms = 500, rise = 1, fall = 1 }\n";
+    let text = format!(
+        "{}{}{}",
+        xlb_lab::l7::head_toml(&dir, tag),
+        xlb_lab::l7::pool_toml("web", keys, &[("web1", addr.to_string())]),
+        frontend_toml("fe", 8080, "web", ""),
+    );
+    let cfg = dir.write_config(&text).unwrap();
+    let daemon = topo.lb().start_xlb(&cfg);
+    thread::sleep(Duration::from_millis(600));
+    let seen = server.seen();
+    assert!(
+        seen.iter().filter(|s| *s == "LOCAL").count() >= 2,
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|s| s == "INVALID"), "{seen:?}");
+    let body = xlb_lab::l7::curl_ok(topo.client(), &[&format!("http://{VIP}:8080/")]).unwrap();
+    let client = topo.client_addr().to_string();
+    assert!(
+        body.starts_with(&format!("{client}:")),
+        "server saw {body:?}, client {client}"
+    );
+    // Still UP after the checks: no server error, the request went through.
+    assert!(
+        !daemon.stderr().contains("server is DOWN"),
+        "{}",
+        daemon.stderr()
+    );
+}
