@@ -4,6 +4,9 @@
 //!   a v1 and a v2 header's source address reaches the server in
 //!   `X-Forwarded-For` and the access log; a plain HTTP request without
 //!   a header gets no answer and its connection is closed.
+//! - `send_proxy_names_the_client_to_the_server`: a server that requires
+//!   a PROXY header (`proxy_server`) gets v2 `LOCAL` from the health
+//!   checks and the client's address on request connections.
 
 use std::{
     io::{BufReader, Read, Write},
