@@ -34,6 +34,7 @@ pub mod lab;
 pub mod link;
 pub mod netns;
 pub mod process;
+pub mod proxy_server;
 pub mod tempdir;
 pub mod topology;
 pub mod xlb_daemon;

@@ -294,6 +294,7 @@ fn check_target(server: &ServerEntry, pool: &config::BackendPool) -> health::Tar
         label: server.key.clone(),
         address: server.address,
         check: pool.health.clone(),
+        send_proxy: pool.l7.send_proxy,
     }
 }
 

@@ -9,8 +9,8 @@ use std::{
 };
 
 use xlb::config::{
-    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, RateLimit, RateLimitPer,
-    Steering, XdpMode, load, parse,
+    Balance, CheckKind, Config, Forward, ForwardedHeaders, Protocol, ProxyVersion, RateLimit,
+    RateLimitPer, Steering, XdpMode, load, parse,
 };
 
 fn manifest_dir() -> PathBuf {
@@ -171,6 +171,12 @@ const BAD: &[(&str, usize, usize, &str)] = &[
         17,
         16,
         "quic_sid_len must be between 1 and 4",
+    ),
+    (
+        "bad-send-proxy.toml",
+        3,
+        14,
+        "unknown send_proxy \"v3\": expected one of \"v1\", \"v2\"",
     ),
     (
         "dsr-v6-vip-v4-server.toml",
@@ -380,6 +386,20 @@ default_backend = "web"
     assert!(f.compression.is_empty() && !f.http3 && f.tls.is_none());
     assert!(!f.http3_0rtt);
     assert_eq!(f.forwarded_headers, ForwardedHeaders::ALL);
+    assert!(!f.accept_proxy);
+    assert_eq!(b.l7.send_proxy, None);
+    let proxied = parse(
+        &text
+            .replace("name = \"web\"\n", "name = \"web\"\nsend_proxy = \"v1\"\n")
+            .replace(
+                "default_backend = \"web\"\n",
+                "default_backend = \"web\"\naccept_proxy = true\n",
+            ),
+        "proxied.toml",
+    )
+    .unwrap();
+    assert!(proxied.frontend[0].accept_proxy);
+    assert_eq!(proxied.backend[0].l7.send_proxy, Some(ProxyVersion::V1));
 
     // An empty file is a valid (idle) config.
     let empty = parse("", "empty.toml").unwrap();
@@ -452,6 +472,15 @@ fn more_errors() {
     let e = err("[[backend]]\nname = \"b\"\nhealth = { chek = \"tcp\" }\n");
     assert_eq!((e.line, e.col), (3, 12), "{e}");
     assert!(e.message.contains("chek"), "{e}");
+    // accept_proxy is a boolean.
+    let e = err(
+        "[[backend]]\nname = \"b\"\n[[frontend]]\nname = \"f\"\nbind = \"1.2.3.4:80\"\n\
+                 default_backend = \"b\"\naccept_proxy = \"v2\"\n",
+    );
+    assert_eq!((e.line, e.col), (7, 16), "{e}");
+    // send_proxy takes a version, not a boolean.
+    let e = err("[[backend]]\nname = \"b\"\nsend_proxy = true\n");
+    assert_eq!((e.line, e.col), (3, 14), "{e}");
     // Duplicate interface.
     let e = err("[[xdp]]\ninterface = \"eth0\"\n[[xdp]]\ninterface = \"eth0\"\n");
     assert_eq!((e.line, e.col), (4, 13), "{e}");

@@ -4,7 +4,8 @@
 use std::{collections::HashMap, path::Path};
 
 use super::{
-    BackendL7, BackendPool, Balance, CheckKind, HealthCheck, Server, UpstreamProto, UpstreamTls,
+    BackendL7, BackendPool, Balance, CheckKind, HealthCheck, ProxyVersion, Server, UpstreamProto,
+    UpstreamTls,
     defaults::*,
     errors::Cx,
     raw::{RawBackend, RawHealth, S},
@@ -182,6 +183,10 @@ fn convert_backend_l7(cx: &mut Cx, b: &RawBackend, base: &Path) -> BackendL7 {
         connect_timeout_ms: connect,
         response_timeout_ms: response,
         tls: convert_upstream_tls(cx, b, base),
+        send_proxy: b.send_proxy.as_ref().map(|v| {
+            let versions = [("v1", ProxyVersion::V1), ("v2", ProxyVersion::V2)];
+            enum_value(cx, Some(v), "send_proxy", &versions, ProxyVersion::V2)
+        }),
     }
 }
 

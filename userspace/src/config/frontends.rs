@@ -222,6 +222,7 @@ pub(super) fn convert_frontends(cx: &mut Cx, raw: &RawConfig, l4: &[L4Vip]) -> V
                 forwarded_headers,
                 rate_limit,
                 rules,
+                accept_proxy: f.accept_proxy.as_ref().is_some_and(|a| *a.get_ref()),
             });
         }
     }

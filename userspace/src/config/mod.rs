@@ -137,6 +137,18 @@ pub struct BackendL7 {
     /// TLS towards the servers (`tls = true` and the `tls_*` keys); None:
     /// cleartext.
     pub tls: Option<UpstreamTls>,
+    /// `send_proxy = "v1" | "v2"`: every server connection (and health
+    /// check) starts with a PROXY protocol header. None (default): no header.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// The PROXY protocol version xlb writes (`send_proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// How the L7 tier verifies a backend's servers over TLS.
@@ -160,6 +172,7 @@ impl Default for BackendL7 {
             connect_timeout_ms: 3000,
             response_timeout_ms: 30_000,
             tls: None,
+            send_proxy: None,
         }
     }
 }
@@ -278,6 +291,10 @@ pub struct Frontend {
     /// picks its backend and rewrites its path. Empty: all go to
     /// `default_backend`.
     pub rules: Vec<Rule>,
+    /// Every client connection starts with a PROXY protocol header (v1 or
+    /// v2) whose source becomes the client address (`accept_proxy`),
+    /// default false.
+    pub accept_proxy: bool,
 }
 
 /// Which forwarding headers a frontend adds to the requests it passes on

@@ -58,6 +58,7 @@ pub(super) struct RawBackend {
     pub(super) tls_ca: Option<S<String>>,
     pub(super) tls_server_name: Option<S<String>>,
     pub(super) tls_verify: Option<S<bool>>,
+    pub(super) send_proxy: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +117,7 @@ pub(super) struct RawFrontend {
     #[serde(default)]
     pub(super) rule: Vec<S<RawRule>>,
     pub(super) rate_limit: Option<S<RawRateLimit>>,
+    pub(super) accept_proxy: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

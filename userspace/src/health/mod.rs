@@ -9,7 +9,7 @@ use std::{net::SocketAddr, time::Duration};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
-use crate::config::{CheckKind, HealthCheck};
+use crate::config::{CheckKind, HealthCheck, ProxyVersion};
 
 /// A server's verdict changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct Target {
     pub label: String,
     pub address: SocketAddr,
     pub check: HealthCheck,
+    /// The backend's `send_proxy`: each check starts with the header of a
+    /// connection made on xlb's own behalf (v1 `UNKNOWN`, v2 `LOCAL`).
+    pub send_proxy: Option<ProxyVersion>,
 }
 
 /// Start checking `target`; the task ends when the handle is aborted or the
@@ -43,7 +46,7 @@ async fn run(target: Target, events: mpsc::Sender<Transition>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let result = probe::check(&target.check, target.address, timeout).await;
+        let result = probe::check(&target.check, target.address, target.send_proxy, timeout).await;
         if let Err(e) = &result {
             tracing::debug!(server = %target.label, "check failed: {e}");
         }

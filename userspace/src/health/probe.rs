@@ -1,5 +1,6 @@
 //! One health probe: TCP connect, or an HTTP/1.0 GET whose status must be
-//! 2xx or 3xx. Everything is bounded by the check timeout.
+//! 2xx or 3xx, each after a PROXY header for `send_proxy` backends.
+//! Everything is bounded by the check timeout.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -9,19 +10,38 @@ use tokio::{
     time::timeout,
 };
 
-use crate::config::{CheckKind, HealthCheck};
+use crate::{
+    config::{CheckKind, HealthCheck, ProxyVersion},
+    l7::proxy_protocol,
+};
 
-pub async fn check(spec: &HealthCheck, addr: SocketAddr, limit: Duration) -> Result<(), String> {
-    match timeout(limit, probe(spec, addr)).await {
+pub async fn check(
+    spec: &HealthCheck,
+    addr: SocketAddr,
+    send_proxy: Option<ProxyVersion>,
+    limit: Duration,
+) -> Result<(), String> {
+    match timeout(limit, probe(spec, addr, send_proxy)).await {
         Ok(result) => result,
         Err(_) => Err(format!("timeout after {} ms", limit.as_millis())),
     }
 }
 
-async fn probe(spec: &HealthCheck, addr: SocketAddr) -> Result<(), String> {
+async fn probe(
+    spec: &HealthCheck,
+    addr: SocketAddr,
+    send_proxy: Option<ProxyVersion>,
+) -> Result<(), String> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some(version) = send_proxy {
+        let header = proxy_protocol::local_header(version).map_err(|e| e.to_string())?;
+        stream
+            .write_all(&header)
+            .await
+            .map_err(|e| format!("send the PROXY header: {e}"))?;
+    }
     if spec.check != CheckKind::Http {
         return Ok(());
     }

@@ -238,7 +238,15 @@ async fn serve_connection(
                 // The frontend as it is now: a reload applies to the
                 // next request of an open connection.
                 let fe = frontend.borrow().fe.clone();
-                let cx = Arc::new(ConnCtx::new(fe, shared.clone(), client, state.clone()));
+                // UDP has no PROXY header: the addresses are the socket's.
+                let local = fe.bind;
+                let cx = Arc::new(ConnCtx::new(
+                    fe,
+                    shared.clone(),
+                    client,
+                    local,
+                    state.clone(),
+                ));
                 requests.spawn(serve_request(cx, resolver, handshake.clone()));
             }
             Ok(None) => break,

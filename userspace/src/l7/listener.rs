@@ -1,7 +1,7 @@
-//! Serving client connections: optional TLS
-//! handshake (bounded by the header timeout), the HTTP version by ALPN
-//! (or by the prior-knowledge preface with `h2c`), and the connection's
-//! watchdog (header and idle timeouts).
+//! Serving client connections: the PROXY header with `accept_proxy`,
+//! optional TLS handshake (each bounded by the header timeout), the HTTP
+//! version by ALPN (or by the prior-knowledge preface with `h2c`), and the
+//! connection's watchdog (header and idle timeouts).
 
 use std::{
     convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
@@ -23,11 +23,27 @@ use super::{
     conn::{ConnState, Cut, Tracked},
     cork::Corked,
     proxy::{self, ConnCtx, Frontend, Shared},
+    proxy_protocol::{self, ReadError, Received},
     tls::ALPN_H2,
 };
 
-/// Serves one accepted client connection until it ends.
-pub async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, shared: Arc<Shared>) {
+/// Serves one accepted client connection (from `peer`) until it ends.
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    fe: Arc<Frontend>,
+    shared: Arc<Shared>,
+) {
+    let addresses = if fe.accept_proxy {
+        // Boxed: the rare case keeps its buffers out of every
+        // connection's future.
+        Box::pin(proxied_addresses(&mut stream, peer, &fe)).await
+    } else {
+        Some((peer, local_address(&stream, &fe)))
+    };
+    let Some((client, local)) = addresses else {
+        return;
+    };
     let Some(tls) = fe.tls.clone() else {
         // With `h2c`, HTTP/2 by prior knowledge: the client's first bytes
         // decide, so each connection gets the one protocol it speaks (and
@@ -36,7 +52,7 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, sha
         let state = ConnState::new(!h2);
         let io = Tracked::new(stream, state.clone());
         let proto = if h2 { Proto::H2 } else { Proto::H1 };
-        serve_http(io, client, fe, shared, state, proto).await;
+        serve_http(io, (client, local), fe, shared, state, proto).await;
         return;
     };
     let tls_stream = match tokio::time::timeout(fe.header_timeout, tls.accept(stream)).await {
@@ -54,19 +70,60 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, fe: Arc<Frontend>, sha
     let state = ConnState::new(!h2);
     let io = Tracked::new(tls_stream, state.clone());
     let proto = if h2 { Proto::H2 } else { Proto::H1 };
-    serve_http(io, client, fe, shared, state, proto).await;
+    serve_http(io, (client, local), fe, shared, state, proto).await;
+}
+
+/// The address the client connected to: the frontend's `bind`, or the
+/// socket's own when that is a wildcard and a PROXY header may name it
+/// (one more system call, only then).
+fn local_address(stream: &TcpStream, fe: &Frontend) -> SocketAddr {
+    if fe.local_from_socket {
+        stream.local_addr().unwrap_or(fe.bind)
+    } else {
+        fe.bind
+    }
+}
+
+/// The client and local addresses of an `accept_proxy` connection, from
+/// its PROXY header (the socket's for `UNKNOWN` and `LOCAL`); None when
+/// the header is missing, malformed, too long or late: the connection is
+/// closed without an answer.
+async fn proxied_addresses(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    fe: &Frontend,
+) -> Option<(SocketAddr, SocketAddr)> {
+    let e = match proxy_protocol::read(stream, fe.header_timeout).await {
+        Ok(Received::Proxied { client, local }) => return Some((client, local)),
+        Ok(Received::Unknown) => return Some((peer, local_address(stream, fe))),
+        Err(e) => e,
+    };
+    debug!(frontend = %fe.name, client = %peer, "PROXY header: {e}; connection closed");
+    // A connection closed before its first byte (a port check) is not
+    // logged, as HAProxy's `option dontlognull` does.
+    if !matches!(e, ReadError::Closed) && fe.log.enabled() {
+        let status = if matches!(e, ReadError::Timeout(_)) {
+            408
+        } else {
+            400
+        };
+        let why = format!("PROXY header: {e}, connection closed");
+        fe.log.write(proxy::cut_line_with(fe, peer, status, &why));
+    }
+    None
 }
 
 fn ctx(
     fe: &Arc<Frontend>,
     shared: &Arc<Shared>,
-    client: SocketAddr,
+    (client, local): (SocketAddr, SocketAddr),
     state: &Arc<ConnState>,
 ) -> Arc<ConnCtx> {
     Arc::new(ConnCtx::new(
         fe.clone(),
         shared.clone(),
         client,
+        local,
         state.clone(),
     ))
 }
@@ -129,10 +186,11 @@ async fn sends_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// Serves HTTP on `io` as `proto` says, under the connection's watchdog.
+/// Serves HTTP on `io` as `proto` says, under the connection's watchdog;
+/// `addresses` are the client's and the one it connected to.
 async fn serve_http<IO>(
     io: IO,
-    client: SocketAddr,
+    addresses: (SocketAddr, SocketAddr),
     fe: Arc<Frontend>,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
@@ -140,7 +198,8 @@ async fn serve_http<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cx = ctx(&fe, &shared, client, &state);
+    let client = addresses.0;
+    let cx = ctx(&fe, &shared, addresses, &state);
     match proto {
         Proto::H1 => {
             let io = TokioIo::new(io);

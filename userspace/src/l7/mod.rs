@@ -14,6 +14,8 @@
 //! - [`rules`]: `[[frontend.rule]]` content switching and path rewrites.
 //! - [`balance`]: the balancing algorithms over the server snapshot.
 //! - [`upstream`]: server connections (pooled HTTP/1.1, shared HTTP/2).
+//! - [`proxy_protocol`]: PROXY headers read from clients (`accept_proxy`)
+//!   and written to servers (`send_proxy`).
 //! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`.
 //! - [`compress`]: gzip/brotli by `Accept-Encoding`, streamed.
@@ -31,6 +33,7 @@ mod h3;
 pub mod headers;
 mod listener;
 mod proxy;
+pub mod proxy_protocol;
 pub mod rate_limit;
 mod rules;
 pub mod syslog;
@@ -143,6 +146,9 @@ impl L7 {
                 }),
             );
         }
+        // A wildcard bind learns each connection's local address from its
+        // socket only when a PROXY header may have to name it.
+        let any_send_proxy = config.backend.iter().any(|b| b.l7.send_proxy.is_some());
         let mut frontends = Vec::new();
         let mut listeners = HashMap::new();
         let mut quic = Vec::new();
@@ -204,6 +210,9 @@ impl L7 {
                 max_headers: f.max_headers,
                 connect: f.connect,
                 forwarded_headers: f.forwarded_headers,
+                bind: f.bind,
+                accept_proxy: f.accept_proxy,
+                local_from_socket: any_send_proxy && f.bind.ip().is_unspecified(),
                 alt_svc: f.http3.then(|| h3::alt_svc(f.bind.port())),
                 rate_limit: f
                     .rate_limit

@@ -31,7 +31,9 @@ use super::{
     body::{self, Body, BoxError},
     compress,
     conn::{ConnState, RequestGuard},
-    headers, rate_limit,
+    headers,
+    proxy_protocol::{self, SendProxy},
+    rate_limit,
     rules::{Route, Rules},
     tls,
     upstream::{self, Conn, Pool},
@@ -77,6 +79,13 @@ pub struct Frontend {
     pub rules: Rules,
     /// Its request budget (`rate_limit`): over it, 429.
     pub rate_limit: Option<rate_limit::Limiter>,
+    /// The address clients connect to (`bind`).
+    pub bind: SocketAddr,
+    /// Each connection starts with a PROXY header (`accept_proxy`).
+    pub accept_proxy: bool,
+    /// Ask each connection's socket for the address it reached: `bind` is
+    /// a wildcard and some backend's PROXY headers (`send_proxy`) name it.
+    pub local_from_socket: bool,
 }
 
 impl Frontend {
@@ -126,7 +135,11 @@ pub struct ConnCtx {
     pub fe: Arc<Frontend>,
     pub shared: Arc<Shared>,
     pub client: SocketAddr,
+    /// The address the client connected to (`send_proxy` headers name it).
+    pub local: SocketAddr,
     pub state: Arc<ConnState>,
+    /// Server connections that carry this client's PROXY header.
+    pub private_pools: proxy_protocol::PrivatePools,
     /// What its requests add to the forwarding headers.
     pub forwarded: headers::Forwarded,
     /// `client` as the access log writes it, formatted for the
@@ -139,6 +152,7 @@ impl ConnCtx {
         fe: Arc<Frontend>,
         shared: Arc<Shared>,
         client: SocketAddr,
+        local: SocketAddr,
         state: Arc<ConnState>,
     ) -> Self {
         let forwarded = headers::Forwarded::new(client.ip(), fe.scheme(), fe.forwarded_headers);
@@ -146,9 +160,28 @@ impl ConnCtx {
             fe,
             shared,
             client,
+            local,
             state,
+            private_pools: Default::default(),
             forwarded,
             client_text: OnceLock::new(),
+        }
+    }
+
+    /// Where a request to `be`'s servers gets its connection: the shared
+    /// pool, or with `send_proxy` this client connection's own one, whose
+    /// new connections start with the returned PROXY header.
+    pub(super) fn upstream(&self, be: &Backend) -> (&Arc<Pool>, Option<SendProxy>) {
+        match be.settings.send_proxy {
+            None => (&self.shared.pool, None),
+            Some(version) => (
+                self.private_pools.get(version),
+                Some(SendProxy {
+                    version,
+                    client: self.client,
+                    local: self.local,
+                }),
+            ),
         }
     }
 }
@@ -289,8 +322,14 @@ impl Entry {
 
 /// The access log line for a connection the watchdog cut before a request.
 pub fn cut_line(fe: &Frontend, client: SocketAddr, why: &str) -> String {
+    cut_line_with(fe, client, 408, why)
+}
+
+/// The access log line for a connection closed before a request, with
+/// the status it is logged with (none was sent).
+pub fn cut_line_with(fe: &Frontend, client: SocketAddr, status: u16, why: &str) -> String {
     format!(
-        "{} {client} {} {}/- \"-\" 408 0 accept=- connect=- response=- total=- retries=0 error=\"{why}\"",
+        "{} {client} {} {}/- \"-\" {status} 0 accept=- connect=- response=- total=- retries=0 error=\"{why}\"",
         access_log::timestamp(SystemTime::now()),
         fe.name,
         fe.backend.name,
@@ -366,6 +405,7 @@ pub(super) async fn forward(
 
     let be = cx.fe.backend_for(entry.route);
     let settings = &be.settings;
+    let (pool, send_proxy) = cx.upstream(be);
     let snap = cx.shared.view.borrow().clone();
     let key = Key {
         client: cx.client.ip(),
@@ -390,6 +430,7 @@ pub(super) async fn forward(
                 pick.address,
                 ms(settings.connect_timeout_ms),
                 be.tls.as_ref(),
+                send_proxy.as_ref(),
             ))
             .await
             .map(|sender| Conn::H1 {
@@ -397,15 +438,14 @@ pub(super) async fn forward(
                 reused: false,
             })
         } else {
-            cx.shared
-                .pool
-                .checkout(
-                    pick.address,
-                    settings.proto,
-                    ms(settings.connect_timeout_ms),
-                    be.tls.as_ref(),
-                )
-                .await
+            pool.checkout(
+                pick.address,
+                settings.proto,
+                ms(settings.connect_timeout_ms),
+                be.tls.as_ref(),
+                send_proxy.as_ref(),
+            )
+            .await
         };
         let conn = match conn {
             Ok(c) => c,
@@ -432,14 +472,8 @@ pub(super) async fn forward(
         let upstream_req = build(&parts, req_body, settings.proto, pick, host.as_ref());
         let sent = Instant::now();
         let exchange = async {
-            let resp = upstream::send(
-                &cx.shared.pool,
-                pick.address,
-                be.tls.as_ref(),
-                conn,
-                upstream_req,
-            )
-            .await?;
+            let resp =
+                upstream::send(pool, pick.address, be.tls.as_ref(), conn, upstream_req).await?;
             Ok(body::read_small(resp).await)
         };
         let result = tokio::time::timeout(ms(settings.response_timeout_ms), exchange).await;
@@ -621,7 +655,8 @@ async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started)
     let in_flight = cx.shared.load.start(server.id);
     let started = Instant::now();
     let limit = ms(be.settings.connect_timeout_ms);
-    let mut stream = match upstream::connect_tcp(server.address, limit).await {
+    let send_proxy = cx.upstream(be).1;
+    let mut stream = match upstream::connect_tcp(server.address, limit, send_proxy.as_ref()).await {
         Ok(s) => s,
         Err(e) => return refuse(&cx, entry, guard, StatusCode::BAD_GATEWAY, e.to_string()),
     };

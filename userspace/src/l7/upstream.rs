@@ -4,7 +4,10 @@
 //! connect timeout; a failed connect has sent nothing, so the caller may
 //! try another server with the same request. With `tls = true` on the
 //! backend every connection is TLS (verified as [`super::tls::Upstream`]
-//! says; the TLS handshake is part of connecting).
+//! says; the TLS handshake is part of connecting). With `send_proxy` every
+//! connection starts with a PROXY header (before TLS); such connections
+//! live in their client connection's own pools (see
+//! [`super::proxy_protocol::PrivatePools`]), never in the shared one.
 
 use std::{
     collections::HashMap,
@@ -27,6 +30,7 @@ use tracing::debug;
 use super::{
     FastHash,
     body::{Body, BoxError},
+    proxy_protocol::SendProxy,
     tls,
 };
 use crate::config::UpstreamProto;
@@ -47,6 +51,8 @@ pub enum ConnectError {
     Handshake(SocketAddr, hyper::Error),
     #[error("TLS handshake with {0}: {1}")]
     Tls(SocketAddr, std::io::Error),
+    #[error("sending the PROXY header to {0}: {1}")]
+    ProxyHeader(SocketAddr, std::io::Error),
 }
 
 /// A server connection: cleartext or TLS.
@@ -90,13 +96,14 @@ pub struct Pool {
 
 impl Pool {
     /// A connection to `addr` (over TLS when `tls` is set): a pooled one
-    /// if any, else a new one.
+    /// if any, else a new one (starting with `proxy`'s header, if any).
     pub async fn checkout(
         &self,
         addr: SocketAddr,
         proto: UpstreamProto,
         connect_timeout: Duration,
         tls: Option<&tls::Upstream>,
+        proxy: Option<&SendProxy>,
     ) -> Result<Conn, ConnectError> {
         let key = (addr, tls.map_or(0, |t| t.id));
         let pooled = match proto {
@@ -114,7 +121,7 @@ impl Pool {
         }
         // Connecting (TCP, TLS, HTTP handshake) makes a large future and
         // is the rare case: boxed, so every request's future stays small.
-        Box::pin(self.open(key, proto, connect_timeout, tls)).await
+        Box::pin(self.open(key, proto, connect_timeout, tls, proxy)).await
     }
 
     /// A new connection to the key's server.
@@ -124,9 +131,10 @@ impl Pool {
         proto: UpstreamProto,
         connect_timeout: Duration,
         tls: Option<&tls::Upstream>,
+        proxy: Option<&SendProxy>,
     ) -> Result<Conn, ConnectError> {
         let addr = key.0;
-        let stream = connect(addr, connect_timeout, tls, false).await?;
+        let stream = connect(addr, connect_timeout, tls, false, proxy).await?;
         match proto {
             UpstreamProto::H1 => {
                 let (sender, conn) = http1::Builder::new()
@@ -306,16 +314,18 @@ fn split(mut e: TrySendError<Request<Body>>) -> (hyper::Error, Option<Request<Bo
     (e.into_error(), req)
 }
 
-/// A TCP connection to `addr`, then the TLS handshake when `tls` is set
-/// (`upgrade`: ALPN HTTP/1.1), all within `limit`.
+/// A TCP connection to `addr`, its PROXY header when `proxy` is set, then
+/// the TLS handshake when `tls` is set (`upgrade`: ALPN HTTP/1.1), all
+/// within `limit`.
 async fn connect(
     addr: SocketAddr,
     limit: Duration,
     tls: Option<&tls::Upstream>,
     upgrade: bool,
+    proxy: Option<&SendProxy>,
 ) -> Result<Stream, ConnectError> {
     let open = async {
-        let stream = open_tcp(addr).await?;
+        let stream = open_tcp(addr, proxy).await?;
         match tls {
             None => Ok(Either::Left(stream)),
             Some(t) => {
@@ -332,12 +342,17 @@ async fn connect(
 }
 
 /// A TCP connection to `addr`, Nagle off (requests and answers are
-/// written whole).
-async fn open_tcp(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
-    let stream = TcpStream::connect(addr)
+/// written whole), that starts with `proxy`'s header when it is set.
+async fn open_tcp(addr: SocketAddr, proxy: Option<&SendProxy>) -> Result<TcpStream, ConnectError> {
+    let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| ConnectError::Io(addr, e))?;
     let _ = stream.set_nodelay(true);
+    if let Some(p) = proxy {
+        p.write_to(&mut stream)
+            .await
+            .map_err(|e| ConnectError::ProxyHeader(addr, e))?;
+    }
     Ok(stream)
 }
 
@@ -353,9 +368,14 @@ async fn within<T>(
     }
 }
 
-/// A plain TCP connection to `addr` within `limit` (`CONNECT` tunnels).
-pub async fn connect_tcp(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
-    within(addr, limit, open_tcp(addr)).await
+/// A plain TCP connection to `addr` within `limit` (`CONNECT` tunnels),
+/// starting with `proxy`'s header when it is set.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    limit: Duration,
+    proxy: Option<&SendProxy>,
+) -> Result<TcpStream, ConnectError> {
+    within(addr, limit, open_tcp(addr, proxy)).await
 }
 
 /// A fresh HTTP/1.1 connection that allows a protocol switch (WebSocket):
@@ -364,8 +384,9 @@ pub async fn connect_upgradable(
     addr: SocketAddr,
     limit: Duration,
     tls: Option<&tls::Upstream>,
+    proxy: Option<&SendProxy>,
 ) -> Result<http1::SendRequest<Body>, ConnectError> {
-    let stream = connect(addr, limit, tls, true).await?;
+    let stream = connect(addr, limit, tls, true, proxy).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

@@ -65,6 +65,7 @@ pub async fn handle(
     // A server and a connection to it: like any request, a failed connect
     // tries another server (up to `retries`).
     let settings = &be.settings;
+    let send_proxy = cx.upstream(be).1;
     let snap = cx.shared.view.borrow().clone();
     let key = Key {
         client: cx.client.ip(),
@@ -81,7 +82,8 @@ pub async fn handle(
         };
         let started = Instant::now();
         let limit = Duration::from_millis(settings.connect_timeout_ms);
-        match upstream::connect_upgradable(pick.address, limit, be.tls.as_ref()).await {
+        let proxied = send_proxy.as_ref();
+        match upstream::connect_upgradable(pick.address, limit, be.tls.as_ref(), proxied).await {
             Ok(sender) => {
                 entry.connect = Some(started.elapsed());
                 break Some((sender, pick, in_flight));
