@@ -1,10 +1,10 @@
 //! The lab's HTTP/3 client (its curl has no HTTP/3): a QUIC endpoint
 //! that trusts a test CA, and HTTP/3 on a QUIC connection.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::Result;
-use bytes::Bytes;
+use anyhow::{Context, Result};
+use bytes::{Buf, Bytes};
 
 /// What HTTP/3 requests are sent on.
 pub type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
@@ -30,6 +30,38 @@ pub fn endpoint(ca_pem: &str, bind: SocketAddr, early_data: bool) -> Result<quin
     let mut endpoint = quinn::Endpoint::client(bind)?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
     Ok(endpoint)
+}
+
+/// Sends `req` with `body` (in 16 KiB frames) and reads the answer whole
+/// within `limit`: the response, its body and its trailers.
+pub async fn exchange(
+    send: &mut SendRequest,
+    req: http::Request<()>,
+    body: &[u8],
+    limit: Duration,
+) -> Result<(http::Response<()>, Vec<u8>, Option<http::HeaderMap>)> {
+    let exchange = async {
+        let mut stream = send.send_request(req).await?;
+        for chunk in body.chunks(16 * 1024) {
+            stream.send_data(Bytes::copy_from_slice(chunk)).await?;
+        }
+        stream.finish().await?;
+        let resp = stream.recv_response().await?;
+        let mut out = Vec::new();
+        while let Some(mut data) = stream.recv_data().await? {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                out.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+        let trailers = stream.recv_trailers().await?;
+        anyhow::Ok((resp, out, trailers))
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .context("HTTP/3 request timed out")?
 }
 
 /// HTTP/3 on `conn`, its connection driver on a task of its own.

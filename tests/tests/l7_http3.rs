@@ -20,7 +20,6 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use bytes::{Buf, Bytes};
 use xlb_lab::{
     L4Topology, Lab, TempDir,
     api::ctl_ok,
@@ -130,28 +129,7 @@ async fn exchange(
     req: http::Request<()>,
     body: &[u8],
 ) -> Result<(http::Response<()>, Vec<u8>, Option<http::HeaderMap>)> {
-    let exchange = async {
-        let mut stream = send.send_request(req).await?;
-        for chunk in body.chunks(16 * 1024) {
-            stream.send_data(Bytes::copy_from_slice(chunk)).await?;
-        }
-        stream.finish().await?;
-        let resp = stream.recv_response().await?;
-        let mut out = Vec::new();
-        while let Some(mut data) = stream.recv_data().await? {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                out.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
-        }
-        let trailers = stream.recv_trailers().await?;
-        anyhow::Ok((resp, out, trailers))
-    };
-    tokio::time::timeout(T, exchange)
-        .await
-        .context("HTTP/3 request timed out")?
+    h3_client::exchange(send, req, body, T).await
 }
 
 fn backend_of(resp: &http::Response<()>) -> String {

@@ -25,7 +25,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use bytes::{Buf, Bytes};
 use xlb_lab::h3_client::{self, SendRequest, h3_on};
 use xlb_lab::l7::{
     ROUNDROBIN, SNI_TLS, VIP, frontend_toml, head_toml, http_lab, pool_toml, sni_certs, web_servers,
@@ -136,27 +135,8 @@ async fn request(
         .method(method)
         .uri(format!("https://a.xlb.test{path}"))
         .body(())?;
-    let exchange = async {
-        let mut stream = send.send_request(req).await?;
-        if !body.is_empty() {
-            stream.send_data(Bytes::copy_from_slice(body)).await?;
-        }
-        stream.finish().await?;
-        let resp = stream.recv_response().await?;
-        let mut out = Vec::new();
-        while let Some(mut data) = stream.recv_data().await? {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                out.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
-        }
-        anyhow::Ok((resp.status().as_u16(), String::from_utf8(out)?))
-    };
-    tokio::time::timeout(T, exchange)
-        .await
-        .context("HTTP/3 request timed out")?
+    let (resp, out, _) = h3_client::exchange(send, req, body, T).await?;
+    Ok((resp.status().as_u16(), String::from_utf8(out)?))
 }
 
 /// The `early-data` lines of a `/headers` answer.

@@ -54,7 +54,7 @@ use self::early_data::{Admission, Handshake};
 use super::{
     body::{Body, BoxError},
     conn::ConnState,
-    proxy::{self, ConnCtx, Entry, Frontend, Shared, Started},
+    proxy::{self, ConnCtx, Frontend, Shared, Started},
     rate_limit, tls,
     workers::{self, Placed},
 };
@@ -348,15 +348,9 @@ async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver, handshake: Option<H
     let resp = if let Some(wait) = rate_limit::exceeded(&cx) {
         rate_limit::too_many_requests(&cx, &req, started, wait)
     } else if req.method() == Method::CONNECT {
-        let entry = Entry::new(&cx, started.received, started.accept, &req);
+        let (entry, guard) = started.entry(&cx, &req);
         let why = "CONNECT is not served over HTTP/3".to_string();
-        proxy::refuse(
-            &cx,
-            entry,
-            started.guard,
-            StatusCode::METHOD_NOT_ALLOWED,
-            why,
-        )
+        proxy::refuse(&cx, entry, guard, StatusCode::METHOD_NOT_ALLOWED, why)
     } else {
         let body = RequestBody::new(recv);
         proxy::forward(cx.clone(), req.map(|()| Body::new(body)), started, None).await

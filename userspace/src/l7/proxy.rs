@@ -374,6 +374,14 @@ pub(super) struct Started {
     pub(super) received: Instant,
 }
 
+impl Started {
+    /// The request's log entry, and the guard that counts it on its
+    /// connection.
+    pub(super) fn entry<B>(self, cx: &Arc<ConnCtx>, req: &Request<B>) -> (Entry, RequestGuard) {
+        (Entry::new(cx, self.received, self.accept, req), self.guard)
+    }
+}
+
 /// The proxy proper, for any client protocol: headers rewritten, a server
 /// chosen and the request sent (retried when safe), the response
 /// streamed back, compressed when it qualifies, and logged when it ends.
@@ -385,13 +393,8 @@ pub(super) async fn forward(
     started: Started,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
-    let Started {
-        guard,
-        accept,
-        received,
-    } = started;
     let upgrade = client_upgrade.is_some();
-    let mut entry = Entry::new(&cx, received, accept, &req);
+    let (mut entry, guard) = started.entry(&cx, &req);
     let (mut parts, incoming) = req.into_parts();
     if !cx.fe.rules.is_empty() {
         entry.route = cx.fe.rules.apply(&mut parts.uri, &parts.headers);
@@ -617,12 +620,7 @@ fn respond(
 /// until either side closes. Disabled, or over HTTP/2: 405.
 async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started) -> Response<Body> {
     let target = req.uri().authority().map(|a| a.as_str().to_string());
-    let Started {
-        guard,
-        accept,
-        received,
-    } = started;
-    let mut entry = Entry::new(&cx, received, accept, &req);
+    let (mut entry, guard) = started.entry(&cx, &req);
     entry.route = cx.fe.route(&mut req);
     let be = cx.fe.backend_for(entry.route);
     if !cx.fe.connect {

@@ -30,7 +30,7 @@ use tracing::debug;
 
 use super::{
     body::{self, Body},
-    proxy::{ConnCtx, Entry, Started, finish},
+    proxy::{ConnCtx, Started, finish},
 };
 use crate::config::{RateLimit, RateLimitPer};
 
@@ -169,12 +169,7 @@ pub(super) fn too_many_requests<B>(
     started: Started,
     wait: Duration,
 ) -> Response<Body> {
-    let Started {
-        guard,
-        accept,
-        received,
-    } = started;
-    let mut entry = Entry::new(cx, received, accept, req);
+    let (mut entry, guard) = started.entry(cx, req);
     debug!(frontend = %cx.fe.name, client = %cx.client, "429 {}: {WHY}", entry.request_line());
     let status = StatusCode::TOO_MANY_REQUESTS;
     entry.status = status.as_u16();

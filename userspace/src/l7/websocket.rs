@@ -31,7 +31,7 @@ use super::{
     balance::Key,
     body::{self, Body},
     headers,
-    proxy::{ConnCtx, Entry, Started, finish, next_attempt, refuse, tunnel},
+    proxy::{ConnCtx, Started, finish, next_attempt, refuse, tunnel},
     upstream,
 };
 
@@ -48,12 +48,7 @@ pub async fn handle(
     mut req: Request<Incoming>,
     started: Started,
 ) -> Response<Body> {
-    let Started {
-        guard,
-        accept,
-        received,
-    } = started;
-    let mut entry = Entry::new(&cx, received, accept, &req);
+    let (mut entry, guard) = started.entry(&cx, &req);
     entry.route = cx.fe.route(&mut req);
     let be = cx.fe.backend_for(entry.route);
     let upstream_req = match server_request(&cx, &req) {
