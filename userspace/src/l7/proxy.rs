@@ -110,14 +110,21 @@ impl Frontend {
             .map_or(&self.metrics, |t| &t.metrics)
     }
 
-    /// Applies the rules to `req` (rewriting its path if one says so)
-    /// and returns its route; without rules, only the empty check.
-    pub(super) fn route<B>(&self, req: &mut Request<B>) -> Route {
+    /// Applies the rules to a request's `uri` and `headers` (rewriting
+    /// its path if one says so) and returns its route; without rules,
+    /// only the empty check.
+    pub(super) fn route(&self, uri: &mut Uri, headers: &http::HeaderMap) -> Route {
         if self.rules.is_empty() {
             return Route::DEFAULT;
         }
+        self.rules.apply(uri, headers)
+    }
+
+    /// [`Frontend::route`] for a whole request.
+    pub(super) fn route_request<B>(&self, req: &mut Request<B>) -> Route {
+        // The URI is taken out so that the headers can be read beside it.
         let mut uri = std::mem::take(req.uri_mut());
-        let route = self.rules.apply(&mut uri, req.headers());
+        let route = self.route(&mut uri, req.headers());
         *req.uri_mut() = uri;
         route
     }
@@ -172,17 +179,20 @@ impl ConnCtx {
     /// pool, or with `send_proxy` this client connection's own one, whose
     /// new connections start with the returned PROXY header.
     pub(super) fn upstream(&self, be: &Backend) -> (&Arc<Pool>, Option<SendProxy>) {
-        match be.settings.send_proxy {
+        match self.send_proxy(be) {
             None => (&self.shared.pool, None),
-            Some(version) => (
-                self.private_pools.get(version),
-                Some(SendProxy {
-                    version,
-                    client: self.client,
-                    local: self.local,
-                }),
-            ),
+            Some(p) => (self.private_pools.get(p.version), Some(p)),
         }
+    }
+
+    /// The PROXY header new connections to `be`'s servers start with
+    /// (`send_proxy`), if any.
+    pub(super) fn send_proxy(&self, be: &Backend) -> Option<SendProxy> {
+        be.settings.send_proxy.map(|version| SendProxy {
+            version,
+            client: self.client,
+            local: self.local,
+        })
     }
 }
 
@@ -218,12 +228,7 @@ pub(super) struct Entry {
 
 impl Entry {
     /// An entry for a request just received on this connection.
-    pub(super) fn new<B>(
-        cx: &Arc<ConnCtx>,
-        received: Instant,
-        accept: Duration,
-        req: &Request<B>,
-    ) -> Self {
+    fn new<B>(cx: &Arc<ConnCtx>, received: Instant, accept: Duration, req: &Request<B>) -> Self {
         Entry {
             received,
             cx: cx.clone(),
@@ -396,9 +401,7 @@ pub(super) async fn forward(
     let upgrade = client_upgrade.is_some();
     let (mut entry, guard) = started.entry(&cx, &req);
     let (mut parts, incoming) = req.into_parts();
-    if !cx.fe.rules.is_empty() {
-        entry.route = cx.fe.rules.apply(&mut parts.uri, &parts.headers);
-    }
+    entry.route = cx.fe.route(&mut parts.uri, &parts.headers);
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
     let host = rewrite_request(&cx, &mut parts, upgrade);
 
@@ -621,7 +624,7 @@ fn respond(
 async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started) -> Response<Body> {
     let target = req.uri().authority().map(|a| a.as_str().to_string());
     let (mut entry, guard) = started.entry(&cx, &req);
-    entry.route = cx.fe.route(&mut req);
+    entry.route = cx.fe.route_request(&mut req);
     let be = cx.fe.backend_for(entry.route);
     if !cx.fe.connect {
         let why = "CONNECT is not enabled on this frontend".to_string();
@@ -653,7 +656,7 @@ async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started)
     let in_flight = cx.shared.load.start(server.id);
     let started = Instant::now();
     let limit = ms(be.settings.connect_timeout_ms);
-    let send_proxy = cx.upstream(be).1;
+    let send_proxy = cx.send_proxy(be);
     let mut stream = match upstream::connect_tcp(server.address, limit, send_proxy.as_ref()).await {
         Ok(s) => s,
         Err(e) => return refuse(&cx, entry, guard, StatusCode::BAD_GATEWAY, e.to_string()),

@@ -49,7 +49,7 @@ pub async fn handle(
     started: Started,
 ) -> Response<Body> {
     let (mut entry, guard) = started.entry(&cx, &req);
-    entry.route = cx.fe.route(&mut req);
+    entry.route = cx.fe.route_request(&mut req);
     let be = cx.fe.backend_for(entry.route);
     let upstream_req = match server_request(&cx, &req) {
         Ok(r) => r,
@@ -60,7 +60,7 @@ pub async fn handle(
     // A server and a connection to it: like any request, a failed connect
     // tries another server (up to `retries`).
     let settings = &be.settings;
-    let send_proxy = cx.upstream(be).1;
+    let send_proxy = cx.send_proxy(be);
     let snap = cx.shared.view.borrow().clone();
     let key = Key {
         client: cx.client.ip(),
