@@ -58,7 +58,10 @@
 //! Every load runs in `XLB_BENCH_ROUNDS` rounds (default 3) that take the
 //! peers in turn; the table shows the median of each figure.
 //!
-//! Environment: `XLB_BENCH_SECS` (each load's window, default 6),
+//! Environment: `XLB_BENCH_BACKEND` (`hyper`, the default, or `nginx`:
+//! nginx 1.22 in `backend1`, one worker per core, serving the same 1024
+//! bytes from a file; proxies' tail latency depends on the server behind
+//! them, see the README), `XLB_BENCH_SECS` (each load's window, default 6),
 //! `XLB_BENCH_PEERS` (which peers, default `xlb,xlb-l7,haproxy,nginx`),
 //! `XLB_BENCH_INSTRUCTIONS` (`0`: no callgrind runs), `XLB_BIN_PLAIN` (a
 //! second `xlb`, counted by callgrind as `xlb-plain`: the xtask passes
@@ -197,6 +200,65 @@ fn median_row(name: &str, rows: &[Row]) -> Row {
     }
 }
 
+/// The server behind every peer, kept running for the whole bench.
+enum Backend {
+    /// xlb-lab's own hyper server, in this process.
+    Hyper { _server: HttpBackend },
+    /// nginx serving the same response from a file.
+    Nginx { _process: xlb_lab::process::Process },
+}
+
+/// `XLB_BENCH_BACKEND`: `hyper` (default) or `nginx`.
+fn backend_kind() -> Result<String> {
+    let kind = std::env::var("XLB_BENCH_BACKEND").unwrap_or_else(|_| "hyper".into());
+    match kind.trim() {
+        k @ ("hyper" | "nginx") => Ok(k.to_string()),
+        other => bail!("XLB_BENCH_BACKEND={other}: expected hyper or nginx"),
+    }
+}
+
+/// Starts the backend `XLB_BENCH_BACKEND` names in `backend1`: both answer
+/// `GET /text/1024` with the same 1024 bytes of `text/plain` and keep
+/// connections alive; nginx runs one worker per core.
+fn start_backend(topo: &L4Topology, dir: &TempDir, threads: usize) -> Result<Backend> {
+    if backend_kind()? == "hyper" {
+        let server = HttpBackend::start(topo.backend(1), "web1", BACKEND.parse()?)?;
+        return Ok(Backend::Hyper { _server: server });
+    }
+    let root = dir.path().join("backend-root");
+    std::fs::create_dir_all(root.join("text"))?;
+    std::fs::write(
+        root.join("text/1024"),
+        xlb_lab::http_backend::text_body(1024),
+    )?;
+    let d = dir.path().display();
+    let text = format!(
+        r#"worker_processes {threads};
+daemon off;
+pid {d}/backend-nginx.pid;
+error_log {d}/backend-nginx-error.log;
+events {{ worker_connections 8000; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    server {{
+        listen {BACKEND} reuseport;
+        location / {{ root {root}; default_type "text/plain; charset=utf-8"; }}
+    }}
+}}
+"#,
+        root = root.display()
+    );
+    let config = dir.write("backend-nginx.conf", text)?;
+    let process = topo
+        .backend(1)
+        .spawn(&["nginx", "-c", &config.to_string_lossy()])?;
+    let url = format!("http://{BACKEND}{PATH}");
+    wait_ready(topo.client(), &url).context("the nginx backend did not start")?;
+    Ok(Backend::Nginx { _process: process })
+}
+
 /// `XLB_BENCH_PEERS` (comma-separated, default `xlb,xlb-l7,haproxy,nginx`).
 fn peers() -> Vec<String> {
     std::env::var("XLB_BENCH_PEERS")
@@ -221,8 +283,8 @@ fn run() -> Result<()> {
     raise_nofile();
     let threads = thread::available_parallelism().map_or(2, |n| n.get());
     let topo = L4Topology::build(Lab::new("benchhttp")?, 1)?;
-    let _backend = HttpBackend::start(topo.backend(1), "web1", BACKEND.parse()?)?;
     let dir = TempDir::new("benchhttp")?;
+    let _backend = start_backend(&topo, &dir, threads)?;
     let ca = TestCa::new("xlb bench CA")?;
     let (cert, key) = ca.issue(&["bench.xlb.test", VIP])?;
     dir.write("cert.pem", &cert)?;
@@ -231,7 +293,8 @@ fn run() -> Result<()> {
     let client = topo.client();
     let s = secs();
     eprintln!(
-        "bench http: {threads} threads per peer, {s} s per load, response {PATH} (1024 bytes)"
+        "bench http: {threads} threads per peer, {s} s per load, response {PATH} (1024 bytes) from the {} backend",
+        backend_kind()?
     );
 
     let direct_h1 = format!("http://{BACKEND}{PATH}");
