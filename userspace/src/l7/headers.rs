@@ -176,6 +176,9 @@ impl Forwarded {
     }
 }
 
+/// The most headers [`add_forwarded`] adds.
+pub const MAX_ADDED: usize = 3;
+
 /// Adds what the connection's frontend adds of: the client appended to
 /// `X-Forwarded-For`, `X-Forwarded-Proto` set, and this hop's `Forwarded`
 /// element (`for`, `proto`, `host`) appended.

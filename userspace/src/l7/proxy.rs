@@ -14,7 +14,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header, request,
+    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header, request,
     uri::{Authority, PathAndQuery},
 };
 use http_body::{Body as _, Frame, SizeHint};
@@ -113,7 +113,7 @@ impl Frontend {
     /// Applies the rules to a request's `uri` and `headers` (rewriting
     /// its path if one says so) and returns its route; without rules,
     /// only the empty check.
-    pub(super) fn route(&self, uri: &mut Uri, headers: &http::HeaderMap) -> Route {
+    pub(super) fn route(&self, uri: &mut Uri, headers: &HeaderMap) -> Route {
         if self.rules.is_empty() {
             return Route::DEFAULT;
         }
@@ -403,7 +403,7 @@ pub(super) async fn forward(
     let (mut parts, incoming) = req.into_parts();
     entry.route = cx.fe.route(&mut parts.uri, &parts.headers);
     let encoding = cx.fe.compression.negotiate(&parts.headers, &parts.method);
-    let host = rewrite_request(&cx, &mut parts, upgrade);
+    let host = rewrite_request(&mut parts, upgrade);
 
     let no_body = incoming.is_end_stream();
     let replayable = no_body && idempotent(&parts.method);
@@ -475,7 +475,7 @@ pub(super) async fn forward(
                 None => break None, // consumed by a failed attempt
             }
         };
-        let upstream_req = build(&parts, req_body, settings.proto, pick, host.as_ref());
+        let upstream_req = build(&cx, &parts, req_body, settings.proto, pick, host.as_ref());
         let sent = Instant::now();
         let exchange = async {
             let resp =
@@ -568,11 +568,10 @@ pub(super) fn next_attempt<'s>(
     Some((pick, cx.shared.load.start(pick.id)))
 }
 
-/// The request's headers as the server gets them: hop-by-hop headers
-/// gone (`Upgrade` kept for a WebSocket handshake), the client added to
-/// `X-Forwarded-For` and `Forwarded` (those the frontend adds). Returns the host the client asked
-/// for (`Host`, or the URI's authority).
-fn rewrite_request(cx: &ConnCtx, parts: &mut request::Parts, upgrade: bool) -> Option<HeaderValue> {
+/// Takes the hop-by-hop headers out of the request (`Upgrade` kept for a
+/// WebSocket handshake). Returns the host the client asked for (`Host`,
+/// or the URI's authority).
+fn rewrite_request(parts: &mut request::Parts, upgrade: bool) -> Option<HeaderValue> {
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -580,7 +579,6 @@ fn rewrite_request(cx: &ConnCtx, parts: &mut request::Parts, upgrade: bool) -> O
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(&mut parts.headers, &cx.forwarded, host.as_ref());
     host
 }
 
@@ -726,6 +724,7 @@ fn ms(v: u64) -> Duration {
 /// The request as the server gets it: origin-form for HTTP/1.1 (with a
 /// `Host`), absolute URI (`:authority`) for HTTP/2.
 fn build(
+    cx: &ConnCtx,
     parts: &request::Parts,
     body: Body,
     proto: UpstreamProto,
@@ -741,7 +740,7 @@ fn build(
     };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = outgoing_headers(cx, &parts.headers, host);
     match proto {
         UpstreamProto::H1 => {
             *req.version_mut() = Version::HTTP_11;
@@ -776,6 +775,19 @@ fn build(
         }
     }
     req
+}
+
+/// The client's headers (hop-by-hop ones already gone) with what the
+/// frontend adds (`X-Forwarded-For`, `Forwarded`, ...), in a map sized for
+/// all of them and a `Host`: a copy grown afterwards would move every
+/// header to a new allocation on every request.
+fn outgoing_headers(cx: &ConnCtx, client: &HeaderMap, host: Option<&HeaderValue>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(client.len() + headers::MAX_ADDED + 1);
+    for (name, value) in client {
+        headers.append(name.clone(), value.clone());
+    }
+    headers::add_forwarded(&mut headers, &cx.forwarded, host);
+    headers
 }
 
 /// Copies bytes both ways between the upgraded client and server
