@@ -11,19 +11,26 @@
 //!
 //! The L7 worker runtimes call [`flush_corked`] just before they park
 //! (`on_thread_park`), which wakes the corked connections; on any other
-//! runtime a flush waits one scheduler pass instead.
+//! runtime a flush waits one scheduler pass instead. A worker that never
+//! runs out of work (a sustained overload) never parks: there its
+//! [`watchdog`] releases what has been held for [`MAX_HOLD`], so no
+//! connection's answers wait for the load to drop.
 
 use std::{
     cell::{Cell, RefCell},
+    future::poll_fn,
     io,
     pin::Pin,
     task::{Context, Poll, Waker, ready},
+    time::Duration,
 };
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Buffered bytes above which writes go through without waiting.
 const MAX_CORKED: usize = 64 * 1024;
+/// The longest a worker that does not park holds a flush.
+pub const MAX_HOLD: Duration = Duration::from_millis(2);
 
 thread_local! {
     /// How many times this thread's runtime has been about to park; `None`
@@ -31,12 +38,36 @@ thread_local! {
     static PARKS: Cell<Option<u64>> = const { Cell::new(None) };
     /// The corked connections to wake before the runtime parks.
     static CORKED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    /// The [`watchdog`], while it waits for a connection to cork.
+    static WATCHDOG: RefCell<Option<Waker>> = const { RefCell::new(None) };
 }
 
 /// Marks this thread as one whose runtime calls [`flush_corked`] before
 /// it parks (an L7 worker).
 pub fn flush_at_park() {
     PARKS.with(|p| p.set(Some(p.get().unwrap_or(0))));
+}
+
+/// Runs on a worker runtime for as long as it lives: when connections
+/// have held their flush for [`MAX_HOLD`] without the runtime parking in
+/// between, releases them as a park would.
+pub async fn watchdog() {
+    loop {
+        poll_fn(|cx| {
+            if CORKED.with(|c| c.borrow().is_empty()) {
+                WATCHDOG.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        let held_at = PARKS.with(Cell::get);
+        tokio::time::sleep(MAX_HOLD).await;
+        if PARKS.with(Cell::get) == held_at {
+            flush_corked();
+        }
+    }
 }
 
 /// The runtime is out of work: the corked connections may write now.
@@ -85,7 +116,14 @@ impl<IO> Corked<IO> {
         match (self.hold, parks) {
             (Hold::Open, Some(n)) => {
                 self.hold = Hold::UntilPark(n);
-                CORKED.with(|c| c.borrow_mut().push(cx.waker().clone()));
+                let first = CORKED.with(|c| {
+                    let mut c = c.borrow_mut();
+                    c.push(cx.waker().clone());
+                    c.len() == 1
+                });
+                if first && let Some(w) = WATCHDOG.with(|w| w.borrow_mut().take()) {
+                    w.wake();
+                }
                 true
             }
             (Hold::Open, None) => {
@@ -268,5 +306,43 @@ mod tests {
             "{order:?}"
         );
         assert_eq!(order.len(), 6, "{order:?}");
+    }
+
+    #[test]
+    fn a_worker_that_never_runs_out_of_work_still_flushes() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(flush_corked)
+            .build()
+            .unwrap();
+        flush_at_park();
+        let busy_for = std::time::Duration::from_millis(300);
+        let (flushed_after, busy_ran) = runtime.block_on(async move {
+            tokio::spawn(watchdog());
+            let (a, mut b) = tokio::io::duplex(1 << 16);
+            let start = std::time::Instant::now();
+            // Always another task ready: the runtime never parks.
+            let busy = tokio::spawn(async move {
+                while start.elapsed() < busy_for {
+                    tokio::task::yield_now().await;
+                }
+                start.elapsed()
+            });
+            let writer = tokio::spawn(async move {
+                let mut corked = Corked::new(a);
+                corked.write_all(b"response").await.unwrap();
+                corked.flush().await.unwrap();
+                start.elapsed()
+            });
+            let mut got = [0u8; 8];
+            b.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"response");
+            (writer.await.unwrap(), busy.await.unwrap())
+        });
+        assert!(busy_ran >= busy_for);
+        assert!(
+            flushed_after < busy_for / 3,
+            "held {flushed_after:?} while the runtime stayed busy (limit {MAX_HOLD:?})"
+        );
     }
 }

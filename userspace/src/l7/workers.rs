@@ -215,6 +215,7 @@ struct Worker {
 impl Worker {
     async fn run(self, mut inbox: mpsc::UnboundedReceiver<Command>) {
         let me = Arc::new(self);
+        let watchdog = tokio::spawn(super::cork::watchdog());
         let mut accepting: Vec<JoinHandle<()>> = Vec::new();
         while let Some(command) = inbox.recv().await {
             match command {
@@ -242,6 +243,7 @@ impl Worker {
         for task in accepting {
             task.abort();
         }
+        watchdog.abort();
     }
 
     /// Accepts until the task is aborted; each connection gets a task of
