@@ -10,7 +10,9 @@
 //! worker ([`workers::Spread::place`], open connections counted with the
 //! TCP ones) and everything of it runs there: the handshake, quinn's
 //! connection driver (packet crypto, timers), the h3 connection and its
-//! request tasks, with that worker's server connection pool. quinn spawns
+//! request tasks, with that worker's server connection pool (and, for
+//! `send_proxy` backends, the QUIC connection's private pools, shared by
+//! all its requests though each gets its own [`ConnCtx`]). quinn spawns
 //! a connection's driver when the connection is accepted, with
 //! `TokioRuntime`, i.e. `tokio::spawn` on the runtime of the caller:
 //! [`serve_connection`] accepts it on its worker for that reason. A
@@ -55,6 +57,7 @@ use super::{
     body::{Body, BoxError},
     conn::ConnState,
     proxy::{self, ConnCtx, Frontend, Shared, Started},
+    proxy_protocol::PrivatePools,
     rate_limit, tls,
     workers::{self, Placed},
 };
@@ -231,6 +234,9 @@ async fn serve_connection(
         }
     };
     let state = ConnState::new(false);
+    // The server connections of `send_proxy` backends carry this
+    // client's address: every request of the connection may reuse them.
+    let private_pools = PrivatePools::default();
     let requests = TaskTracker::new();
     loop {
         match h3_conn.accept().await {
@@ -240,12 +246,13 @@ async fn serve_connection(
                 let fe = frontend.borrow().fe.clone();
                 // UDP has no PROXY header: the addresses are the socket's.
                 let local = fe.bind;
-                let cx = Arc::new(ConnCtx::new(
+                let cx = Arc::new(ConnCtx::with_private_pools(
                     fe,
                     shared.clone(),
                     client,
                     local,
                     state.clone(),
+                    private_pools.clone(),
                 ));
                 requests.spawn(serve_request(cx, resolver, handshake.clone()));
             }

@@ -162,6 +162,20 @@ impl ConnCtx {
         local: SocketAddr,
         state: Arc<ConnState>,
     ) -> Self {
+        Self::with_private_pools(fe, shared, client, local, state, Default::default())
+    }
+
+    /// [`ConnCtx::new`] with `private_pools` that outlive it: an HTTP/3
+    /// connection makes a context per request (each request gets the
+    /// frontend as it is then) and shares its pools between them.
+    pub fn with_private_pools(
+        fe: Arc<Frontend>,
+        shared: Arc<Shared>,
+        client: SocketAddr,
+        local: SocketAddr,
+        state: Arc<ConnState>,
+        private_pools: proxy_protocol::PrivatePools,
+    ) -> Self {
         let forwarded = headers::Forwarded::new(client.ip(), fe.scheme(), fe.forwarded_headers);
         ConnCtx {
             fe,
@@ -169,7 +183,7 @@ impl ConnCtx {
             client,
             local,
             state,
-            private_pools: Default::default(),
+            private_pools,
             forwarded,
             client_text: OnceLock::new(),
         }
