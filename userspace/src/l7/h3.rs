@@ -52,7 +52,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use self::early_data::{Admission, Handshake};
+use self::early_data::{Admission, Failure, Handshake};
 use super::{
     body::{Body, BoxError},
     conn::ConnState,
@@ -329,28 +329,37 @@ async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver, handshake: Option<H
             }
         };
     let received = Instant::now();
-    if let Some(handshake) = &handshake {
-        let admission = early_data::admit(&mut req, handshake).await;
-        let what = match admission {
-            Admission::Complete => None,
-            Admission::Early => Some("forwarded with Early-Data: 1"),
-            Admission::Held => Some("held until the handshake completed"),
-            Admission::Dropped => Some("dropped: the handshake failed"),
-        };
-        if let Some(what) = what {
-            let (method, uri) = (req.method(), req.uri());
-            debug!(frontend = %fe.name, client = %cx.client, %method, %uri, "HTTP/3 request in early data {what}");
-        }
-        if admission == Admission::Dropped {
-            return;
-        }
-    }
     let (guard, accept) = cx.state.request_started();
     let started = Started {
         guard,
         accept,
         received,
     };
+    if let Some(handshake) = &handshake {
+        let admission = early_data::admit(&mut req, handshake).await;
+        let what = match admission {
+            Admission::Complete => None,
+            Admission::Early => Some("forwarded with Early-Data: 1"),
+            Admission::Held => Some("held until the handshake completed"),
+            Admission::Dropped(_) => Some("dropped: the handshake failed"),
+        };
+        if let Some(what) = what {
+            let (method, uri) = (req.method(), req.uri());
+            debug!(frontend = %fe.name, client = %cx.client, %method, %uri, "HTTP/3 request in early data {what}");
+        }
+        if let Admission::Dropped(failure) = admission {
+            // Logged as a client cut before its request could go: 408
+            // at the (header) timeout, else 400.
+            let status = match failure {
+                Failure::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+                Failure::Lost(_) => StatusCode::BAD_REQUEST,
+            };
+            let why = format!("early data request held for the handshake, dropped: {failure}");
+            let (entry, guard) = started.entry(&cx, &req);
+            proxy::unanswered(entry, guard, status, why);
+            return;
+        }
+    }
     let (mut send, recv) = stream.split();
     let resp = if let Some(wait) = rate_limit::exceeded(&cx) {
         rate_limit::too_many_requests(&cx, &req, started, wait)

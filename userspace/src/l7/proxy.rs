@@ -713,6 +713,19 @@ pub(super) fn refuse(
     finish(cx, resp, entry, None, guard)
 }
 
+/// The end of a request xlb drops without an answer (its stream is
+/// reset): the access log line, logged with `status` (none was sent) and
+/// `error="why"`, written now. Not counted in the metrics (no answer).
+pub(super) fn unanswered(mut entry: Entry, guard: RequestGuard, status: StatusCode, why: String) {
+    entry.status = status.as_u16();
+    entry.error = Some(why);
+    let log = &entry.cx.fe.log;
+    if log.enabled() {
+        log.write(entry.line(entry.received.elapsed(), 0));
+    }
+    drop(guard);
+}
+
 /// Wraps the body so the log line is written when it ends.
 pub(super) fn finish(
     cx: &ConnCtx,
