@@ -16,18 +16,27 @@
 //! - Without: its tickets offer no 0-RTT (the client cannot even try),
 //!   and a client trying with another frontend's ticket is refused
 //!   (`ZeroRttAccepted` false) and served after the handshake, unmarked.
+//! - `http3_0rtt_dropped_request_is_logged`: the relay drops the server's
+//!   datagrams, so a resumed client's handshake never completes; its
+//!   0-RTT POST, held, is dropped without reaching the server, and gets
+//!   an access log line: `408` when xlb gave up at `header_timeout_ms`,
+//!   `400` when the client closed the connection first.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use xlb_lab::h3_client::{self, SendRequest, h3_on};
 use xlb_lab::l7::{
-    ROUNDROBIN, SNI_TLS, VIP, frontend_toml, head_toml, http_lab, pool_toml, sni_certs, web_servers,
+    AccessLine, ROUNDROBIN, SNI_TLS, VIP, access_lines, frontend_toml, head_toml, http_lab,
+    pool_toml, sni_certs, web_servers,
 };
 
 const ZERO_RTT_PORT: u16 = 8443;
@@ -60,7 +69,13 @@ fn config(dir: &xlb_lab::TempDir) -> String {
 /// `target`, with a socket of its own towards `target` per client
 /// address (as a NAT has): datagrams to the server go at once, those
 /// from it after [`DELAY`]. Its address.
-async fn relay(local: std::net::Ipv4Addr, target: SocketAddr) -> Result<SocketAddr> {
+/// While `mute` is set, datagrams from the server are dropped instead: a
+/// client then never completes its handshake.
+async fn relay(
+    local: std::net::Ipv4Addr,
+    target: SocketAddr,
+    mute: Arc<AtomicBool>,
+) -> Result<SocketAddr> {
     let front = Arc::new(tokio::net::UdpSocket::bind((local, 0)).await?);
     let addr = front.local_addr()?;
     tokio::spawn(async move {
@@ -73,7 +88,8 @@ async fn relay(local: std::net::Ipv4Addr, target: SocketAddr) -> Result<SocketAd
                     let Ok(back) = back_socket(local, target).await else {
                         continue;
                     };
-                    tokio::spawn(hold_back(back.clone(), front.clone(), client));
+                    let mute = mute.clone();
+                    tokio::spawn(hold_back(back.clone(), front.clone(), client, mute));
                     backs.insert(client, back.clone());
                     back
                 }
@@ -94,14 +110,18 @@ async fn back_socket(
 }
 
 /// The server's datagrams on `back`, each sent on to `client` after
-/// [`DELAY`].
+/// [`DELAY`] (dropped while `mute` is set).
 async fn hold_back(
     back: Arc<tokio::net::UdpSocket>,
     front: Arc<tokio::net::UdpSocket>,
     client: SocketAddr,
+    mute: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 65536];
     while let Ok(n) = back.recv(&mut buf).await {
+        if mute.load(Ordering::Relaxed) {
+            continue;
+        }
         let (data, front) = (buf[..n].to_vec(), front.clone());
         tokio::spawn(async move {
             tokio::time::sleep(DELAY).await;
@@ -177,8 +197,14 @@ fn http3_0rtt() {
     let ca_pem = ca.pem().to_string();
     let local = topo.client_addr();
     xlb_lab::l7::block_on_in(topo.client(), || async {
-        let zrtt = relay(local, format!("{VIP}:{ZERO_RTT_PORT}").parse()?).await?;
-        let plain = relay(local, format!("{VIP}:{PLAIN_PORT}").parse()?).await?;
+        let open = Arc::new(AtomicBool::new(false));
+        let zrtt = relay(
+            local,
+            format!("{VIP}:{ZERO_RTT_PORT}").parse()?,
+            open.clone(),
+        )
+        .await?;
+        let plain = relay(local, format!("{VIP}:{PLAIN_PORT}").parse()?, open).await?;
 
         // Full handshakes (clients without tickets): nothing is early,
         // nothing marked.
@@ -248,4 +274,131 @@ fn http3_0rtt() {
     })
     .unwrap()
     .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+}
+
+const CUT_PORT: u16 = 8446;
+/// The cut frontend's `header_timeout_ms`: how long xlb waits for a
+/// handshake.
+const CUT_TIMEOUT_MS: u64 = 1000;
+
+/// The access log lines of frontend `cut` from `mark` on, once `n` have
+/// been written (or 5 s passed).
+fn cut_lines(daemon: &xlb_lab::XlbDaemon, mark: usize, n: usize) -> Vec<AccessLine> {
+    let end = Instant::now() + T;
+    loop {
+        let lines: Vec<AccessLine> = access_lines(daemon, mark)
+            .into_iter()
+            .filter(|l| l.frontend == "cut")
+            .collect();
+        if lines.len() >= n || Instant::now() > end {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn http3_0rtt_dropped_request_is_logged() {
+    let tag = "l7h3zc";
+    let (topo, _web, dir) = http_lab(tag, 1).unwrap();
+    let ca = sni_certs(&dir).unwrap();
+    let text = format!(
+        "{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml("web", ROUNDROBIN, &web_servers([1], 8080)),
+        frontend_toml(
+            "cut",
+            CUT_PORT,
+            "web",
+            &format!(
+                "{SNI_TLS}http3 = true\nhttp3_0rtt = true\nheader_timeout_ms = {CUT_TIMEOUT_MS}\n"
+            )
+        ),
+    );
+    let cfg = dir.write_config(&text).unwrap();
+    let daemon = topo.lb().start_xlb(&cfg);
+    let ca_pem = ca.pem().to_string();
+    let local = topo.client_addr();
+    let mark = daemon.stderr_lines().len();
+    xlb_lab::l7::block_on_in(topo.client(), || async {
+        let mute = Arc::new(AtomicBool::new(false));
+        let cut = relay(local, format!("{VIP}:{CUT_PORT}").parse()?, mute.clone()).await?;
+        // Tickets first (the relay passing everything): two clients, one
+        // resumption each.
+        let (timed_out, closed) = (client(&ca_pem)?, client(&ca_pem)?);
+        get_tickets(&timed_out, cut).await?;
+        get_tickets(&closed, cut).await?;
+        mute.store(true, Ordering::Relaxed);
+
+        // The handshake never completes: xlb gives up on it (its close
+        // does not reach the client, which waits past that, then quits).
+        let (conn, _) = zero_rtt(&timed_out, cut)?;
+        let mut send = h3_on(conn.clone()).await?;
+        let req = http::Request::post("https://a.xlb.test/echo").body(())?;
+        let wait = Duration::from_millis(2 * CUT_TIMEOUT_MS);
+        let answer = h3_client::exchange(&mut send, req, b"never forwarded", wait).await;
+        assert!(answer.is_err(), "answered without a handshake: {answer:?}");
+        conn.close(0u32.into(), b"giving up");
+
+        // The client gives up first, its request held.
+        let (conn, accepted) = zero_rtt(&closed, cut)?;
+        let mut send = h3_on(conn.clone()).await?;
+        let held = tokio::spawn(async move {
+            request(&mut send, "PUT", "/echo", b"never forwarded either").await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        conn.close(0u32.into(), b"giving up");
+        // Time for the client's driver to send the close (the runtime
+        // ends with this block).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(held.await?.is_err(), "answered without a handshake");
+        assert!(!accepted.await);
+        anyhow::Ok(())
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+
+    // Two full handshakes (tickets) made a GET each; then the two
+    // dropped requests, never at the server, each logged.
+    let lines = cut_lines(&daemon, mark, 4);
+    let dropped: Vec<&AccessLine> = lines
+        .iter()
+        .filter(|l| l.request != "GET / HTTP/3.0")
+        .collect();
+    let seen: Vec<(&str, u16, &str, u64)> = dropped
+        .iter()
+        .map(|l| (l.request.as_str(), l.status, l.server.as_str(), l.bytes))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST /echo HTTP/3.0", 408, "-", 0),
+            ("PUT /echo HTTP/3.0", 400, "-", 0),
+        ],
+        "{lines:#?}\n{}",
+        daemon.stderr()
+    );
+    let errors: Vec<&str> = dropped.iter().filter_map(|l| l.error.as_deref()).collect();
+    assert_eq!(errors.len(), 2, "{lines:#?}");
+    assert!(
+        errors[0].contains(&format!(
+            "handshake not complete within {CUT_TIMEOUT_MS} ms"
+        )),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("connection lost before the handshake completed"),
+        "{errors:?}"
+    );
+    for l in &dropped {
+        assert_eq!(l.backend, "web", "{l:?}");
+        assert_eq!(
+            (l.timing("connect"), l.timing("response")),
+            (None, None),
+            "{l:?}"
+        );
+    }
+    // The first waited about the handshake limit.
+    let total = dropped[0].timing("total").unwrap_or(0.0);
+    assert!(total >= (CUT_TIMEOUT_MS - 50) as f64, "{:?}", dropped[0]);
 }

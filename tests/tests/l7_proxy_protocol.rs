@@ -7,6 +7,10 @@
 //! - `send_proxy_names_the_client_to_the_server`: a server that requires
 //!   a PROXY header (`proxy_server`) gets v2 `LOCAL` from the health
 //!   checks and the client's address on request connections.
+//! - `send_proxy_http3_requests_share_one_server_connection`: the
+//!   requests of one HTTP/3 connection reuse one server connection (its
+//!   PROXY header naming that QUIC client); another QUIC connection gets
+//!   its own.
 
 use std::{
     io::{BufReader, Read, Write},
@@ -127,4 +131,74 @@ fn send_proxy_names_the_client_to_the_server() {
         "{}",
         daemon.stderr()
     );
+}
+
+/// `send_proxy` behind HTTP/3: the server connection that carries a
+/// QUIC connection's PROXY header serves all of that connection's
+/// requests (the connection's private pool lives as long as it, not one
+/// request), and a second QUIC connection gets its own, naming its own
+/// address.
+#[test]
+fn send_proxy_http3_requests_share_one_server_connection() {
+    let tag = "l7pph3";
+    let topo = xlb_lab::L4Topology::build(xlb_lab::Lab::new(tag).unwrap(), 1).unwrap();
+    let addr = std::net::SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = xlb_lab::proxy_server::ProxyServer::start(topo.backend(1), addr).unwrap();
+    let dir = xlb_lab::TempDir::new(tag).unwrap();
+    let ca = xlb_lab::l7::sni_certs(&dir).unwrap();
+    let text = format!(
+        "{}{}{}",
+        xlb_lab::l7::head_toml(&dir, tag),
+        xlb_lab::l7::pool_toml(
+            "web",
+            "send_proxy = \"v2\"\n",
+            &[("web1", addr.to_string())]
+        ),
+        frontend_toml(
+            "fe",
+            8443,
+            "web",
+            &format!("{}http3 = true\n", xlb_lab::l7::SNI_TLS)
+        ),
+    );
+    let cfg = dir.write_config(&text).unwrap();
+    let daemon = topo.lb().start_xlb(&cfg);
+    let ca_pem = ca.pem().to_string();
+    let client_ip = topo.client_addr().to_string();
+    let t = Duration::from_secs(5);
+    // Each QUIC connection: its client port, and what the server said
+    // (the PROXY header's source) to each of its requests.
+    let answers = xlb_lab::l7::block_on_in(topo.client(), || async {
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let endpoint = xlb_lab::h3_client::endpoint(&ca_pem, "0.0.0.0:0".parse()?, false)?;
+            let port = endpoint.local_addr()?.port();
+            let vip: std::net::SocketAddr = format!("{VIP}:8443").parse()?;
+            let conn = tokio::time::timeout(t, endpoint.connect(vip, "a.xlb.test")?).await??;
+            let mut send = xlb_lab::h3_client::h3_on(conn).await?;
+            let mut bodies = Vec::new();
+            for i in 0..4 {
+                let req = http::Request::get(format!("https://a.xlb.test:8443/r{i}")).body(())?;
+                let (resp, body, _) = xlb_lab::h3_client::exchange(&mut send, req, b"", t).await?;
+                anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+                bodies.push(String::from_utf8(body)?);
+            }
+            answers.push((port, bodies));
+        }
+        anyhow::Ok(answers)
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+
+    for (port, bodies) in &answers {
+        let source = format!("{client_ip}:{port}");
+        assert_eq!(bodies, &vec![source; 4], "{answers:?}");
+    }
+    // One server connection per QUIC connection, each with its client's
+    // header (no health checks here: every connection is a request's).
+    let want: Vec<String> = answers
+        .iter()
+        .map(|(port, _)| format!("{client_ip}:{port}"))
+        .collect();
+    assert_eq!(server.seen(), want, "{}", daemon.stderr());
 }

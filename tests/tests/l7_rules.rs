@@ -9,6 +9,11 @@
 //!   `xlb_http_requests_total` counts each request under its backend.
 //!   `CONNECT` is routed by its target's host: a tunnel to a server of
 //!   the rule's backend only.
+//!   Over HTTP/3 (frontend `edge3`, the same rules) a request is routed
+//!   by path (rewritten) and by `:authority`; WebSocket upgrades
+//!   (HTTP/1.1) by `Host` and by path (rewritten to the server's `/ws`)
+//!   reach the rule's server and echo, one matching no rule the default;
+//!   the access log names each routed backend.
 //!   A reload without the rules sends everything to `web` again.
 
 use std::{
@@ -16,20 +21,21 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::{Context, Result};
 use xlb_lab::{
     TempDir, XlbDaemon,
     api::sample,
+    h3_client,
     l7::{
-        AccessLine, VIP, access_lines, curl, frontend_toml, head_toml_with, http_lab, pool_toml,
-        web_servers,
+        AccessLine, SNI_TLS, VIP, access_lines, curl, frontend_toml, head_toml_with, http_lab,
+        pool_toml, sni_certs, web_servers,
     },
 };
 
 const TAG: &str = "l7rules";
 
-const RULES: &str = r#"h2c = true
-connect = true
-[[frontend.rule]]
+/// The rule tables of both frontends.
+const RULE_TABLES: &str = r#"[[frontend.rule]]
 path_prefix = "/api/"
 backend = "api"
 replace_path = { regex = "^/api/(.*)$", with = "/v2/$1" }
@@ -39,17 +45,33 @@ backend = "api"
 [[frontend.rule]]
 host = "198.18.1.12"
 backend = "api"
+[[frontend.rule]]
+path_prefix = "/live/"
+backend = "api"
+replace_path = { regex = "^/live/.*$", with = "/ws" }
 "#;
 
+/// `edge`'s keys before its rules.
+const EDGE_KEYS: &str = "h2c = true\nconnect = true\n";
+
+const H3_PORT: u16 = 8443;
+
 /// Metrics on 127.0.0.1:9100 (in the lb namespace); pool `web` (web1),
-/// pool `api` (web2); frontend `edge` on 8080 with `rules`.
+/// pool `api` (web2); frontend `edge` on 8080 with `rules`, frontend
+/// `edge3` (TLS, HTTP/3) on 8443 with [`RULE_TABLES`].
 fn config_text(dir: &TempDir, rules: &str) -> String {
     format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}",
         head_toml_with(dir, TAG, "metrics = \"127.0.0.1:9100\"\n"),
         pool_toml("web", "", &web_servers([1], 8080)),
         pool_toml("api", "", &web_servers([2], 8080)),
         frontend_toml("edge", 8080, "web", rules),
+        frontend_toml(
+            "edge3",
+            H3_PORT,
+            "web",
+            &format!("{SNI_TLS}http3 = true\n{RULE_TABLES}")
+        ),
     )
 }
 
@@ -68,7 +90,9 @@ fn wait_lines(daemon: &XlbDaemon, mark: usize, n: usize) -> Vec<AccessLine> {
 #[test]
 fn rules_route_rewrite_log_and_count() {
     let (topo, _web, dir) = http_lab(TAG, 2).unwrap_or_else(|e| panic!("{e:#}"));
-    let cfg = dir.write_config(&config_text(&dir, RULES)).unwrap();
+    let ca = sni_certs(&dir).unwrap();
+    let rules = format!("{EDGE_KEYS}{RULE_TABLES}");
+    let cfg = dir.write_config(&config_text(&dir, &rules)).unwrap();
     let mut daemon = topo.lb().start_xlb(&cfg);
     let mark = daemon.stderr_lines().len();
     let t = Duration::from_secs(5);
@@ -153,8 +177,49 @@ fn rules_route_rewrite_log_and_count() {
     assert_eq!(requests("api"), Some(4.0), "{text}");
     assert_eq!(requests("web"), Some(3.0), "{text}");
 
+    // HTTP/3 (edge3) and WebSocket upgrades (edge) are routed too.
+    let mark = daemon.stderr_lines().len();
+    let ca_pem = ca.pem().to_string();
+    let (h3, ws) = xlb_lab::l7::block_on_in(topo.client(), || async {
+        anyhow::Ok((h3_gets(&ca_pem).await?, websockets().await?))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+    assert_eq!(
+        h3,
+        [
+            ("web2", "/v2/echo-path/h3?q=3"),
+            ("web2", "/echo-path/h3"),
+            ("web1", "/echo-path/h3"),
+        ]
+        .map(|(s, t)| (s.to_string(), t.to_string()))
+    );
+    // Each upgrade answered by its backend's server, and echoing.
+    assert_eq!(
+        ws,
+        ["web2", "web2", "web1"].map(|s| (s.to_string(), vec!["ping".to_string()]))
+    );
+    let lines = wait_lines(&daemon, mark, 6);
+    let seen: Vec<(String, String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            let f = [&l.frontend, &l.backend, &l.server, &l.request];
+            f.map(|s| s.to_string()).into()
+        })
+        .collect();
+    let want = [
+        ("edge3", "api", "web2", "GET /api/echo-path/h3?q=3 HTTP/3.0"),
+        ("edge3", "api", "web2", "GET /echo-path/h3 HTTP/3.0"),
+        ("edge3", "web", "web1", "GET /echo-path/h3 HTTP/3.0"),
+        ("edge", "api", "web2", "GET /ws HTTP/1.1"),
+        ("edge", "api", "web2", "GET /live/feed HTTP/1.1"),
+        ("edge", "web", "web1", "GET /ws HTTP/1.1"),
+    ]
+    .map(|(f, b, s, r)| (f.to_string(), b.to_string(), s.to_string(), r.to_string()));
+    assert_eq!(seen, want, "{}", daemon.stderr());
+
     // Reload without the rules: the same requests go to web, unchanged.
-    let plain = config_text(&dir, "h2c = true\n");
+    let plain = config_text(&dir, "h2c = true\n").replace(RULE_TABLES, "");
     std::fs::write(&cfg, plain).unwrap();
     daemon.reload(Duration::from_secs(10)).unwrap();
     assert_eq!(
@@ -165,4 +230,58 @@ fn rules_route_rewrite_log_and_count() {
         get("/echo-path/y", &host),
         ("web1".into(), "/echo-path/y".into())
     );
+}
+
+/// Three GETs on one HTTP/3 connection to `edge3`: by path, by host
+/// (`:authority`), by no rule. The server and target of each.
+async fn h3_gets(ca_pem: &str) -> Result<Vec<(String, String)>> {
+    let t = Duration::from_secs(5);
+    let endpoint = h3_client::endpoint(ca_pem, "0.0.0.0:0".parse()?, false)?;
+    let vip: std::net::SocketAddr = format!("{VIP}:{H3_PORT}").parse()?;
+    let conn = tokio::time::timeout(t, endpoint.connect(vip, "a.xlb.test")?)
+        .await
+        .context("QUIC handshake timed out")??;
+    let mut send = h3_client::h3_on(conn).await?;
+    let mut out = Vec::new();
+    for url in [
+        "https://a.xlb.test/api/echo-path/h3?q=3",
+        "https://v3.api.example/echo-path/h3",
+        "https://a.xlb.test/echo-path/h3",
+    ] {
+        let req = http::Request::get(url).body(())?;
+        let (resp, body, _) = h3_client::exchange(&mut send, req, b"", t).await?;
+        anyhow::ensure!(resp.status() == 200, "{url}: {}", resp.status());
+        let server = resp.headers().get("x-backend").context("no x-backend")?;
+        let target = String::from_utf8(body)?.trim_end().to_string();
+        out.push((server.to_str()?.to_string(), target));
+    }
+    Ok(out)
+}
+
+/// WebSocket upgrades (HTTP/1.1) to `edge`: by host, by path (rewritten
+/// to `/ws`), by no rule. The server that answered each `101` and what
+/// its WebSocket echoed.
+async fn websockets() -> Result<Vec<(String, Vec<String>)>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut out = Vec::new();
+    for (path, host) in [("/ws", "ws.api.example"), ("/live/feed", VIP), ("/ws", VIP)] {
+        let mut req = format!("ws://{VIP}:8080{path}").into_client_request()?;
+        req.headers_mut().insert("host", host.parse()?);
+        let stream = tokio::net::TcpStream::connect((VIP, 8080)).await?;
+        let (mut ws, resp) = tokio_tungstenite::client_async(req, stream).await?;
+        anyhow::ensure!(resp.status() == 101, "{path} {host}: {resp:?}");
+        let server = resp.headers().get("x-backend").context("no x-backend")?;
+        ws.send(Message::text("ping")).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .context("no echo within 5 s")?
+            .context("closed")??;
+        out.push((
+            server.to_str()?.to_string(),
+            vec![reply.into_text()?.to_string()],
+        ));
+        ws.close(None).await?;
+    }
+    Ok(out)
 }

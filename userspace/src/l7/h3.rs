@@ -10,7 +10,9 @@
 //! worker ([`workers::Spread::place`], open connections counted with the
 //! TCP ones) and everything of it runs there: the handshake, quinn's
 //! connection driver (packet crypto, timers), the h3 connection and its
-//! request tasks, with that worker's server connection pool. quinn spawns
+//! request tasks, with that worker's server connection pool (and, for
+//! `send_proxy` backends, the QUIC connection's private pools, shared by
+//! all its requests though each gets its own [`ConnCtx`]). quinn spawns
 //! a connection's driver when the connection is accepted, with
 //! `TokioRuntime`, i.e. `tokio::spawn` on the runtime of the caller:
 //! [`serve_connection`] accepts it on its worker for that reason. A
@@ -50,11 +52,12 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use self::early_data::{Admission, Handshake};
+use self::early_data::{Admission, Failure, Handshake};
 use super::{
     body::{Body, BoxError},
     conn::ConnState,
     proxy::{self, ConnCtx, Frontend, Shared, Started},
+    proxy_protocol::PrivatePools,
     rate_limit, tls,
     workers::{self, Placed},
 };
@@ -231,6 +234,9 @@ async fn serve_connection(
         }
     };
     let state = ConnState::new(false);
+    // The server connections of `send_proxy` backends carry this
+    // client's address: every request of the connection may reuse them.
+    let private_pools = PrivatePools::default();
     let requests = TaskTracker::new();
     loop {
         match h3_conn.accept().await {
@@ -240,12 +246,13 @@ async fn serve_connection(
                 let fe = frontend.borrow().fe.clone();
                 // UDP has no PROXY header: the addresses are the socket's.
                 let local = fe.bind;
-                let cx = Arc::new(ConnCtx::new(
+                let cx = Arc::new(ConnCtx::with_private_pools(
                     fe,
                     shared.clone(),
                     client,
                     local,
                     state.clone(),
+                    private_pools.clone(),
                 ));
                 requests.spawn(serve_request(cx, resolver, handshake.clone()));
             }
@@ -322,28 +329,37 @@ async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver, handshake: Option<H
             }
         };
     let received = Instant::now();
-    if let Some(handshake) = &handshake {
-        let admission = early_data::admit(&mut req, handshake).await;
-        let what = match admission {
-            Admission::Complete => None,
-            Admission::Early => Some("forwarded with Early-Data: 1"),
-            Admission::Held => Some("held until the handshake completed"),
-            Admission::Dropped => Some("dropped: the handshake failed"),
-        };
-        if let Some(what) = what {
-            let (method, uri) = (req.method(), req.uri());
-            debug!(frontend = %fe.name, client = %cx.client, %method, %uri, "HTTP/3 request in early data {what}");
-        }
-        if admission == Admission::Dropped {
-            return;
-        }
-    }
     let (guard, accept) = cx.state.request_started();
     let started = Started {
         guard,
         accept,
         received,
     };
+    if let Some(handshake) = &handshake {
+        let admission = early_data::admit(&mut req, handshake).await;
+        let what = match admission {
+            Admission::Complete => None,
+            Admission::Early => Some("forwarded with Early-Data: 1"),
+            Admission::Held => Some("held until the handshake completed"),
+            Admission::Dropped(_) => Some("dropped: the handshake failed"),
+        };
+        if let Some(what) = what {
+            let (method, uri) = (req.method(), req.uri());
+            debug!(frontend = %fe.name, client = %cx.client, %method, %uri, "HTTP/3 request in early data {what}");
+        }
+        if let Admission::Dropped(failure) = admission {
+            // Logged as a client cut before its request could go: 408
+            // at the (header) timeout, else 400.
+            let status = match failure {
+                Failure::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+                Failure::Lost(_) => StatusCode::BAD_REQUEST,
+            };
+            let why = format!("early data request held for the handshake, dropped: {failure}");
+            let (entry, guard) = started.entry(&cx, &req);
+            proxy::unanswered(entry, guard, status, why);
+            return;
+        }
+    }
     let (mut send, recv) = stream.split();
     let resp = if let Some(wait) = rate_limit::exceeded(&cx) {
         rate_limit::too_many_requests(&cx, &req, started, wait)

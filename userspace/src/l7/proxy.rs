@@ -162,6 +162,20 @@ impl ConnCtx {
         local: SocketAddr,
         state: Arc<ConnState>,
     ) -> Self {
+        Self::with_private_pools(fe, shared, client, local, state, Default::default())
+    }
+
+    /// [`ConnCtx::new`] with `private_pools` that outlive it: an HTTP/3
+    /// connection makes a context per request (each request gets the
+    /// frontend as it is then) and shares its pools between them.
+    pub fn with_private_pools(
+        fe: Arc<Frontend>,
+        shared: Arc<Shared>,
+        client: SocketAddr,
+        local: SocketAddr,
+        state: Arc<ConnState>,
+        private_pools: proxy_protocol::PrivatePools,
+    ) -> Self {
         let forwarded = headers::Forwarded::new(client.ip(), fe.scheme(), fe.forwarded_headers);
         ConnCtx {
             fe,
@@ -169,7 +183,7 @@ impl ConnCtx {
             client,
             local,
             state,
-            private_pools: Default::default(),
+            private_pools,
             forwarded,
             client_text: OnceLock::new(),
         }
@@ -695,6 +709,19 @@ pub(super) fn refuse(
     let resp = body::error_response(status, &why);
     entry.error = Some(why);
     finish(cx, resp, entry, None, guard)
+}
+
+/// The end of a request xlb drops without an answer (its stream is
+/// reset): the access log line, logged with `status` (none was sent) and
+/// `error="why"`, written now. Not counted in the metrics (no answer).
+pub(super) fn unanswered(mut entry: Entry, guard: RequestGuard, status: StatusCode, why: String) {
+    entry.status = status.as_u16();
+    entry.error = Some(why);
+    let log = &entry.cx.fe.log;
+    if log.enabled() {
+        log.write(entry.line(entry.received.elapsed(), 0));
+    }
+    drop(guard);
 }
 
 /// Wraps the body so the log line is written when it ends.

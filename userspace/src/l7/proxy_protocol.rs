@@ -294,9 +294,11 @@ impl SendProxy {
 /// `send_proxy` backends carry the client's address in their first bytes,
 /// so no other client may reuse them. Made on first use (one pool per
 /// version, as two backends may reach one server with either) and closed
-/// with the client connection.
-#[derive(Default)]
-pub struct PrivatePools([OnceLock<Arc<Pool>>; 2]);
+/// with the client connection. A clone is a handle to the same pools: an
+/// HTTP/3 connection, which makes a [`super::proxy::ConnCtx`] per request,
+/// gives each one its pools (the last handle dropped closes them).
+#[derive(Default, Clone)]
+pub struct PrivatePools(Arc<[OnceLock<Arc<Pool>>; 2]>);
 
 impl PrivatePools {
     pub fn get(&self, version: ProxyVersion) -> &Arc<Pool> {

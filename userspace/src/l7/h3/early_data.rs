@@ -13,7 +13,14 @@
 //! took the request in early data relies on it staying (RFC 8470 §5.1:
 //! an intermediary MUST NOT remove it).
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::{HeaderName, HeaderValue, Method, Request};
@@ -22,9 +29,34 @@ use http::{HeaderName, HeaderValue, Method, Request};
 pub const EARLY_DATA: HeaderName = HeaderName::from_static("early-data");
 
 /// One QUIC connection's handshake, for its request tasks: whether it
-/// completed (true) or failed (false), once known.
+/// completed (`Ok`) or failed (why), once known.
 #[derive(Clone)]
-pub struct Handshake(Shared<BoxFuture<'static, bool>>);
+pub struct Handshake(Shared<BoxFuture<'static, Result<(), Failure>>>);
+
+/// Why a handshake did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Not complete within the limit: xlb closed the connection.
+    TimedOut(Duration),
+    /// The connection was lost first (closed by the client, an error):
+    /// quinn's reason.
+    Lost(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::TimedOut(limit) => write!(
+                f,
+                "handshake not complete within {} ms, connection closed",
+                limit.as_millis()
+            ),
+            Failure::Lost(why) => {
+                write!(f, "connection lost before the handshake completed: {why}")
+            }
+        }
+    }
+}
 
 impl Handshake {
     /// Follows the handshake of `conn`, accepted with `into_0rtt` (whose
@@ -37,11 +69,17 @@ impl Handshake {
         limit: Duration,
     ) -> Handshake {
         let probe = conn.clone();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let gave_up = timed_out.clone();
         let handshake = Handshake::new(async move {
             // `done` tells whether 0-RTT was accepted, and false on a
             // lost connection too: a connection still up completed it.
             let _ = done.await;
-            probe.close_reason().is_none()
+            match probe.close_reason() {
+                None => Ok(()),
+                Some(_) if timed_out.load(Ordering::Acquire) => Err(Failure::TimedOut(limit)),
+                Some(e) => Err(Failure::Lost(e.to_string())),
+            }
         });
         let watch = handshake.clone();
         tokio::spawn(async move {
@@ -49,6 +87,8 @@ impl Handshake {
                 .await
                 .is_err()
             {
+                // Said before the close, which ends `done`.
+                gave_up.store(true, Ordering::Release);
                 // H3_NO_ERROR: given up on, not a protocol error.
                 conn.close(quinn::VarInt::from_u32(0x100), b"handshake timed out");
             }
@@ -56,7 +96,7 @@ impl Handshake {
         handshake
     }
 
-    fn new(done: impl Future<Output = bool> + Send + 'static) -> Handshake {
+    fn new(done: impl Future<Output = Result<(), Failure>> + Send + 'static) -> Handshake {
         Handshake(done.boxed().shared())
     }
 
@@ -65,11 +105,11 @@ impl Handshake {
     /// wakes the streams whose data came with the client's Finished, so
     /// a request read after the handshake never looks early.
     fn is_complete(&self) -> bool {
-        self.0.clone().now_or_never() == Some(true)
+        self.0.clone().now_or_never() == Some(Ok(()))
     }
 
-    /// Waits until the handshake completes (true) or fails (false).
-    async fn completed(self) -> bool {
+    /// Waits until the handshake completes (`Ok`) or fails.
+    async fn completed(self) -> Result<(), Failure> {
         self.0.await
     }
 }
@@ -84,8 +124,8 @@ pub enum Admission {
     /// Early, with another method: held until the handshake completed,
     /// then forwarded as it came.
     Held,
-    /// Held, and the handshake failed: not to be forwarded.
-    Dropped,
+    /// Held, and the handshake failed (why): not to be forwarded.
+    Dropped(Failure),
 }
 
 /// Decides whether and when `req`, read on a connection whose handshake
@@ -101,10 +141,9 @@ pub async fn admit<B>(req: &mut Request<B>, handshake: &Handshake) -> Admission 
             .insert(EARLY_DATA, HeaderValue::from_static("1"));
         return Admission::Early;
     }
-    if handshake.clone().completed().await {
-        Admission::Held
-    } else {
-        Admission::Dropped
+    match handshake.clone().completed().await {
+        Ok(()) => Admission::Held,
+        Err(why) => Admission::Dropped(why),
     }
 }
 
@@ -119,11 +158,15 @@ fn is_safe(method: &Method) -> bool {
 mod tests {
     use super::*;
 
-    /// A handshake that completes (true) or fails (false, or dropped)
+    /// A handshake that completes (`Ok`) or fails (or dropped: lost)
     /// when the test says.
-    fn handshake() -> (tokio::sync::oneshot::Sender<bool>, Handshake) {
+    fn handshake() -> (tokio::sync::oneshot::Sender<Result<(), Failure>>, Handshake) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (tx, Handshake::new(async move { rx.await.unwrap_or(false) }))
+        let done = async move {
+            rx.await
+                .unwrap_or_else(|_| Err(Failure::Lost("signal dropped".into())))
+        };
+        (tx, Handshake::new(done))
     }
 
     fn request(method: Method, early_data: Option<&'static str>) -> Request<()> {
@@ -181,7 +224,7 @@ mod tests {
                 });
                 tokio::task::yield_now().await;
                 assert!(!held.is_finished(), "{m} went before the handshake");
-                tx.send(true).unwrap();
+                tx.send(Ok(())).unwrap();
                 let (a, req) = held.await.unwrap();
                 assert_eq!(a, Admission::Held, "{m}");
                 assert!(marks(&req).is_empty(), "{m}");
@@ -192,14 +235,19 @@ mod tests {
     #[test]
     fn held_requests_are_dropped_when_the_handshake_fails() {
         block_on(async {
+            let limit = Duration::from_millis(250);
             let (tx, hs) = handshake();
-            tx.send(false).unwrap();
+            tx.send(Err(Failure::TimedOut(limit))).unwrap();
             let mut req = request(Method::POST, None);
-            assert_eq!(admit(&mut req, &hs).await, Admission::Dropped);
+            let dropped = admit(&mut req, &hs).await;
+            assert_eq!(dropped, Admission::Dropped(Failure::TimedOut(limit)));
             // quinn's signal dropped (connection gone) is a failure too.
             let (tx, hs) = handshake();
             drop(tx);
-            assert_eq!(admit(&mut req, &hs).await, Admission::Dropped);
+            assert!(matches!(
+                admit(&mut req, &hs).await,
+                Admission::Dropped(Failure::Lost(_))
+            ));
         });
     }
 
@@ -207,7 +255,7 @@ mod tests {
     fn after_the_handshake_requests_pass_as_they_came() {
         block_on(async {
             let (tx, hs) = handshake();
-            tx.send(true).unwrap();
+            tx.send(Ok(())).unwrap();
             // No other task has polled the signal yet: the check itself
             // must see it (a flag set by a task would still say pending).
             let mut req = request(Method::POST, None);
