@@ -25,6 +25,10 @@
 //!   (RFC 8441, h2c), which xlb turns into an HTTP/1.1 upgrade.
 //! - `send_proxy_on_connect_tunnel`: a `CONNECT` tunnel's server
 //!   connection starts with the header, then the client's own bytes.
+//! - `send_proxy_relays_accepted_header_and_wildcard_bind`: behind
+//!   `accept_proxy`, the header xlb sends names the client and destination
+//!   of the header it received; on a wildcard `bind` it names the address
+//!   the client connected to, not `0.0.0.0`.
 
 use std::{
     io::{BufReader, Read, Write},
@@ -37,8 +41,8 @@ use ppp::v2;
 use xlb_lab::{
     L4Topology, Lab, TempDir,
     l7::{
-        CurlResult, TestCa, VIP, access_lines, block_on_in, connect_vip, curl, frontend_toml,
-        head_toml, http_lab, pool_toml, read_response, web1_config,
+        CurlResult, TestCa, VIP, access_lines, block_on_in, connect_vip, curl, frontend_at_toml,
+        frontend_toml, head_toml, http_lab, pool_toml, read_response, web1_config,
     },
     proxy_server::{Opening, ProxiedHttp},
 };
@@ -530,6 +534,65 @@ fn send_proxy_on_connect_tunnel() {
     assert!(o.valid);
     assert!(
         o.next.starts_with(b"GET /headers HTTP/1.1"),
+        "{}",
+        show(&openings)
+    );
+}
+
+/// `accept_proxy` on the frontend and `send_proxy` on its backend: the
+/// server's header names the client and destination the received header
+/// gave (v1 in, v2 out), not the balancer in front. A frontend bound to
+/// `0.0.0.0` names the address the client connected to (the VIP).
+#[test]
+fn send_proxy_relays_accepted_header_and_wildcard_bind() {
+    let tag = "l7pprel";
+    let (topo, dir) = lab1(tag);
+    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
+    let web1 = [("web1", addr.to_string())];
+    let text = format!(
+        "{}{}{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml("v2", "send_proxy = \"v2\"\n", &web1),
+        pool_toml("v1", "send_proxy = \"v1\"\n", &web1),
+        frontend_toml("relay", 8080, "v2", "accept_proxy = true\n"),
+        frontend_at_toml("any", "0.0.0.0:8081", "v1", ""),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    let get = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+
+    // Relayed: the received header's addresses, another family of header.
+    let (orig, dest): (SocketAddr, SocketAddr) = (
+        "198.18.77.7:40000".parse().unwrap(),
+        "198.18.99.1:443".parse().unwrap(),
+    );
+    let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+    let incoming = format!("PROXY TCP4 198.18.77.7 198.18.99.1 40000 443\r\n{get}");
+    s.write_all(incoming.as_bytes()).unwrap();
+    let (status, body) = read_response(&mut BufReader::new(s.try_clone().unwrap())).unwrap();
+    let body = String::from_utf8_lossy(&body).to_lowercase();
+    assert_eq!(status, 200, "{body}\n{}", daemon.stderr());
+    assert!(body.contains("x-forwarded-for: 198.18.77.7"), "{body}");
+    let openings = server.openings();
+    assert_eq!(openings.len(), 1, "{}", show(&openings));
+    assert_eq!(
+        openings[0].header,
+        v2_tcp4(orig, dest),
+        "{}",
+        show(&openings)
+    );
+
+    // Wildcard bind: the VIP the client reached.
+    let mut s = connect_vip(topo.client(), 8081, Duration::from_secs(5)).unwrap();
+    let client = s.local_addr().unwrap();
+    s.write_all(get.as_bytes()).unwrap();
+    let (status, _) = read_response(&mut BufReader::new(s.try_clone().unwrap())).unwrap();
+    assert_eq!(status, 200, "{}", daemon.stderr());
+    let openings = server.openings();
+    assert_eq!(openings.len(), 2, "{}", show(&openings));
+    assert_eq!(
+        String::from_utf8_lossy(&openings[1].header),
+        String::from_utf8_lossy(&v1_tcp4(client, vip(8081))),
         "{}",
         show(&openings)
     );
