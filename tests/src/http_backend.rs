@@ -240,7 +240,7 @@ impl HttpBackend {
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection; `tls` (the ALPN
 /// protocol) goes into every response as `x-tls`.
-async fn serve_conn<IO>(io: IO, name: Arc<str>, tls: Option<String>)
+pub(crate) async fn serve_conn<IO>(io: IO, name: Arc<str>, tls: Option<String>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

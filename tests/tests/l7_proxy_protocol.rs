@@ -11,16 +11,44 @@
 //!   requests of one HTTP/3 connection reuse one server connection (its
 //!   PROXY header naming that QUIC client); another QUIC connection gets
 //!   its own.
+//!
+//! The tests below use `ProxiedHttp` (the lab's HTTP server behind a
+//! PROXY header it takes off byte for byte) and compare each server
+//! connection's header with the bytes it must be, written out here:
+//!
+//! - `send_proxy_v1_names_client_and_vip`: `send_proxy = "v1"` writes
+//!   `PROXY TCP4 <client> <VIP> <client port> <frontend port>\r\n`, then
+//!   the request; a second request on the client connection reuses that
+//!   server connection, a second client connection gets its own.
+//! - `send_proxy_comes_before_upstream_tls`: with `tls = true` to the
+//!   servers the header (v2, and v1 with `proto = "h2"`) comes first and
+//!   the TLS ClientHello after it; the requests succeed over TLS.
+//! - `send_proxy_on_websocket_upgrade`: the server connection of a
+//!   WebSocket starts with the header, the upgrade request after it, and
+//!   the echo works: an HTTP/1.1 `Upgrade` and an HTTP/2 extended CONNECT
+//!   (RFC 8441, h2c), which xlb turns into an HTTP/1.1 upgrade.
+//! - `send_proxy_on_connect_tunnel`: a `CONNECT` tunnel's server
+//!   connection starts with the header, then the client's own bytes.
+//! - `send_proxy_relays_accepted_header_and_wildcard_bind`: behind
+//!   `accept_proxy`, the header xlb sends names the client and destination
+//!   of the header it received; on a wildcard `bind` it names the address
+//!   the client connected to, not `0.0.0.0`.
 
 use std::{
     io::{BufReader, Read, Write},
+    net::{Ipv4Addr, SocketAddr},
     thread,
     time::Duration,
 };
 
 use ppp::v2;
-use xlb_lab::l7::{
-    VIP, access_lines, connect_vip, frontend_toml, http_lab, read_response, web1_config,
+use xlb_lab::{
+    L4Topology, Lab, TempDir,
+    l7::{
+        CurlResult, TestCa, VIP, access_lines, block_on_in, connect_vip, curl, frontend_at_toml,
+        frontend_toml, head_toml, http_lab, pool_toml, read_response, web1_config,
+    },
+    proxy_server::{Opening, ProxiedHttp},
 };
 
 const TAG: &str = "l7pp";
@@ -130,6 +158,447 @@ fn send_proxy_names_the_client_to_the_server() {
         !daemon.stderr().contains("server is DOWN"),
         "{}",
         daemon.stderr()
+    );
+}
+
+/// The v1 header xlb must write for a TCP/IPv4 client connection from
+/// `client` to `local`.
+fn v1_tcp4(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        client.ip(),
+        local.ip(),
+        client.port(),
+        local.port()
+    )
+    .into_bytes()
+}
+
+/// The v2 header xlb must write for a TCP/IPv4 client connection from
+/// `client` to `local`, byte by byte from the spec: the signature,
+/// version 2 / PROXY, AF_INET / STREAM, 12 address bytes.
+fn v2_tcp4(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(c), SocketAddr::V4(l)) = (client, local) else {
+        panic!("not IPv4: {client} {local}");
+    };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]);
+    h.extend_from_slice(&c.ip().octets());
+    h.extend_from_slice(&l.ip().octets());
+    h.extend_from_slice(&c.port().to_be_bytes());
+    h.extend_from_slice(&l.port().to_be_bytes());
+    h
+}
+
+/// [`v1_tcp4`] or [`v2_tcp4`].
+type HeaderFor = fn(SocketAddr, SocketAddr) -> Vec<u8>;
+
+/// `VIP:port`.
+fn vip(port: u16) -> SocketAddr {
+    (VIP.parse::<Ipv4Addr>().unwrap(), port).into()
+}
+
+/// A lab with one backend and a [`TempDir`], named `tag`.
+fn lab1(tag: &str) -> (L4Topology, TempDir) {
+    let topo = L4Topology::build(Lab::new(tag).unwrap(), 1).unwrap();
+    let dir = TempDir::new(tag).unwrap();
+    (topo, dir)
+}
+
+/// Shows an opening readably in assertion messages.
+fn show(o: &[Opening]) -> String {
+    o.iter()
+        .map(|o| {
+            format!(
+                "header {:?} valid {} next {:?}\n",
+                String::from_utf8_lossy(&o.header),
+                o.valid,
+                String::from_utf8_lossy(&o.next)
+            )
+        })
+        .collect()
+}
+
+/// curl ARGS in the client namespace, with `-w` writing the address of
+/// the connection it made (`%{local_ip}:%{local_port}`): the result and
+/// that address.
+fn curl_from(topo: &L4Topology, args: &[&str]) -> (CurlResult, SocketAddr) {
+    let mut all = vec!["-w", "%{local_ip}:%{local_port}"];
+    all.extend_from_slice(args);
+    let out = curl(topo.client(), &all, Duration::from_secs(5)).unwrap();
+    let from = out
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: curl wrote {out:?}"));
+    (out, from)
+}
+
+/// `send_proxy = "v1"`: each client connection's server connection
+/// starts with the exact v1 line naming the client's address and port
+/// and the VIP and frontend port, then the request.
+#[test]
+fn send_proxy_v1_names_client_and_vip() {
+    let tag = "l7ppv1";
+    let (topo, dir) = lab1(tag);
+    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
+    let text = format!(
+        "{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml(
+            "web",
+            "send_proxy = \"v1\"\n",
+            &[("web1", addr.to_string())]
+        ),
+        frontend_toml("fe", 8080, "web", ""),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    let request = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+        let client = s.local_addr().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        // Two requests on the one client connection.
+        for _ in 0..2 {
+            s.write_all(request.as_bytes()).unwrap();
+            let (status, body) = read_response(&mut r).unwrap();
+            let body = String::from_utf8_lossy(&body).to_lowercase();
+            assert_eq!(status, 200, "{body}\n{}", daemon.stderr());
+            assert!(
+                body.contains(&format!("x-forwarded-for: {}", client.ip())),
+                "{body}"
+            );
+        }
+        clients.push(client);
+    }
+
+    // One server connection per client connection, each with its own
+    // client's header, the request right after it.
+    let openings = server.openings();
+    assert_eq!(openings.len(), 2, "{}", show(&openings));
+    for (o, client) in openings.iter().zip(&clients) {
+        assert_eq!(
+            String::from_utf8_lossy(&o.header),
+            String::from_utf8_lossy(&v1_tcp4(*client, vip(8080))),
+            "{}",
+            show(&openings)
+        );
+        assert!(o.valid);
+        assert_eq!(o.addresses(), Some((*client, vip(8080))));
+        assert!(o.next.starts_with(b"GET /headers"), "{}", show(&openings));
+    }
+}
+
+/// `send_proxy` with `tls = true` to the servers: the header goes on
+/// the TCP connection before the TLS ClientHello (a handshake record,
+/// `0x16 0x03`, is the first thing after it), and the TLS handshake and
+/// request that follow succeed: v2 with HTTP/1.1, v1 with `proto = "h2"`.
+#[test]
+fn send_proxy_comes_before_upstream_tls() {
+    let tag = "l7pptls";
+    let (topo, dir) = lab1(tag);
+    let ip = topo.backend_addrs()[0];
+    let addr = SocketAddr::from((ip, 8443));
+    let ca = TestCa::new("xlb upstream CA").unwrap();
+    dir.write("ca.pem", ca.pem()).unwrap();
+    ca.issue_to(&dir, "web1", &[&ip.to_string()]).unwrap();
+    let server = ProxiedHttp::start_tls(
+        topo.backend(1),
+        "web1",
+        addr,
+        &dir.path().join("web1.pem"),
+        &dir.path().join("web1.key"),
+    )
+    .unwrap();
+    let tls = "tls = true\ntls_ca = \"ca.pem\"\n";
+    let web1 = [("web1", addr.to_string())];
+    let text = format!(
+        "{}{}{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml("v2tls", &format!("send_proxy = \"v2\"\n{tls}"), &web1),
+        pool_toml(
+            "v1h2",
+            &format!("send_proxy = \"v1\"\nproto = \"h2\"\n{tls}"),
+            &web1
+        ),
+        frontend_toml("v2tls", 8080, "v2tls", ""),
+        frontend_toml("v1h2", 8081, "v1h2", ""),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+
+    let cases: [(u16, &str, HeaderFor); 2] = [(8080, "http/1.1", v2_tcp4), (8081, "h2", v1_tcp4)];
+    for (i, (port, alpn, expected)) in cases.into_iter().enumerate() {
+        let (out, client) = curl_from(&topo, &[&format!("http://{VIP}:{port}/headers")]);
+        assert_eq!(
+            (out.exit, out.status),
+            (0, 200),
+            "{out:?}\n{}",
+            daemon.stderr()
+        );
+        assert_eq!(out.header("x-tls"), Some(alpn), "{out:?}");
+        let body = out.text().to_lowercase();
+        assert!(
+            body.contains(&format!("x-forwarded-for: {}", client.ip())),
+            "{body}"
+        );
+        let openings = server.openings();
+        assert_eq!(openings.len(), i + 1, "{}", show(&openings));
+        let o = &openings[i];
+        assert_eq!(o.header, expected(client, vip(port)), "{}", show(&openings));
+        assert!(o.valid, "{}", show(&openings));
+        assert_eq!(
+            o.next.get(..2),
+            Some(&[0x16, 0x03][..]),
+            "not a TLS handshake record after the header: {}",
+            show(&openings)
+        );
+    }
+}
+
+/// WebSocket through a `send_proxy` backend, over an HTTP/1.1 `Upgrade`
+/// (`proxy::forward`) and an HTTP/2 extended CONNECT (`websocket`): each
+/// (never pooled) server connection starts with its client's header, the
+/// upgrade request right after it, and the echo works.
+#[test]
+fn send_proxy_on_websocket_upgrade() {
+    let tag = "l7ppws";
+    let (topo, dir) = lab1(tag);
+    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
+    let text = format!(
+        "{}{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml(
+            "web",
+            "send_proxy = \"v2\"\n",
+            &[("web1", addr.to_string())]
+        ),
+        frontend_toml("fe", 8080, "web", ""),
+        frontend_toml("h2c", 8081, "web", "h2c = true\n"),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+
+    // HTTP/1.1 Upgrade.
+    let (client, echoed) = block_on_in(topo.client(), websocket_echo).unwrap();
+    assert_eq!(echoed, ["hello", "through", "xlb"], "{}", daemon.stderr());
+    let openings = server.openings();
+    assert_eq!(openings.len(), 1, "{}", show(&openings));
+    let o = &openings[0];
+    assert_eq!(o.header, v2_tcp4(client, vip(8080)), "{}", show(&openings));
+    assert!(o.valid);
+    assert!(
+        o.next.starts_with(b"GET /ws HTTP/1.1"),
+        "{}",
+        show(&openings)
+    );
+
+    // HTTP/2 extended CONNECT.
+    let (client, echoed) = block_on_in(topo.client(), h2_websocket_echo)
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+    assert_eq!(echoed, "over h2");
+    let openings = server.openings();
+    assert_eq!(openings.len(), 2, "{}", show(&openings));
+    let o = &openings[1];
+    assert_eq!(o.header, v2_tcp4(client, vip(8081)), "{}", show(&openings));
+    assert!(o.valid);
+    assert!(
+        o.next.starts_with(b"GET /ws HTTP/1.1"),
+        "{}",
+        show(&openings)
+    );
+}
+
+/// A WebSocket over HTTP/2 to `h2c://VIP:8081/ws` (RFC 8441 extended
+/// CONNECT, prior knowledge) that echoes one text message: the client's
+/// address and the reply.
+async fn h2_websocket_echo() -> anyhow::Result<(SocketAddr, String)> {
+    use anyhow::{Context, ensure};
+    let tcp = tokio::net::TcpStream::connect((VIP, 8081)).await?;
+    let client = tcp.local_addr()?;
+    let (send, conn) = h2::client::handshake(tcp).await.context("h2 handshake")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await?;
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
+    for _ in 0..100 {
+        if send.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{VIP}:8081/ws"))
+        .extension(h2::ext::Protocol::from("websocket"))
+        .header("sec-websocket-version", "13")
+        .body(())?;
+    let (resp, mut tx) = send.send_request(req, false)?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp).await??;
+    ensure!(resp.status() == 200, "extended CONNECT: {resp:?}");
+    // One final masked text frame (RFC 6455 section 5.2).
+    let word = b"over h2";
+    let mask = [0x5a, 0x17, 0xc3, 0x81];
+    let mut frame = vec![0x81, 0x80 | word.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(word.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tx.send_data(frame.into(), false)?;
+    // The echo: one short unmasked text frame.
+    let mut rx = resp.into_body();
+    let mut got = Vec::new();
+    while got.len() < 2 || got.len() < 2 + (got[1] & 0x7f) as usize {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), rx.data())
+            .await
+            .context("echo within 5 s")?
+            .context("stream ended before the echo")??;
+        let _ = rx.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    ensure!(
+        got[0] == 0x81 && got[1] < 126,
+        "not a short text frame: {got:?}"
+    );
+    let reply = String::from_utf8(got[2..2 + got[1] as usize].to_vec())?;
+    Ok((client, reply))
+}
+
+/// Echoes three text messages over `ws://VIP:8080/ws`; the client's
+/// address and the replies.
+async fn websocket_echo() -> (SocketAddr, Vec<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let stream = tokio::net::TcpStream::connect((VIP, 8080)).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{VIP}:8080/ws"), stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    let mut out = Vec::new();
+    for m in ["hello", "through", "xlb"] {
+        ws.send(Message::text(m)).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo within 5 s")
+            .unwrap()
+            .unwrap();
+        out.push(reply.into_text().unwrap().to_string());
+    }
+    ws.close(None).await.unwrap();
+    (client, out)
+}
+
+/// `CONNECT` to a server of a `send_proxy` backend: the tunnel's server
+/// connection starts with the client's header, then the bytes the client
+/// sent through the tunnel (its own request, untouched).
+#[test]
+fn send_proxy_on_connect_tunnel() {
+    let tag = "l7ppcon";
+    let (topo, dir) = lab1(tag);
+    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
+    let text = format!(
+        "{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml(
+            "web",
+            "send_proxy = \"v1\"\n",
+            &[("web1", addr.to_string())]
+        ),
+        frontend_toml("fe", 8080, "web", "connect = true\n"),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    let proxy = format!("http://{VIP}:8080");
+    let url = format!("http://{addr}/headers");
+    let (out, client) = curl_from(
+        &topo,
+        &["--noproxy", "", "--proxytunnel", "-x", &proxy, &url],
+    );
+    assert_eq!(
+        (out.exit, out.status),
+        (0, 200),
+        "{out:?}\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(out.header("x-backend"), Some("web1"), "{out:?}");
+    // The request went through the tunnel as the client wrote it.
+    assert!(!out.text().contains("x-forwarded-for"), "{}", out.text());
+    let openings = server.openings();
+    assert_eq!(openings.len(), 1, "{}", show(&openings));
+    let o = &openings[0];
+    assert_eq!(
+        String::from_utf8_lossy(&o.header),
+        String::from_utf8_lossy(&v1_tcp4(client, vip(8080))),
+        "{}",
+        show(&openings)
+    );
+    assert!(o.valid);
+    assert!(
+        o.next.starts_with(b"GET /headers HTTP/1.1"),
+        "{}",
+        show(&openings)
+    );
+}
+
+/// `accept_proxy` on the frontend and `send_proxy` on its backend: the
+/// server's header names the client and destination the received header
+/// gave (v1 in, v2 out), not the balancer in front. A frontend bound to
+/// `0.0.0.0` names the address the client connected to (the VIP).
+#[test]
+fn send_proxy_relays_accepted_header_and_wildcard_bind() {
+    let tag = "l7pprel";
+    let (topo, dir) = lab1(tag);
+    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
+    let web1 = [("web1", addr.to_string())];
+    let text = format!(
+        "{}{}{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml("v2", "send_proxy = \"v2\"\n", &web1),
+        pool_toml("v1", "send_proxy = \"v1\"\n", &web1),
+        frontend_toml("relay", 8080, "v2", "accept_proxy = true\n"),
+        frontend_at_toml("any", "0.0.0.0:8081", "v1", ""),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    let get = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+
+    // Relayed: the received header's addresses, another family of header.
+    let (orig, dest): (SocketAddr, SocketAddr) = (
+        "198.18.77.7:40000".parse().unwrap(),
+        "198.18.99.1:443".parse().unwrap(),
+    );
+    let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+    let incoming = format!("PROXY TCP4 198.18.77.7 198.18.99.1 40000 443\r\n{get}");
+    s.write_all(incoming.as_bytes()).unwrap();
+    let (status, body) = read_response(&mut BufReader::new(s.try_clone().unwrap())).unwrap();
+    let body = String::from_utf8_lossy(&body).to_lowercase();
+    assert_eq!(status, 200, "{body}\n{}", daemon.stderr());
+    assert!(body.contains("x-forwarded-for: 198.18.77.7"), "{body}");
+    let openings = server.openings();
+    assert_eq!(openings.len(), 1, "{}", show(&openings));
+    assert_eq!(
+        openings[0].header,
+        v2_tcp4(orig, dest),
+        "{}",
+        show(&openings)
+    );
+
+    // Wildcard bind: the VIP the client reached.
+    let mut s = connect_vip(topo.client(), 8081, Duration::from_secs(5)).unwrap();
+    let client = s.local_addr().unwrap();
+    s.write_all(get.as_bytes()).unwrap();
+    let (status, _) = read_response(&mut BufReader::new(s.try_clone().unwrap())).unwrap();
+    assert_eq!(status, 200, "{}", daemon.stderr());
+    let openings = server.openings();
+    assert_eq!(openings.len(), 2, "{}", show(&openings));
+    assert_eq!(
+        String::from_utf8_lossy(&openings[1].header),
+        String::from_utf8_lossy(&v1_tcp4(client, vip(8081))),
+        "{}",
+        show(&openings)
     );
 }
 
