@@ -155,6 +155,16 @@ impl Drop for ServerThread {
     }
 }
 
+/// A lab server's TLS side: the certificate chain `cert` and its key
+/// `key` (PEM files), ALPN h2 and http/1.1 as xlb's frontends offer.
+pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> Result<xlb::l7::tls::Acceptor> {
+    xlb::l7::tls::acceptor(&xlb::config::Tls {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        sni: Vec::new(),
+    })
+}
+
 impl HttpBackend {
     /// Binds `addr` inside `ns` and serves until dropped.
     pub fn start(ns: &Namespace, name: &str, addr: SocketAddr) -> Result<HttpBackend> {
@@ -170,12 +180,7 @@ impl HttpBackend {
         cert: &Path,
         key: &Path,
     ) -> Result<HttpBackend> {
-        let acceptor = xlb::l7::tls::acceptor(&xlb::config::Tls {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            sni: Vec::new(),
-        })?;
-        Self::start_with(ns, name, addr, Some(acceptor))
+        Self::start_with(ns, name, addr, Some(tls_acceptor(cert, key)?))
     }
 
     /// TLS handshakes completed so far (0 for a cleartext server).

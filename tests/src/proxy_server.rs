@@ -189,12 +189,12 @@ impl ProxiedHttp {
         cert: &Path,
         key: &Path,
     ) -> Result<ProxiedHttp> {
-        let acceptor = xlb::l7::tls::acceptor(&xlb::config::Tls {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            sni: Vec::new(),
-        })?;
-        Self::start_with(ns, name, addr, Some(acceptor))
+        Self::start_with(
+            ns,
+            name,
+            addr,
+            Some(crate::http_backend::tls_acceptor(cert, key)?),
+        )
     }
 
     fn start_with(

@@ -49,6 +49,7 @@ use xlb_lab::{
         frontend_toml, head_toml, http_lab, pool_toml, read_response, web1_config,
     },
     proxy_server::{Opening, ProxiedHttp},
+    xlb_daemon::XlbDaemon,
 };
 
 const TAG: &str = "l7pp";
@@ -205,6 +206,27 @@ fn lab1(tag: &str) -> (L4Topology, TempDir) {
     (topo, dir)
 }
 
+/// [`lab1`] with a [`ProxiedHttp`] server on backend1:8090, the only
+/// server of backend `web` (`send_proxy = version`), and xlb running with
+/// `frontends`. Also returns the server's address.
+fn send_proxy_lab(
+    tag: &str,
+    version: &str,
+    frontends: &str,
+) -> (L4Topology, TempDir, ProxiedHttp, XlbDaemon, SocketAddr) {
+    let (topo, dir) = lab1(tag);
+    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
+    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
+    let web = [("web1", addr.to_string())];
+    let text = format!(
+        "{}{}{frontends}",
+        head_toml(&dir, tag),
+        pool_toml("web", &format!("send_proxy = \"{version}\"\n"), &web),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    (topo, dir, server, daemon, addr)
+}
+
 /// Shows an opening readably in assertion messages.
 fn show(o: &[Opening]) -> String {
     o.iter()
@@ -240,20 +262,8 @@ fn curl_from(topo: &L4Topology, args: &[&str]) -> (CurlResult, SocketAddr) {
 #[test]
 fn send_proxy_v1_names_client_and_vip() {
     let tag = "l7ppv1";
-    let (topo, dir) = lab1(tag);
-    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
-    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
-    let text = format!(
-        "{}{}{}",
-        head_toml(&dir, tag),
-        pool_toml(
-            "web",
-            "send_proxy = \"v1\"\n",
-            &[("web1", addr.to_string())]
-        ),
-        frontend_toml("fe", 8080, "web", ""),
-    );
-    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    let (topo, _dir, server, daemon, _) =
+        send_proxy_lab(tag, "v1", &frontend_toml("fe", 8080, "web", ""));
     let request = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
 
     let mut clients = Vec::new();
@@ -365,21 +375,12 @@ fn send_proxy_comes_before_upstream_tls() {
 #[test]
 fn send_proxy_on_websocket_upgrade() {
     let tag = "l7ppws";
-    let (topo, dir) = lab1(tag);
-    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
-    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
-    let text = format!(
-        "{}{}{}{}",
-        head_toml(&dir, tag),
-        pool_toml(
-            "web",
-            "send_proxy = \"v2\"\n",
-            &[("web1", addr.to_string())]
-        ),
+    let frontends = format!(
+        "{}{}",
         frontend_toml("fe", 8080, "web", ""),
-        frontend_toml("h2c", 8081, "web", "h2c = true\n"),
+        frontend_toml("h2c", 8081, "web", "h2c = true\n")
     );
-    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+    let (topo, _dir, server, daemon, _) = send_proxy_lab(tag, "v2", &frontends);
 
     // HTTP/1.1 Upgrade.
     let (client, echoed) = block_on_in(topo.client(), websocket_echo).unwrap();
@@ -497,20 +498,11 @@ async fn websocket_echo() -> (SocketAddr, Vec<String>) {
 #[test]
 fn send_proxy_on_connect_tunnel() {
     let tag = "l7ppcon";
-    let (topo, dir) = lab1(tag);
-    let addr = SocketAddr::from((topo.backend_addrs()[0], 8090));
-    let server = ProxiedHttp::start(topo.backend(1), "web1", addr).unwrap();
-    let text = format!(
-        "{}{}{}",
-        head_toml(&dir, tag),
-        pool_toml(
-            "web",
-            "send_proxy = \"v1\"\n",
-            &[("web1", addr.to_string())]
-        ),
-        frontend_toml("fe", 8080, "web", "connect = true\n"),
+    let (topo, _dir, server, daemon, addr) = send_proxy_lab(
+        tag,
+        "v1",
+        &frontend_toml("fe", 8080, "web", "connect = true\n"),
     );
-    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
     let proxy = format!("http://{VIP}:8080");
     let url = format!("http://{addr}/headers");
     let (out, client) = curl_from(

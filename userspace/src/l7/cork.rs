@@ -267,14 +267,20 @@ mod tests {
         assert_eq!(rest, b"x");
     }
 
-    #[test]
-    fn on_a_worker_runtime_the_flush_waits_until_it_runs_out_of_work() {
+    /// A runtime set up as an L7 worker's is (park hook), on this thread.
+    fn worker_runtime() -> tokio::runtime::Runtime {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .on_thread_park(flush_corked)
             .build()
             .unwrap();
         flush_at_park();
+        runtime
+    }
+
+    #[test]
+    fn on_a_worker_runtime_the_flush_waits_until_it_runs_out_of_work() {
+        let runtime = worker_runtime();
         let order = runtime.block_on(async {
             let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let (a, mut b) = tokio::io::duplex(1 << 16);
@@ -310,12 +316,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_never_runs_out_of_work_still_flushes() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_park(flush_corked)
-            .build()
-            .unwrap();
-        flush_at_park();
+        let runtime = worker_runtime();
         let busy_for = std::time::Duration::from_millis(300);
         let (flushed_after, busy_ran) = runtime.block_on(async move {
             tokio::spawn(watchdog());
