@@ -147,6 +147,65 @@ where
     })?
 }
 
+/// A WebSocket over HTTP/2 to the h2c frontend on `VIP:port` (RFC 8441
+/// extended CONNECT, prior knowledge) for `authority` and `path` that
+/// echoes one text message ("over h2"): the client's address, the
+/// CONNECT response's headers and the reply.
+pub async fn h2_websocket_echo(
+    port: u16,
+    authority: &str,
+    path: &str,
+) -> Result<(SocketAddr, http::HeaderMap, String)> {
+    use anyhow::ensure;
+    let tcp = tokio::net::TcpStream::connect((VIP, port)).await?;
+    let client = tcp.local_addr()?;
+    let (send, conn) = h2::client::handshake(tcp).await.context("h2 handshake")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await?;
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
+    for _ in 0..100 {
+        if send.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{authority}{path}"))
+        .extension(h2::ext::Protocol::from("websocket"))
+        .header("sec-websocket-version", "13")
+        .body(())?;
+    let (resp, mut tx) = send.send_request(req, false)?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp).await??;
+    ensure!(resp.status() == 200, "extended CONNECT: {resp:?}");
+    // One final masked text frame (RFC 6455 section 5.2).
+    let word = b"over h2";
+    let mask = [0x5a, 0x17, 0xc3, 0x81];
+    let mut frame = vec![0x81, 0x80 | word.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(word.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tx.send_data(frame.into(), false)?;
+    // The echo: one short unmasked text frame.
+    let (head, mut rx) = resp.into_parts();
+    let mut got = Vec::new();
+    while got.len() < 2 || got.len() < 2 + (got[1] & 0x7f) as usize {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), rx.data())
+            .await
+            .context("echo within 5 s")?
+            .context("stream ended before the echo")??;
+        let _ = rx.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    ensure!(
+        got[0] == 0x81 && got[1] < 126,
+        "not a short text frame: {got:?}"
+    );
+    let reply = String::from_utf8(got[2..2 + got[1] as usize].to_vec())?;
+    Ok((client, head.headers, reply))
+}
+
 /// One curl transfer.
 #[derive(Debug, Clone)]
 pub struct CurlResult {

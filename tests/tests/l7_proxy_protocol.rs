@@ -46,7 +46,8 @@ use xlb_lab::{
     L4Topology, Lab, TempDir,
     l7::{
         CurlResult, TestCa, VIP, access_lines, block_on_in, connect_vip, curl, frontend_at_toml,
-        frontend_toml, head_toml, http_lab, pool_toml, read_response, web1_config,
+        frontend_toml, h2_websocket_echo, head_toml, http_lab, pool_toml, read_response,
+        web1_config,
     },
     proxy_server::{Opening, ProxiedHttp},
     xlb_daemon::XlbDaemon,
@@ -397,9 +398,11 @@ fn send_proxy_on_websocket_upgrade() {
     );
 
     // HTTP/2 extended CONNECT.
-    let (client, echoed) = block_on_in(topo.client(), h2_websocket_echo)
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+    let authority = format!("{VIP}:8081");
+    let (client, _, echoed) =
+        block_on_in(topo.client(), || h2_websocket_echo(8081, &authority, "/ws"))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
     assert_eq!(echoed, "over h2");
     let openings = server.openings();
     assert_eq!(openings.len(), 2, "{}", show(&openings));
@@ -411,60 +414,6 @@ fn send_proxy_on_websocket_upgrade() {
         "{}",
         show(&openings)
     );
-}
-
-/// A WebSocket over HTTP/2 to `h2c://VIP:8081/ws` (RFC 8441 extended
-/// CONNECT, prior knowledge) that echoes one text message: the client's
-/// address and the reply.
-async fn h2_websocket_echo() -> anyhow::Result<(SocketAddr, String)> {
-    use anyhow::{Context, ensure};
-    let tcp = tokio::net::TcpStream::connect((VIP, 8081)).await?;
-    let client = tcp.local_addr()?;
-    let (send, conn) = h2::client::handshake(tcp).await.context("h2 handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut send = send.ready().await?;
-    // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
-    for _ in 0..100 {
-        if send.is_extended_connect_protocol_enabled() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let req = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(format!("http://{VIP}:8081/ws"))
-        .extension(h2::ext::Protocol::from("websocket"))
-        .header("sec-websocket-version", "13")
-        .body(())?;
-    let (resp, mut tx) = send.send_request(req, false)?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), resp).await??;
-    ensure!(resp.status() == 200, "extended CONNECT: {resp:?}");
-    // One final masked text frame (RFC 6455 section 5.2).
-    let word = b"over h2";
-    let mask = [0x5a, 0x17, 0xc3, 0x81];
-    let mut frame = vec![0x81, 0x80 | word.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(word.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    tx.send_data(frame.into(), false)?;
-    // The echo: one short unmasked text frame.
-    let mut rx = resp.into_body();
-    let mut got = Vec::new();
-    while got.len() < 2 || got.len() < 2 + (got[1] & 0x7f) as usize {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), rx.data())
-            .await
-            .context("echo within 5 s")?
-            .context("stream ended before the echo")??;
-        let _ = rx.flow_control().release_capacity(chunk.len());
-        got.extend_from_slice(&chunk);
-    }
-    ensure!(
-        got[0] == 0x81 && got[1] < 126,
-        "not a short text frame: {got:?}"
-    );
-    let reply = String::from_utf8(got[2..2 + got[1] as usize].to_vec())?;
-    Ok((client, reply))
 }
 
 /// Echoes three text messages over `ws://VIP:8080/ws`; the client's

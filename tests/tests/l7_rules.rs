@@ -11,8 +11,9 @@
 //!   the rule's backend only.
 //!   Over HTTP/3 (frontend `edge3`, the same rules) a request is routed
 //!   by path (rewritten) and by `:authority`; WebSocket upgrades
-//!   (HTTP/1.1) by `Host` and by path (rewritten to the server's `/ws`)
-//!   reach the rule's server and echo, one matching no rule the default;
+//!   (HTTP/1.1) by `Host`, and over HTTP/2 (RFC 8441) by `:authority`,
+//!   and both by path (rewritten to the server's `/ws`) reach the rule's
+//!   server and echo, one matching no rule the default;
 //!   the access log names each routed backend.
 //!   A reload without the rules sends everything to `web` again.
 
@@ -180,11 +181,16 @@ fn rules_route_rewrite_log_and_count() {
     // HTTP/3 (edge3) and WebSocket upgrades (edge) are routed too.
     let mark = daemon.stderr_lines().len();
     let ca_pem = ca.pem().to_string();
-    let (h3, ws) = xlb_lab::l7::block_on_in(topo.client(), || async {
-        anyhow::Ok((h3_gets(&ca_pem).await?, websockets().await?))
+    let (h3, ws, ws2) = xlb_lab::l7::block_on_in(topo.client(), || async {
+        anyhow::Ok((
+            h3_gets(&ca_pem).await?,
+            websockets().await?,
+            websockets_over_h2().await?,
+        ))
     })
     .unwrap()
     .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.stderr()));
+    assert_eq!(ws2, ["over h2"; 3]);
     assert_eq!(
         h3,
         [
@@ -199,7 +205,25 @@ fn rules_route_rewrite_log_and_count() {
         ws,
         ["web2", "web2", "web1"].map(|s| (s.to_string(), vec!["ping".to_string()]))
     );
-    let lines = wait_lines(&daemon, mark, 6);
+    let lines = wait_lines(&daemon, mark, 9);
+    assert_eq!(lines.len(), 9, "{lines:?}\n{}", daemon.stderr());
+    // WebSocket over HTTP/2 (extended CONNECT on `edge`, h2c): by
+    // `:authority`, by path (rewritten to `/ws`), by no rule.
+    let h2_ws: Vec<[&str; 3]> = lines[6..]
+        .iter()
+        .map(|l| [l.frontend.as_str(), l.backend.as_str(), l.server.as_str()])
+        .collect();
+    assert_eq!(
+        h2_ws,
+        [
+            ["edge", "api", "web2"],
+            ["edge", "api", "web2"],
+            ["edge", "web", "web1"]
+        ],
+        "{}",
+        daemon.stderr()
+    );
+    let lines = &lines[..6];
     let seen: Vec<(String, String, String, String)> = lines
         .iter()
         .map(|l| {
@@ -254,6 +278,19 @@ async fn h3_gets(ca_pem: &str) -> Result<Vec<(String, String)>> {
         let server = resp.headers().get("x-backend").context("no x-backend")?;
         let target = String::from_utf8(body)?.trim_end().to_string();
         out.push((server.to_str()?.to_string(), target));
+    }
+    Ok(out)
+}
+
+/// WebSockets over HTTP/2 (RFC 8441) to `edge`: by `:authority`, by path
+/// (rewritten to `/ws`), by no rule. What each echoed.
+async fn websockets_over_h2() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (authority, path) in [("ws.api.example", "/ws"), (VIP, "/live/feed"), (VIP, "/ws")] {
+        let (_, _, reply) = xlb_lab::l7::h2_websocket_echo(8080, authority, path)
+            .await
+            .with_context(|| format!("{authority}{path}"))?;
+        out.push(reply);
     }
     Ok(out)
 }
