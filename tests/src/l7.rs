@@ -147,6 +147,27 @@ where
     })?
 }
 
+/// An HTTP/2 client connection over `io` (its driver spawned), once the
+/// server's SETTINGS have enabled extended CONNECT (RFC 8441).
+pub async fn h2_extended_connect<IO>(io: IO) -> Result<h2::client::SendRequest<bytes::Bytes>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = h2::client::handshake(io).await.context("h2 handshake")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let send = send.ready().await?;
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
+    for _ in 0..100 {
+        if send.is_extended_connect_protocol_enabled() {
+            return Ok(send);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the server's SETTINGS do not enable extended CONNECT")
+}
+
 /// A WebSocket over HTTP/2 to the h2c frontend on `VIP:port` (RFC 8441
 /// extended CONNECT, prior knowledge) for `authority` and `path` that
 /// echoes one text message ("over h2"): the client's address, the
@@ -159,18 +180,7 @@ pub async fn h2_websocket_echo(
     use anyhow::ensure;
     let tcp = tokio::net::TcpStream::connect((VIP, port)).await?;
     let client = tcp.local_addr()?;
-    let (send, conn) = h2::client::handshake(tcp).await.context("h2 handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut send = send.ready().await?;
-    // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
-    for _ in 0..100 {
-        if send.is_extended_connect_protocol_enabled() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut send = h2_extended_connect(tcp).await?;
     let req = http::Request::builder()
         .method(http::Method::CONNECT)
         .uri(format!("http://{authority}{path}"))

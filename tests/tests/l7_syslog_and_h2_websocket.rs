@@ -155,22 +155,7 @@ async fn session<IO>(io: IO, scheme: &str, authority: &str, words: &[&str]) -> R
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, conn) = h2::client::handshake(io).await.context("h2 handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut send = send.ready().await?;
-    // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
-    for _ in 0..100 {
-        if send.is_extended_connect_protocol_enabled() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ensure!(
-        send.is_extended_connect_protocol_enabled(),
-        "the server's SETTINGS do not enable extended CONNECT"
-    );
+    let mut send = xlb_lab::l7::h2_extended_connect(io).await?;
 
     let url = format!("{scheme}://{authority}/ws");
     let ws = |protocol: &str, version: Option<&str>| {
