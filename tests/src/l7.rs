@@ -216,6 +216,31 @@ pub async fn h2_websocket_echo(
     Ok((client, head.headers, reply))
 }
 
+/// Echoes three text messages over `ws://VIP:8080/ws`; the client's
+/// address and the replies. Panics on any failure.
+pub async fn websocket_echo() -> (SocketAddr, Vec<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let stream = tokio::net::TcpStream::connect((VIP, 8080)).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{VIP}:8080/ws"), stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    let mut out = Vec::new();
+    for m in ["hello", "through", "xlb"] {
+        ws.send(Message::text(m)).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo within 5 s")
+            .unwrap()
+            .unwrap();
+        out.push(reply.into_text().unwrap().to_string());
+    }
+    ws.close(None).await.unwrap();
+    (client, out)
+}
+
 /// One curl transfer.
 #[derive(Debug, Clone)]
 pub struct CurlResult {

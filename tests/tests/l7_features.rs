@@ -20,7 +20,7 @@ use xlb_lab::{
     l7::{
         AccessLine, TestCa, VIP, access_log_file, block_on_in, connect_vip, curl, curl_ok,
         frontend_at_toml, frontend_toml, head_toml, http_lab, http1_get, pool_toml, web_servers,
-        web1_config,
+        web1_config, websocket_echo,
     },
 };
 
@@ -206,7 +206,7 @@ fn headers_websocket_and_access_log_file() {
     }
 
     // WebSocket echo through xlb.
-    let echoed = block_on_in(topo.client(), websocket_echo).unwrap();
+    let (_, echoed) = block_on_in(topo.client(), websocket_echo).unwrap();
     assert_eq!(echoed, ["hello", "through", "xlb"]);
 
     // Access log: a file, one parsable line per request.
@@ -308,28 +308,6 @@ fn access_log_file_reopened_on_reload() {
     kept_get("/kept-d");
     assert_eq!(logged_targets(&log), ["/d", "/kept-d"]);
     assert_eq!(logged_targets(&rotated[1]), ["/c", "/kept-c"]);
-}
-
-async fn websocket_echo() -> Vec<String> {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let stream = tokio::net::TcpStream::connect((VIP, 8080)).await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{VIP}:8080/ws"), stream)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 101);
-    let mut out = Vec::new();
-    for m in ["hello", "through", "xlb"] {
-        ws.send(Message::text(m)).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("echo within 5 s")
-            .unwrap()
-            .unwrap();
-        out.push(reply.into_text().unwrap().to_string());
-    }
-    ws.close(None).await.unwrap();
-    out
 }
 
 /// A SIGHUP reload: the listener stays bound, new connections follow the

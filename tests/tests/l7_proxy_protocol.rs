@@ -47,7 +47,7 @@ use xlb_lab::{
     l7::{
         CurlResult, TestCa, VIP, access_lines, block_on_in, connect_vip, curl, frontend_at_toml,
         frontend_toml, h2_websocket_echo, head_toml, http_lab, pool_toml, read_response,
-        web1_config,
+        web1_config, websocket_echo,
     },
     proxy_server::{Opening, ProxiedHttp},
     xlb_daemon::XlbDaemon,
@@ -414,31 +414,6 @@ fn send_proxy_on_websocket_upgrade() {
         "{}",
         show(&openings)
     );
-}
-
-/// Echoes three text messages over `ws://VIP:8080/ws`; the client's
-/// address and the replies.
-async fn websocket_echo() -> (SocketAddr, Vec<String>) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let stream = tokio::net::TcpStream::connect((VIP, 8080)).await.unwrap();
-    let client = stream.local_addr().unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{VIP}:8080/ws"), stream)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 101);
-    let mut out = Vec::new();
-    for m in ["hello", "through", "xlb"] {
-        ws.send(Message::text(m)).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("echo within 5 s")
-            .unwrap()
-            .unwrap();
-        out.push(reply.into_text().unwrap().to_string());
-    }
-    ws.close(None).await.unwrap();
-    (client, out)
 }
 
 /// `CONNECT` to a server of a `send_proxy` backend: the tunnel's server
