@@ -252,7 +252,7 @@ async fn serve_connection(
                     client,
                     local,
                     state.clone(),
-                    private_pools.clone(),
+                    private_pools.share(),
                 ));
                 requests.spawn(serve_request(cx, resolver, handshake.clone()));
             }

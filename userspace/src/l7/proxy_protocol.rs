@@ -293,20 +293,27 @@ impl SendProxy {
 /// Server connections private to one client connection: those of
 /// `send_proxy` backends carry the client's address in their first bytes,
 /// so no other client may reuse them. Made on first use (one pool per
-/// version, as two backends may reach one server with either) and closed
-/// with the client connection. A clone is a handle to the same pools: an
-/// HTTP/3 connection, which makes a [`super::proxy::ConnCtx`] per request,
-/// gives each one its pools (the last handle dropped closes them).
-#[derive(Default, Clone)]
-pub struct PrivatePools(Arc<[OnceLock<Arc<Pool>>; 2]>);
+/// version, as two backends may reach one server with either), so a
+/// connection that never needs them allocates nothing, and closed with
+/// the client connection. An HTTP/3 connection, which makes a
+/// [`super::proxy::ConnCtx`] per request, gives each one a handle to its
+/// own ([`PrivatePools::share`]; the last handle dropped closes them).
+#[derive(Default)]
+pub struct PrivatePools(OnceLock<Arc<[OnceLock<Arc<Pool>>; 2]>>);
 
 impl PrivatePools {
     pub fn get(&self, version: ProxyVersion) -> &Arc<Pool> {
+        let slots = self.0.get_or_init(Default::default);
         let slot = match version {
-            ProxyVersion::V1 => &self.0[0],
-            ProxyVersion::V2 => &self.0[1],
+            ProxyVersion::V1 => &slots[0],
+            ProxyVersion::V2 => &slots[1],
         };
         slot.get_or_init(Default::default)
+    }
+
+    /// Another handle to the same pools.
+    pub fn share(&self) -> PrivatePools {
+        PrivatePools(OnceLock::from(self.0.get_or_init(Default::default).clone()))
     }
 }
 
