@@ -76,9 +76,15 @@ impl ConnState {
     /// Returns the guard and the time since the connection was last
     /// ready for a request.
     pub fn request_started(self: &Arc<Self>) -> (RequestGuard, Duration) {
+        self.request_started_at(Instant::now())
+    }
+
+    /// [`Self::request_started`] for a request received at `at` (a clock
+    /// the caller has already read).
+    pub fn request_started_at(self: &Arc<Self>, at: Instant) -> (RequestGuard, Duration) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
-        let now = self.now();
+        let now = at.saturating_duration_since(self.base).as_millis() as u64;
         let ready = self.ready_since.load(Ordering::Relaxed).saturating_sub(1);
         (
             RequestGuard {

@@ -364,11 +364,12 @@ pub type Handling = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 /// hyper moves the service future around (HTTP/2 spawns it as a task);
 /// made directly in its box, it is not copied on the way.
 pub fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Handling {
-    let (guard, accept) = cx.state.request_started();
+    let received = Instant::now();
+    let (guard, accept) = cx.state.request_started_at(received);
     let started = Started {
         guard,
         accept,
-        received: Instant::now(),
+        received,
     };
     if let Some(wait) = rate_limit::exceeded(&cx) {
         let too_many = rate_limit::too_many_requests(&cx, &req, started, wait);
@@ -459,6 +460,7 @@ pub(super) async fn forward(
             })
         } else {
             pool.checkout(
+                started,
                 pick.address,
                 settings.proto,
                 ms(settings.connect_timeout_ms),
@@ -476,11 +478,9 @@ pub(super) async fn forward(
             }
         };
         let reused = conn.reused();
-        entry.connect = Some(if reused {
-            Duration::ZERO
-        } else {
-            started.elapsed()
-        });
+        // A pooled connection took no time to get: one clock read less.
+        let sent = if reused { started } else { Instant::now() };
+        entry.connect = Some(sent - started);
         let req_body = if no_body {
             body::empty()
         } else {
@@ -489,11 +489,11 @@ pub(super) async fn forward(
                 None => break None, // consumed by a failed attempt
             }
         };
-        let sent = Instant::now();
         // The request and the exchange are built inside the timeout: a
         // value moved into a future from a variable of this one keeps its
         // own slot in this one's state (over 1 KB, in every request's box).
-        let result = tokio::time::timeout(ms(settings.response_timeout_ms), async {
+        let deadline = sent + ms(settings.response_timeout_ms);
+        let result = tokio::time::timeout_at(deadline.into(), async {
             let upstream_req = build(&cx, &parts, req_body, settings.proto, pick, host.as_ref());
             let resp =
                 upstream::send(pool, pick.address, be.tls.as_ref(), conn, upstream_req).await?;
@@ -560,7 +560,7 @@ pub(super) async fn forward(
 
     entry.status = resp.status().as_u16();
     let (resp, in_flight) = respond(&cx, resp, pick, in_flight, client_upgrade, encoding);
-    finish(&cx, resp, entry, in_flight, guard)
+    finish(resp, entry, in_flight, guard)
 }
 
 /// The server for the next attempt at a request: `None` once the
@@ -692,7 +692,7 @@ async fn connect(cx: Arc<ConnCtx>, mut req: Request<Incoming>, started: Started)
             Err(e) => debug!(server = %label, "CONNECT upgrade failed: {e}"),
         }
     });
-    finish(&cx, Response::new(body::empty()), entry, None, guard)
+    finish(Response::new(body::empty()), entry, None, guard)
 }
 
 /// xlb's own answer to a request it ends (`status` and why): a warning,
@@ -711,7 +711,7 @@ pub(super) fn refuse(
     entry.status = status.as_u16();
     let resp = body::error_response(status, &why);
     entry.error = Some(why);
-    finish(cx, resp, entry, None, guard)
+    finish(resp, entry, None, guard)
 }
 
 /// The end of a request xlb drops without an answer (its stream is
@@ -729,7 +729,6 @@ pub(super) fn unanswered(mut entry: Entry, guard: RequestGuard, status: StatusCo
 
 /// Wraps the body so the log line is written when it ends.
 pub(super) fn finish(
-    cx: &ConnCtx,
     resp: Response<Body>,
     entry: Entry,
     in_flight: Option<InFlight>,
@@ -740,7 +739,6 @@ pub(super) fn finish(
         inner,
         bytes: 0,
         entry: Some(entry),
-        log: cx.fe.log.clone(),
         _in_flight: in_flight,
         _guard: guard,
     };
@@ -848,8 +846,8 @@ pub(super) async fn tunnel<Held>(
 struct LoggedBody {
     inner: Body,
     bytes: u64,
+    /// Also holds the connection, whose frontend has the log.
     entry: Option<Entry>,
-    log: Logger,
     _in_flight: Option<InFlight>,
     _guard: RequestGuard,
 }
@@ -859,8 +857,9 @@ impl LoggedBody {
         if let Some(e) = self.entry.take() {
             let total = e.received.elapsed();
             e.cx.fe.metrics_for(e.route).observe(e.status, total);
-            if self.log.enabled() {
-                self.log.write(e.line(total, self.bytes));
+            let log = &e.cx.fe.log;
+            if log.enabled() {
+                log.write(e.line(total, self.bytes));
             }
         }
     }

@@ -179,7 +179,7 @@ pub(super) fn too_many_requests<B>(
         header::RETRY_AFTER,
         HeaderValue::from(retry_after_secs(wait)),
     );
-    finish(cx, resp, entry, None, guard)
+    finish(resp, entry, None, guard)
 }
 
 #[cfg(test)]

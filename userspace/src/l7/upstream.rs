@@ -97,8 +97,11 @@ pub struct Pool {
 impl Pool {
     /// A connection to `addr` (over TLS when `tls` is set): a pooled one
     /// if any, else a new one (starting with `proxy`'s header, if any).
+    /// `now` is the caller's clock reading, to judge pooled connections'
+    /// idle time by.
     pub async fn checkout(
         &self,
+        now: Instant,
         addr: SocketAddr,
         proto: UpstreamProto,
         connect_timeout: Duration,
@@ -107,7 +110,7 @@ impl Pool {
     ) -> Result<Conn, ConnectError> {
         let key = (addr, tls.map_or(0, |t| t.id));
         let pooled = match proto {
-            UpstreamProto::H1 => self.take_idle(key).map(|sender| Conn::H1 {
+            UpstreamProto::H1 => self.take_idle(key, now).map(|sender| Conn::H1 {
                 sender,
                 reused: true,
             }),
@@ -175,11 +178,11 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self, key: PoolKey) -> Option<http1::SendRequest<Body>> {
+    fn take_idle(&self, key: PoolKey, now: Instant) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&key)?;
         while let Some((sender, since)) = list.pop() {
-            if since.elapsed() < IDLE_REUSE && sender.is_ready() && !sender.is_closed() {
+            if now.saturating_duration_since(since) < IDLE_REUSE && sender.is_ready() && !sender.is_closed() {
                 return Some(sender);
             }
         }

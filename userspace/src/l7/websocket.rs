@@ -136,7 +136,7 @@ pub async fn handle(
             (in_flight, busy),
             pick.key.clone(),
         ));
-        return finish(&cx, answer, entry, None, guard);
+        return finish(answer, entry, None, guard);
     }
     if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
         let why = format!(
@@ -149,7 +149,7 @@ pub async fn handle(
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     let resp = Response::from_parts(parts, body::boxed(incoming));
-    finish(&cx, resp, entry, Some(in_flight), guard)
+    finish(resp, entry, Some(in_flight), guard)
 }
 
 /// The RFC 6455 handshake the server gets for the client's extended

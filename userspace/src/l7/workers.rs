@@ -85,12 +85,14 @@ impl Peers {
     }
 
     /// The worker a connection accepted by `me` should go to, counted as
-    /// open there from now on: `me` unless another holds at least two
-    /// fewer connections.
+    /// open there from now on: `me` unless another holds fewer
+    /// connections. Keep-alive connections carry similar loads, so one
+    /// worker with 9 of 16 would be the bottleneck at 12% above the mean;
+    /// a handover costs one message per connection, once.
     fn place(self: &Arc<Self>, me: usize) -> Placed {
         let (least, n) = self.least(Some(me));
         let mine = self.open[me].load(Ordering::Relaxed);
-        self.count_on(if mine > n + 1 { least } else { me })
+        self.count_on(if mine > n { least } else { me })
     }
 }
 
@@ -313,21 +315,21 @@ mod tests {
         let counts = open(&p);
         assert_eq!(counts.iter().sum::<usize>(), 64);
         let (min, max) = (counts.iter().min(), counts.iter().max());
-        assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 2), "{counts:?}");
+        assert_eq!(counts, vec![16, 16, 16, 16]);
         drop(placed);
         assert_eq!(open(&p), vec![0, 0, 0, 0], "closed connections uncount");
     }
 
     #[test]
-    fn a_worker_hands_over_only_when_two_ahead() {
+    fn a_worker_hands_over_when_another_has_fewer() {
         let p = peers(2);
-        let kept: Vec<Placed> = (0..2).map(|_| p.place(1)).collect();
-        assert!(kept.iter().all(|c| c.worker == 1), "within one: kept");
-        let third = p.place(1);
-        assert_eq!(third.worker, 0, "two ahead of worker 0: handed over");
-        let fourth = p.place(0);
-        assert_eq!(fourth.worker, 0, "one behind: kept");
-        assert_eq!(open(&p), vec![2, 2]);
+        let first = p.place(1);
+        assert_eq!(first.worker, 1, "all equal: kept");
+        let second = p.place(1);
+        assert_eq!(second.worker, 0, "one ahead of worker 0: handed over");
+        let third = p.place(0);
+        assert_eq!(third.worker, 0, "level with worker 1: kept");
+        assert_eq!(open(&p), vec![2, 1]);
     }
 
     #[test]
