@@ -46,8 +46,8 @@
 //!   IPv4 client on that dual-stack socket as `TCP4`.
 //! - `send_proxy_relays_ipv6_and_mixed_headers`: a received `TCP6`
 //!   header is relayed as an exact v2 `AF_INET6` one; one whose client is
-//!   IPv4-mapped (`::ffff:...`) to an IPv6 destination as the README's
-//!   mixed-family header.
+//!   IPv4-mapped (`::ffff:...`) to an IPv6 destination as `AF_INET6`
+//!   with that mapped client (the README's mixed families).
 
 use std::{
     io::{BufReader, Read, Write},
@@ -793,11 +793,11 @@ fn send_proxy_names_ipv6_client_and_vip() {
 /// `accept_proxy` and `send_proxy` (v2) with IPv6 headers relayed over
 /// the lab's IPv4 connections: a received `TCP6` header's client and
 /// destination go on in an exact v2 `AF_INET6` header. A received header
-/// whose addresses end up in two families (a `::ffff:` IPv4-mapped
-/// client, which xlb takes as IPv4, to an IPv6 destination) is relayed
-/// as the README says: v2 `PROXY` with family `UNSPEC` and no addresses
-/// (a valid header; the server uses its peer address), and the request
-/// is served.
+/// whose addresses are of two families once xlb takes a `::ffff:`
+/// (IPv4-mapped) client as IPv4, to an IPv6 destination, is relayed as
+/// the README says (and HAProxy does): both as IPv6, the client in its
+/// `::ffff:` form, so the server still learns the client; the request is
+/// served.
 #[test]
 fn send_proxy_relays_ipv6_and_mixed_headers() {
     let tag = "l7pp6r";
@@ -811,8 +811,7 @@ fn send_proxy_relays_ipv6_and_mixed_headers() {
         "[2001:db8:77::7]:40000".parse().unwrap(),
         "[2001:db8:99::1]:443".parse().unwrap(),
     );
-    let mut unspec = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    unspec.extend_from_slice(&[0x21, 0x00, 0x00, 0x00]);
+    let mapped: SocketAddr = "[::ffff:198.18.77.7]:40000".parse().unwrap();
     let cases = [
         (
             "PROXY TCP6 2001:db8:77::7 2001:db8:99::1 40000 443\r\n",
@@ -821,7 +820,7 @@ fn send_proxy_relays_ipv6_and_mixed_headers() {
         ),
         (
             "PROXY TCP6 ::ffff:198.18.77.7 2001:db8:99::1 40000 443\r\n",
-            unspec,
+            v2_tcp6(mapped, dest),
             "::ffff:198.18.77.7",
         ),
     ];
