@@ -33,6 +33,21 @@
 //!   `accept_proxy`, the header xlb sends names the client and destination
 //!   of the header it received; on a wildcard `bind` it names the address
 //!   the client connected to, not `0.0.0.0`.
+//!
+//! IPv6:
+//!
+//! - `accept_proxy_takes_an_ipv6_client_from_the_header`: a v1 `TCP6` and
+//!   a v2 `AF_INET6` header's source reaches the server in
+//!   `X-Forwarded-For` and `Forwarded` and the access log, exactly.
+//! - `send_proxy_names_ipv6_client_and_vip`: in the dual-stack lab, an
+//!   IPv6 client of a frontend on the IPv6 VIP makes xlb write the exact
+//!   v2 `AF_INET6` / v1 `TCP6` header (client, VIP) to IPv6 and to IPv4
+//!   servers alike; on a `[::]` bind the VIP the client reached, and an
+//!   IPv4 client on that dual-stack socket as `TCP4`.
+//! - `send_proxy_relays_ipv6_and_mixed_headers`: a received `TCP6`
+//!   header is relayed as an exact v2 `AF_INET6` one; one whose client is
+//!   IPv4-mapped (`::ffff:...`) to an IPv6 destination as `AF_INET6`
+//!   with that mapped client (the README's mixed families).
 
 use std::{
     io::{BufReader, Read, Write},
@@ -50,6 +65,7 @@ use xlb_lab::{
         web1_config, websocket_echo,
     },
     proxy_server::{Opening, ProxiedHttp},
+    topology::VIP6,
     xlb_daemon::XlbDaemon,
 };
 
@@ -586,4 +602,245 @@ fn send_proxy_http3_requests_share_one_server_connection() {
         .map(|(port, _)| format!("{client_ip}:{port}"))
         .collect();
     assert_eq!(server.seen(), want, "{}", daemon.stderr());
+}
+
+/// `accept_proxy` with headers naming an IPv6 client (a balancer in
+/// front that took an IPv6 connection, here over the lab's IPv4 TCP): a
+/// v1 `TCP6` and a v2 `AF_INET6` header's source reaches the server in
+/// `X-Forwarded-For` (exactly that address) and `Forwarded` (quoted, in
+/// brackets), and the access log names it with its port.
+#[test]
+fn accept_proxy_takes_an_ipv6_client_from_the_header() {
+    let tag = "l7pp6a";
+    let (topo, _web, dir) = http_lab(tag, 1).unwrap();
+    let cfg = web1_config(
+        &dir,
+        tag,
+        &frontend_toml("fe", 8080, "web", "accept_proxy = true\n"),
+    );
+    let daemon = topo.lb().start_xlb(&cfg);
+    let mark = daemon.stderr_lines().len();
+    let request = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+
+    let v1 = b"PROXY TCP6 2001:db8:77::7 2001:db8::100 40000 8080\r\n".to_vec();
+    let v2 = v2::Builder::with_addresses(
+        v2::Version::Two | v2::Command::Proxy,
+        v2::Protocol::Stream,
+        (
+            "[2001:db8:77::8]:40001".parse::<SocketAddr>().unwrap(),
+            "[2001:db8::100]:8080".parse::<SocketAddr>().unwrap(),
+        ),
+    )
+    .build()
+    .unwrap();
+    for (header, client) in [(v1, "2001:db8:77::7"), (v2, "2001:db8:77::8")] {
+        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+        // Header and request in one write, as a balancer in front sends them.
+        s.write_all(&[header.as_slice(), request.as_bytes()].concat())
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let (status, body) = read_response(&mut r).unwrap();
+        let body = String::from_utf8_lossy(&body).to_lowercase();
+        assert_eq!(status, 200, "{body}\n{}", daemon.stderr());
+        let xff = format!("x-forwarded-for: {client}");
+        assert!(
+            body.lines().any(|l| l == xff),
+            "no line {xff:?} (exactly):\n{body}"
+        );
+        let forwarded = format!("forwarded: for=\"[{client}]\";proto=http");
+        assert!(
+            body.lines().any(|l| l.starts_with(&forwarded)),
+            "no line starting {forwarded:?}:\n{body}"
+        );
+    }
+
+    thread::sleep(Duration::from_millis(300));
+    let lines = access_lines(&daemon, mark);
+    let clients: Vec<&str> = lines.iter().map(|l| l.client.as_str()).collect();
+    assert_eq!(
+        clients,
+        ["[2001:db8:77::7]:40000", "[2001:db8:77::8]:40001"],
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| l.status == 200), "{lines:#?}");
+}
+
+/// The v1 header xlb must write for a TCP/IPv6 client connection from
+/// `client` to `local`: `TCP6`, the addresses in their RFC 5952 text.
+fn v1_tcp6(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V6(c), SocketAddr::V6(l)) = (client, local) else {
+        panic!("not IPv6: {client} {local}");
+    };
+    format!(
+        "PROXY TCP6 {} {} {} {}\r\n",
+        c.ip(),
+        l.ip(),
+        c.port(),
+        l.port()
+    )
+    .into_bytes()
+}
+
+/// The v2 header xlb must write for a TCP/IPv6 client connection from
+/// `client` to `local`, byte by byte from the spec: the signature,
+/// version 2 / PROXY, AF_INET6 / STREAM (0x21), 36 address bytes.
+fn v2_tcp6(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V6(c), SocketAddr::V6(l)) = (client, local) else {
+        panic!("not IPv6: {client} {local}");
+    };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x21, 0x00, 0x24]);
+    h.extend_from_slice(&c.ip().octets());
+    h.extend_from_slice(&l.ip().octets());
+    h.extend_from_slice(&c.port().to_be_bytes());
+    h.extend_from_slice(&l.port().to_be_bytes());
+    h
+}
+
+/// `send_proxy` for IPv6 clients, in the dual-stack lab: a client
+/// connecting over IPv6 to a frontend bound on the IPv6 VIP gets a
+/// server connection starting with the exact v2 (`AF_INET6`) or v1
+/// (`TCP6`) header naming its address and port and the VIP and frontend
+/// port, then its request; the same when the server is reached over
+/// IPv4 (the header carries the client side's addresses, whatever the
+/// server connection's family, as HAProxy does). A frontend bound to
+/// `[::]` names the IPv6 VIP an IPv6 client reached, and writes an IPv4
+/// client (seen as `::ffff:198.18.0.2` on the dual-stack socket) as
+/// `TCP4`.
+#[test]
+fn send_proxy_names_ipv6_client_and_vip() {
+    let tag = "l7pp6s";
+    let topo = L4Topology::build_dual(Lab::new(tag).unwrap(), 1).unwrap();
+    let dir = TempDir::new(tag).unwrap();
+    let addr6 = SocketAddr::from((topo.backend_addrs6()[0], 8090));
+    let addr4 = SocketAddr::from((topo.backend_addrs()[0], 8091));
+    let server6 = ProxiedHttp::start(topo.backend(1), "web6", addr6).unwrap();
+    let server4 = ProxiedHttp::start(topo.backend(1), "web4", addr4).unwrap();
+    let vip6 = |port: u16| SocketAddr::from((VIP6, port));
+    let on6 = [("web6", addr6.to_string())];
+    let on4 = [("web4", addr4.to_string())];
+    let text = format!(
+        "{}{}{}{}{}{}{}{}{}{}",
+        head_toml(&dir, tag),
+        pool_toml("v2s6", "send_proxy = \"v2\"\n", &on6),
+        pool_toml("v1s6", "send_proxy = \"v1\"\n", &on6),
+        pool_toml("v2s4", "send_proxy = \"v2\"\n", &on4),
+        pool_toml("v1s4", "send_proxy = \"v1\"\n", &on4),
+        frontend_at_toml("v2s6", &vip6(8080).to_string(), "v2s6", ""),
+        frontend_at_toml("v1s6", &vip6(8081).to_string(), "v1s6", ""),
+        frontend_at_toml("v2s4", &vip6(8082).to_string(), "v2s4", ""),
+        frontend_at_toml("v1s4", &vip6(8083).to_string(), "v1s4", ""),
+        frontend_at_toml("any", "[::]:8084", "v2s6", ""),
+    );
+    let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
+
+    // (VIP reached, server, header expected from client and VIP).
+    let cases: [(SocketAddr, &ProxiedHttp, HeaderFor); 6] = [
+        (vip6(8080), &server6, v2_tcp6),
+        (vip6(8081), &server6, v1_tcp6),
+        (vip6(8082), &server4, v2_tcp6),
+        (vip6(8083), &server4, v1_tcp6),
+        (vip6(8084), &server6, v2_tcp6),
+        (vip(8084), &server6, v2_tcp4),
+    ];
+    let get = |host: SocketAddr| format!("GET /headers HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    for (to, server, expected) in cases {
+        let before = server.openings().len();
+        let mut s = topo
+            .client()
+            .with(|| std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("connecting to {to}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let client = s.local_addr().unwrap();
+        s.write_all(get(to).as_bytes()).unwrap();
+        let (status, body) = read_response(&mut BufReader::new(s.try_clone().unwrap()))
+            .unwrap_or_else(|e| panic!("{to}: {e:#}\n{}", daemon.stderr()));
+        let body = String::from_utf8_lossy(&body).to_lowercase();
+        assert_eq!(status, 200, "{to}: {body}\n{}", daemon.stderr());
+        // An IPv4 client of the dual-stack `[::]` socket is in the PROXY
+        // header as IPv4 (README), but X-Forwarded-For has it as the
+        // socket gave it, `::ffff:198.18.0.2` (as nginx on such a socket
+        // does): either is taken here, the header below is exact.
+        let xff = format!("x-forwarded-for: {}", client.ip());
+        let mapped = format!("x-forwarded-for: ::ffff:{}", client.ip());
+        assert!(
+            body.lines()
+                .any(|l| l == xff || (client.is_ipv4() && l == mapped)),
+            "{to}: no {xff:?}:\n{body}"
+        );
+
+        let openings = server.openings();
+        assert_eq!(openings.len(), before + 1, "{to}: {}", show(&openings));
+        let o = &openings[before];
+        assert_eq!(
+            String::from_utf8_lossy(&o.header),
+            String::from_utf8_lossy(&expected(client, to)),
+            "{to}: {}",
+            show(&openings)
+        );
+        assert_eq!(o.header, expected(client, to), "{to}: {}", show(&openings));
+        assert!(o.valid, "{to}: {}", show(&openings));
+        assert_eq!(o.addresses(), Some((client, to)), "{to}");
+        assert!(
+            o.next.starts_with(b"GET /headers HTTP/1.1"),
+            "{to}: {}",
+            show(&openings)
+        );
+    }
+}
+
+/// `accept_proxy` and `send_proxy` (v2) with IPv6 headers relayed over
+/// the lab's IPv4 connections: a received `TCP6` header's client and
+/// destination go on in an exact v2 `AF_INET6` header. A received header
+/// whose addresses are of two families once xlb takes a `::ffff:`
+/// (IPv4-mapped) client as IPv4, to an IPv6 destination, is relayed as
+/// the README says (and HAProxy does): both as IPv6, the client in its
+/// `::ffff:` form, so the server still learns the client; the request is
+/// served.
+#[test]
+fn send_proxy_relays_ipv6_and_mixed_headers() {
+    let tag = "l7pp6r";
+    let (topo, _dir, server, daemon, _) = send_proxy_lab(
+        tag,
+        "v2",
+        &frontend_toml("relay", 8080, "web", "accept_proxy = true\n"),
+    );
+    let get = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+    let (orig, dest): (SocketAddr, SocketAddr) = (
+        "[2001:db8:77::7]:40000".parse().unwrap(),
+        "[2001:db8:99::1]:443".parse().unwrap(),
+    );
+    let mapped: SocketAddr = "[::ffff:198.18.77.7]:40000".parse().unwrap();
+    let cases = [
+        (
+            "PROXY TCP6 2001:db8:77::7 2001:db8:99::1 40000 443\r\n",
+            v2_tcp6(orig, dest),
+            "2001:db8:77::7",
+        ),
+        (
+            "PROXY TCP6 ::ffff:198.18.77.7 2001:db8:99::1 40000 443\r\n",
+            v2_tcp6(mapped, dest),
+            "::ffff:198.18.77.7",
+        ),
+    ];
+    for (i, (incoming, expected, xff)) in cases.into_iter().enumerate() {
+        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+        s.write_all(format!("{incoming}{get}").as_bytes()).unwrap();
+        let (status, body) = read_response(&mut BufReader::new(s.try_clone().unwrap()))
+            .unwrap_or_else(|e| panic!("{incoming:?}: {e:#}\n{}", daemon.stderr()));
+        let body = String::from_utf8_lossy(&body).to_lowercase();
+        assert_eq!(status, 200, "{incoming:?}: {body}\n{}", daemon.stderr());
+        let xff = format!("x-forwarded-for: {xff}");
+        assert!(
+            body.lines().any(|l| l == xff),
+            "{incoming:?}: no {xff:?}:\n{body}"
+        );
+        let openings = server.openings();
+        assert_eq!(openings.len(), i + 1, "{}", show(&openings));
+        let o = &openings[i];
+        assert_eq!(o.header, expected, "{incoming:?}: {}", show(&openings));
+        assert!(o.valid, "{}", show(&openings));
+        assert!(o.next.starts_with(b"GET /headers"), "{}", show(&openings));
+    }
 }

@@ -213,36 +213,26 @@ fn parse_v2(bytes: &[u8]) -> Result<Received, ReadError> {
 }
 
 /// The header a server connection starts with: `version`, source the
-/// client, destination the address the client connected to. The two are
-/// one family (an IPv4-mapped IPv6 address counts as IPv4); should they
-/// not be, the header says the addresses are unknown (v1 `UNKNOWN`, v2
-/// `PROXY` with family `UNSPEC`), which the server must accept and
-/// answer as for its own peer.
+/// client, destination the address the client connected to. An
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) counts as IPv4, so two
+/// IPv4 addresses give `TCP4` / `AF_INET`; otherwise both are written as
+/// IPv6 (`TCP6` / `AF_INET6`), an IPv4 one in its mapped form, as HAProxy
+/// does: the client's address always reaches the server.
 pub fn header(version: ProxyVersion, client: SocketAddr, local: SocketAddr) -> io::Result<Vec<u8>> {
-    let (client, local) = (unmapped(client), unmapped(local));
-    let same_family = client.is_ipv4() == local.is_ipv4();
+    let (client, local) = match (unmapped(client), unmapped(local)) {
+        (c @ SocketAddr::V4(_), l @ SocketAddr::V4(_)) => (c, l),
+        (c, l) => (mapped(c), mapped(l)),
+    };
     match version {
-        ProxyVersion::V1 => {
-            let addresses = if same_family {
-                v1::Addresses::from((client, local))
-            } else {
-                v1::Addresses::Unknown
-            };
-            Ok(addresses.to_string().into_bytes())
-        }
-        ProxyVersion::V2 => {
-            let command = v2::Version::Two | v2::Command::Proxy;
-            if same_family {
-                v2::Builder::with_addresses(command, v2::Protocol::Stream, (client, local)).build()
-            } else {
-                v2::Builder::with_addresses(
-                    command,
-                    v2::Protocol::Unspecified,
-                    v2::Addresses::Unspecified,
-                )
-                .build()
-            }
-        }
+        ProxyVersion::V1 => Ok(v1::Addresses::from((client, local))
+            .to_string()
+            .into_bytes()),
+        ProxyVersion::V2 => v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (client, local),
+        )
+        .build(),
     }
 }
 
@@ -269,6 +259,14 @@ fn unmapped(addr: SocketAddr) -> SocketAddr {
             None => addr,
         },
         SocketAddr::V4(_) => addr,
+    }
+}
+
+/// `a.b.c.d` as `::ffff:a.b.c.d`, to write it beside an IPv6 address.
+fn mapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => (v4.ip().to_ipv6_mapped(), v4.port()).into(),
+        SocketAddr::V6(_) => addr,
     }
 }
 
@@ -608,8 +606,10 @@ mod tests {
     }
 
     /// An IPv4 client seen through a dual-stack socket is IPv4 in the
-    /// header; two families that cannot be matched give the "unknown"
-    /// headers, which parse.
+    /// header; when one side is IPv6 and the other IPv4 (or IPv4-mapped),
+    /// both are written as IPv6, the IPv4 one mapped (HAProxy's
+    /// `make_proxy_line_v1/v2`): the client's address is kept, never
+    /// replaced by `UNKNOWN` / `UNSPEC`.
     #[test]
     fn mixed_families() {
         let mapped = addr("[::ffff:198.18.77.7]:40000");
@@ -617,13 +617,49 @@ mod tests {
         let text = header(ProxyVersion::V1, mapped, v6_local).unwrap();
         assert_eq!(text, b"PROXY TCP4 198.18.77.7 198.18.0.100 40000 8080\r\n");
         let (v4, v6) = (addr("198.18.77.7:1"), addr("[2001:db8::100]:443"));
-        let text = header(ProxyVersion::V1, v4, v6).unwrap();
-        assert_eq!(text, b"PROXY UNKNOWN\r\n");
-        let binary = header(ProxyVersion::V2, v4, v6).unwrap();
-        let parsed = v2::Header::try_from(binary.as_slice()).unwrap();
-        assert_eq!(parsed.command, v2::Command::Proxy);
-        assert_eq!(parsed.addresses, v2::Addresses::Unspecified);
-        assert_eq!(parse_v2(&binary).unwrap(), Received::Unknown);
+        for client in [v4, addr("[::ffff:198.18.77.7]:1")] {
+            let text = header(ProxyVersion::V1, client, v6).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&text),
+                "PROXY TCP6 ::ffff:198.18.77.7 2001:db8::100 1 443\r\n"
+            );
+            assert_eq!(
+                parse_v1(&text).unwrap(),
+                proxied("[::ffff:198.18.77.7]:1", "[2001:db8::100]:443")
+            );
+            let binary = header(ProxyVersion::V2, client, v6).unwrap();
+            let mut want = v2::PROTOCOL_PREFIX.to_vec();
+            want.extend_from_slice(&[0x21, 0x21, 0x00, 0x24]);
+            want.extend_from_slice(
+                &"::ffff:198.18.77.7"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+            want.extend_from_slice(
+                &"2001:db8::100"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+            want.extend_from_slice(&[0, 1, 0x01, 0xbb]);
+            assert_eq!(binary, want);
+            assert_eq!(
+                parse_v2(&binary).unwrap(),
+                proxied("[::ffff:198.18.77.7]:1", "[2001:db8::100]:443")
+            );
+        }
+        // The other way round: an IPv6 client to an IPv4 address.
+        let text = header(
+            ProxyVersion::V1,
+            addr("[2001:db8::7]:2"),
+            addr("198.18.0.100:80"),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "PROXY TCP6 2001:db8::7 ::ffff:198.18.0.100 2 80\r\n"
+        );
     }
 
     #[test]
