@@ -208,7 +208,8 @@ async fn serve_connection(
     shared: Arc<Shared>,
     placed: Placed,
 ) {
-    let client = incoming.remote_address();
+    // An IPv4 client of a dual-stack socket, as over TCP (see `listener`).
+    let client = super::proxy_protocol::unmapped(incoming.remote_address());
     let Serving { fe, early_data } = frontend.borrow().clone();
     // Accepted here, not on worker 0: quinn spawns the connection's
     // driver now, on this task's runtime.

@@ -44,6 +44,13 @@ pub async fn serve(
     let Some((client, local)) = addresses else {
         return;
     };
+    // An IPv4 client of a dual-stack (`[::]`) bind, or named so by a
+    // received header, is the same client as over IPv4: one form in the
+    // log, the forwarding headers, `source` hashing and PROXY headers.
+    let (client, local) = (
+        proxy_protocol::unmapped(client),
+        proxy_protocol::unmapped(local),
+    );
     let Some(tls) = fe.tls.clone() else {
         // With `h2c`, HTTP/2 by prior knowledge: the client's first bytes
         // decide, so each connection gets the one protocol it speaks (and

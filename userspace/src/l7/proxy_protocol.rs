@@ -252,7 +252,7 @@ pub fn local_header(version: ProxyVersion) -> io::Result<Vec<u8>> {
 
 /// `::ffff:a.b.c.d` as `a.b.c.d` (what a dual-stack socket reports for an
 /// IPv4 peer).
-fn unmapped(addr: SocketAddr) -> SocketAddr {
+pub(super) fn unmapped(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => (v4, v6.port()).into(),

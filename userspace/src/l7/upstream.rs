@@ -182,7 +182,10 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&key)?;
         while let Some((sender, since)) = list.pop() {
-            if now.saturating_duration_since(since) < IDLE_REUSE && sender.is_ready() && !sender.is_closed() {
+            if now.saturating_duration_since(since) < IDLE_REUSE
+                && sender.is_ready()
+                && !sender.is_closed()
+            {
                 return Some(sender);
             }
         }
