@@ -140,7 +140,10 @@ impl Pool {
         let stream = connect(addr, connect_timeout, tls, false, proxy).await?;
         match proto {
             UpstreamProto::H1 => {
+                // One `send` of hyper's own buffer rather than a `writev`
+                // of the parts: see the listener's HTTP/1.1 builder.
                 let (sender, conn) = http1::Builder::new()
+                    .writev(false)
                     .handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| ConnectError::Handshake(addr, e))?;
