@@ -20,7 +20,7 @@ use etherparse::PacketBuilder;
 use xdp::{CLIENT, CLIENT_MAC, CLIENT6, Dut, LB_MAC, VIP, VIP_PORT, VIP6, config_dual};
 use xlb::{
     config::{Forward, Protocol, Steering},
-    dataplane::object::{PROG_BENCH, PROG_L4, PROG_PASS},
+    dataplane::object::{PROG_BENCH, PROG_L4, PROG_PASS, load_xdp},
 };
 use xlb_common::{BENCH_FRAME_LEN, BenchConfig, MAP_BENCH_CFG, MAP_BENCH_JUMP, Stat};
 
@@ -49,7 +49,7 @@ fn main() {
     let mut dut = Dut::new("benchxdp", bench_config());
     for name in [PROG_PASS, PROG_BENCH] {
         let p: &mut Xdp = dut.ebpf.program_mut(name).unwrap().try_into().unwrap();
-        p.load().expect("load");
+        load_xdp(p).expect("load");
     }
     println!(
         "xdp bench: {repeat} runs x {ROUNDS} rounds per case (new flows: 1/10 of the runs), median ns/packet"

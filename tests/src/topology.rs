@@ -35,7 +35,7 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use xlb::dataplane::object::{PROG_PASS, load_default};
+use xlb::dataplane::object::{PROG_PASS, load_default, load_xdp};
 
 use crate::{
     lab::Lab,
@@ -273,7 +273,7 @@ pub(crate) fn attach_pass(sw: &Namespace, ports: &[String]) -> Result<Ebpf> {
         .program_mut(PROG_PASS)
         .with_context(|| format!("no program {PROG_PASS} in the xlb object"))?
         .try_into()?;
-    prog.load()?;
+    load_xdp(prog)?;
     for port in ports {
         prog.attach(port, XdpMode::default())
             .with_context(|| format!("attaching {PROG_PASS} to {port}"))?;

@@ -244,6 +244,21 @@ fn send_proxy_lab(
     (topo, dir, server, daemon, addr)
 }
 
+/// Asserts that the server connection `o` (one of `all`) began with
+/// exactly `header`, which the server accepted, then bytes starting with
+/// `next`.
+fn assert_opening(all: &[Opening], o: &Opening, header: &[u8], next: &[u8]) {
+    assert_eq!(
+        String::from_utf8_lossy(&o.header),
+        String::from_utf8_lossy(header),
+        "{}",
+        show(all)
+    );
+    assert_eq!(o.header, header, "{}", show(all));
+    assert!(o.valid, "{}", show(all));
+    assert!(o.next.starts_with(next), "{}", show(all));
+}
+
 /// Shows an opening readably in assertion messages.
 fn show(o: &[Opening]) -> String {
     o.iter()
@@ -307,15 +322,9 @@ fn send_proxy_v1_names_client_and_vip() {
     let openings = server.openings();
     assert_eq!(openings.len(), 2, "{}", show(&openings));
     for (o, client) in openings.iter().zip(&clients) {
-        assert_eq!(
-            String::from_utf8_lossy(&o.header),
-            String::from_utf8_lossy(&v1_tcp4(*client, vip(8080))),
-            "{}",
-            show(&openings)
-        );
-        assert!(o.valid);
+        let header = v1_tcp4(*client, vip(8080));
+        assert_opening(&openings, o, &header, b"GET /headers");
         assert_eq!(o.addresses(), Some((*client, vip(8080))));
-        assert!(o.next.starts_with(b"GET /headers"), "{}", show(&openings));
     }
 }
 
@@ -404,14 +413,8 @@ fn send_proxy_on_websocket_upgrade() {
     assert_eq!(echoed, ["hello", "through", "xlb"], "{}", daemon.stderr());
     let openings = server.openings();
     assert_eq!(openings.len(), 1, "{}", show(&openings));
-    let o = &openings[0];
-    assert_eq!(o.header, v2_tcp4(client, vip(8080)), "{}", show(&openings));
-    assert!(o.valid);
-    assert!(
-        o.next.starts_with(b"GET /ws HTTP/1.1"),
-        "{}",
-        show(&openings)
-    );
+    let header = v2_tcp4(client, vip(8080));
+    assert_opening(&openings, &openings[0], &header, b"GET /ws HTTP/1.1");
 
     // HTTP/2 extended CONNECT.
     let authority = format!("{VIP}:8081");
@@ -422,14 +425,8 @@ fn send_proxy_on_websocket_upgrade() {
     assert_eq!(echoed, "over h2");
     let openings = server.openings();
     assert_eq!(openings.len(), 2, "{}", show(&openings));
-    let o = &openings[1];
-    assert_eq!(o.header, v2_tcp4(client, vip(8081)), "{}", show(&openings));
-    assert!(o.valid);
-    assert!(
-        o.next.starts_with(b"GET /ws HTTP/1.1"),
-        "{}",
-        show(&openings)
-    );
+    let header = v2_tcp4(client, vip(8081));
+    assert_opening(&openings, &openings[1], &header, b"GET /ws HTTP/1.1");
 }
 
 /// `CONNECT` to a server of a `send_proxy` backend: the tunnel's server
@@ -460,19 +457,8 @@ fn send_proxy_on_connect_tunnel() {
     assert!(!out.text().contains("x-forwarded-for"), "{}", out.text());
     let openings = server.openings();
     assert_eq!(openings.len(), 1, "{}", show(&openings));
-    let o = &openings[0];
-    assert_eq!(
-        String::from_utf8_lossy(&o.header),
-        String::from_utf8_lossy(&v1_tcp4(client, vip(8080))),
-        "{}",
-        show(&openings)
-    );
-    assert!(o.valid);
-    assert!(
-        o.next.starts_with(b"GET /headers HTTP/1.1"),
-        "{}",
-        show(&openings)
-    );
+    let header = v1_tcp4(client, vip(8080));
+    assert_opening(&openings, &openings[0], &header, b"GET /headers HTTP/1.1");
 }
 
 /// `accept_proxy` on the frontend and `send_proxy` on its backend: the
@@ -766,20 +752,9 @@ fn send_proxy_names_ipv6_client_and_vip() {
         let openings = server.openings();
         assert_eq!(openings.len(), before + 1, "{to}: {}", show(&openings));
         let o = &openings[before];
-        assert_eq!(
-            String::from_utf8_lossy(&o.header),
-            String::from_utf8_lossy(&expected(client, to)),
-            "{to}: {}",
-            show(&openings)
-        );
-        assert_eq!(o.header, expected(client, to), "{to}: {}", show(&openings));
-        assert!(o.valid, "{to}: {}", show(&openings));
+        let header = expected(client, to);
+        assert_opening(&openings, o, &header, b"GET /headers HTTP/1.1");
         assert_eq!(o.addresses(), Some((client, to)), "{to}");
-        assert!(
-            o.next.starts_with(b"GET /headers HTTP/1.1"),
-            "{to}: {}",
-            show(&openings)
-        );
     }
 }
 
@@ -831,9 +806,6 @@ fn send_proxy_relays_ipv6_and_mixed_headers() {
         );
         let openings = server.openings();
         assert_eq!(openings.len(), i + 1, "{}", show(&openings));
-        let o = &openings[i];
-        assert_eq!(o.header, expected, "{incoming:?}: {}", show(&openings));
-        assert!(o.valid, "{}", show(&openings));
-        assert!(o.next.starts_with(b"GET /headers"), "{}", show(&openings));
+        assert_opening(&openings, &openings[i], &expected, b"GET /headers");
     }
 }

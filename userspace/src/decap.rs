@@ -23,7 +23,7 @@ use xlb_common::{
 
 use crate::dataplane::{
     addr::{ip_words, words_ip},
-    object::{PROG_DECAP, XDP_OBJECT},
+    object::{PROG_DECAP, XDP_OBJECT, load_xdp},
 };
 
 /// `--mode`: how to attach.
@@ -132,8 +132,7 @@ impl Decap {
             .program_mut(PROG_DECAP)
             .with_context(|| format!("program {PROG_DECAP} missing from the XDP object"))?
             .try_into()?;
-        prog.load()
-            .with_context(|| format!("the kernel rejected {PROG_DECAP}"))?;
+        load_xdp(prog).with_context(|| format!("the kernel rejected {PROG_DECAP}"))?;
         Ok(Decap { ebpf, vips, stats })
     }
 

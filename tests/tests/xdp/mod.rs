@@ -15,7 +15,12 @@ use xlb::{
         BackendPool, Balance, CheckKind, Config, Forward, Global, HealthCheck, L4Vip, Protocol,
         Server, Steering, XdpInterface, XdpMode,
     },
-    dataplane::{loader, maps::Maps, object::PROG_L4, stats::StatsReader},
+    dataplane::{
+        loader,
+        maps::Maps,
+        object::{PROG_L4, load_xdp},
+        stats::StatsReader,
+    },
     registry::Registry,
 };
 use xlb_common::Stat;
@@ -194,7 +199,7 @@ impl Dut {
         maps.sync(&config, &registry).expect("sync");
         let stats = StatsReader::take(&mut ebpf).expect("counter maps");
         let prog: &mut Xdp = ebpf.program_mut(PROG_L4).unwrap().try_into().unwrap();
-        prog.load().expect("verifier accepts xlb_l4");
+        load_xdp(prog).expect("verifier accepts xlb_l4");
         Dut {
             ebpf,
             maps,

@@ -13,7 +13,7 @@ use aya::{
 };
 use xlb_common::{GLOBAL_RING_SIZE, MAP_RING, MAX_VIPS};
 
-use super::object::{PROG_L4, XDP_OBJECT};
+use super::object::{PROG_L4, XDP_OBJECT, load_xdp};
 use crate::config::{XdpInterface, XdpMode as ConfigMode};
 
 /// `statfs` magic of bpffs.
@@ -124,7 +124,7 @@ pub fn attach(ebpf: &mut Ebpf, interfaces: &[XdpInterface]) -> anyhow::Result<()
         .program_mut(PROG_L4)
         .context("program xlb_l4 missing from the object")?
         .try_into()?;
-    program.load().context("the kernel rejected xlb_l4")?;
+    load_xdp(program).context("the kernel rejected xlb_l4")?;
     for iface in interfaces {
         let mode = match iface.mode {
             ConfigMode::Auto => XdpMode::default(),

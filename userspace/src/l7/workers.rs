@@ -314,7 +314,6 @@ mod tests {
         let placed: Vec<Placed> = (0..64).map(|_| p.place(2)).collect();
         let counts = open(&p);
         assert_eq!(counts.iter().sum::<usize>(), 64);
-        let (min, max) = (counts.iter().min(), counts.iter().max());
         assert_eq!(counts, vec![16, 16, 16, 16]);
         drop(placed);
         assert_eq!(open(&p), vec![0, 0, 0, 0], "closed connections uncount");
