@@ -51,7 +51,7 @@
 
 use std::{
     io::{BufReader, Read, Write},
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     thread,
     time::Duration,
 };
@@ -97,14 +97,7 @@ fn accept_proxy_takes_the_client_from_the_header() {
     .build()
     .unwrap();
     for (header, client) in [(v1, "198.18.77.7"), (v2, "198.18.77.8")] {
-        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
-        // Header and request in one write, as a balancer in front sends them.
-        s.write_all(&[header.as_slice(), request.as_bytes()].concat())
-            .unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let (status, body) = read_response(&mut r).unwrap();
-        let body = String::from_utf8_lossy(&body).to_lowercase();
-        assert_eq!(status, 200, "{body}");
+        let body = get_headers_after(&topo, &daemon, &header);
         assert!(
             body.contains(&format!("x-forwarded-for: {client}")),
             "{client} not forwarded:\n{body}"
@@ -179,36 +172,51 @@ fn send_proxy_names_the_client_to_the_server() {
     );
 }
 
-/// The v1 header xlb must write for a TCP/IPv4 client connection from
-/// `client` to `local`.
-fn v1_tcp4(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+/// The v1 header xlb must write for a TCP client connection from
+/// `client` to `local` (one family): `TCP4` or `TCP6`, the addresses in
+/// their text form (RFC 5952 for IPv6).
+fn v1_tcp(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let family = match (client, local) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => "TCP4",
+        (SocketAddr::V6(_), SocketAddr::V6(_)) => "TCP6",
+        _ => panic!("two families: {client} {local}"),
+    };
+    let (c, l) = (client, local);
     format!(
-        "PROXY TCP4 {} {} {} {}\r\n",
-        client.ip(),
-        local.ip(),
-        client.port(),
-        local.port()
+        "PROXY {family} {} {} {} {}\r\n",
+        c.ip(),
+        l.ip(),
+        c.port(),
+        l.port()
     )
     .into_bytes()
 }
 
-/// The v2 header xlb must write for a TCP/IPv4 client connection from
+/// The v2 header xlb must write for a TCP client connection from
 /// `client` to `local`, byte by byte from the spec: the signature,
-/// version 2 / PROXY, AF_INET / STREAM, 12 address bytes.
-fn v2_tcp4(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let (SocketAddr::V4(c), SocketAddr::V4(l)) = (client, local) else {
-        panic!("not IPv4: {client} {local}");
-    };
+/// version 2 / PROXY, then AF_INET / STREAM (0x11) and 12 address bytes,
+/// or AF_INET6 / STREAM (0x21) and 36.
+fn v2_tcp(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]);
-    h.extend_from_slice(&c.ip().octets());
-    h.extend_from_slice(&l.ip().octets());
-    h.extend_from_slice(&c.port().to_be_bytes());
-    h.extend_from_slice(&l.port().to_be_bytes());
+    match (client.ip(), local.ip()) {
+        (IpAddr::V4(c), IpAddr::V4(l)) => {
+            h.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]);
+            h.extend_from_slice(&c.octets());
+            h.extend_from_slice(&l.octets());
+        }
+        (IpAddr::V6(c), IpAddr::V6(l)) => {
+            h.extend_from_slice(&[0x21, 0x21, 0x00, 0x24]);
+            h.extend_from_slice(&c.octets());
+            h.extend_from_slice(&l.octets());
+        }
+        _ => panic!("two families: {client} {local}"),
+    }
+    h.extend_from_slice(&client.port().to_be_bytes());
+    h.extend_from_slice(&local.port().to_be_bytes());
     h
 }
 
-/// [`v1_tcp4`] or [`v2_tcp4`].
+/// [`v1_tcp`] or [`v2_tcp`].
 type HeaderFor = fn(SocketAddr, SocketAddr) -> Vec<u8>;
 
 /// `VIP:port`.
@@ -242,6 +250,21 @@ fn send_proxy_lab(
     );
     let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
     (topo, dir, server, daemon, addr)
+}
+
+/// Sends `header` and a `GET /headers` in one write (as a balancer in
+/// front does) on a new connection to the VIP's port 8080, and returns
+/// the answer's body, lowercased, once its status is seen to be 200.
+fn get_headers_after(topo: &L4Topology, daemon: &XlbDaemon, header: &[u8]) -> String {
+    let request = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+    let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
+    s.write_all(&[header, request.as_bytes()].concat()).unwrap();
+    let show = String::from_utf8_lossy(header);
+    let (status, body) = read_response(&mut BufReader::new(s.try_clone().unwrap()))
+        .unwrap_or_else(|e| panic!("{show:?}: {e:#}\n{}", daemon.stderr()));
+    let body = String::from_utf8_lossy(&body).to_lowercase();
+    assert_eq!(status, 200, "{show:?}: {body}\n{}", daemon.stderr());
+    body
 }
 
 /// Asserts that the server connection `o` (one of `all`) began with
@@ -322,7 +345,7 @@ fn send_proxy_v1_names_client_and_vip() {
     let openings = server.openings();
     assert_eq!(openings.len(), 2, "{}", show(&openings));
     for (o, client) in openings.iter().zip(&clients) {
-        let header = v1_tcp4(*client, vip(8080));
+        let header = v1_tcp(*client, vip(8080));
         assert_opening(&openings, o, &header, b"GET /headers");
         assert_eq!(o.addresses(), Some((*client, vip(8080))));
     }
@@ -365,7 +388,7 @@ fn send_proxy_comes_before_upstream_tls() {
     );
     let daemon = topo.lb().start_xlb(&dir.write_config(&text).unwrap());
 
-    let cases: [(u16, &str, HeaderFor); 2] = [(8080, "http/1.1", v2_tcp4), (8081, "h2", v1_tcp4)];
+    let cases: [(u16, &str, HeaderFor); 2] = [(8080, "http/1.1", v2_tcp), (8081, "h2", v1_tcp)];
     for (i, (port, alpn, expected)) in cases.into_iter().enumerate() {
         let (out, client) = curl_from(&topo, &[&format!("http://{VIP}:{port}/headers")]);
         assert_eq!(
@@ -413,7 +436,7 @@ fn send_proxy_on_websocket_upgrade() {
     assert_eq!(echoed, ["hello", "through", "xlb"], "{}", daemon.stderr());
     let openings = server.openings();
     assert_eq!(openings.len(), 1, "{}", show(&openings));
-    let header = v2_tcp4(client, vip(8080));
+    let header = v2_tcp(client, vip(8080));
     assert_opening(&openings, &openings[0], &header, b"GET /ws HTTP/1.1");
 
     // HTTP/2 extended CONNECT.
@@ -425,7 +448,7 @@ fn send_proxy_on_websocket_upgrade() {
     assert_eq!(echoed, "over h2");
     let openings = server.openings();
     assert_eq!(openings.len(), 2, "{}", show(&openings));
-    let header = v2_tcp4(client, vip(8081));
+    let header = v2_tcp(client, vip(8081));
     assert_opening(&openings, &openings[1], &header, b"GET /ws HTTP/1.1");
 }
 
@@ -457,7 +480,7 @@ fn send_proxy_on_connect_tunnel() {
     assert!(!out.text().contains("x-forwarded-for"), "{}", out.text());
     let openings = server.openings();
     assert_eq!(openings.len(), 1, "{}", show(&openings));
-    let header = v1_tcp4(client, vip(8080));
+    let header = v1_tcp(client, vip(8080));
     assert_opening(&openings, &openings[0], &header, b"GET /headers HTTP/1.1");
 }
 
@@ -499,7 +522,7 @@ fn send_proxy_relays_accepted_header_and_wildcard_bind() {
     assert_eq!(openings.len(), 1, "{}", show(&openings));
     assert_eq!(
         openings[0].header,
-        v2_tcp4(orig, dest),
+        v2_tcp(orig, dest),
         "{}",
         show(&openings)
     );
@@ -514,7 +537,7 @@ fn send_proxy_relays_accepted_header_and_wildcard_bind() {
     assert_eq!(openings.len(), 2, "{}", show(&openings));
     assert_eq!(
         String::from_utf8_lossy(&openings[1].header),
-        String::from_utf8_lossy(&v1_tcp4(client, vip(8081))),
+        String::from_utf8_lossy(&v1_tcp(client, vip(8081))),
         "{}",
         show(&openings)
     );
@@ -606,28 +629,14 @@ fn accept_proxy_takes_an_ipv6_client_from_the_header() {
     );
     let daemon = topo.lb().start_xlb(&cfg);
     let mark = daemon.stderr_lines().len();
-    let request = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
 
     let v1 = b"PROXY TCP6 2001:db8:77::7 2001:db8::100 40000 8080\r\n".to_vec();
-    let v2 = v2::Builder::with_addresses(
-        v2::Version::Two | v2::Command::Proxy,
-        v2::Protocol::Stream,
-        (
-            "[2001:db8:77::8]:40001".parse::<SocketAddr>().unwrap(),
-            "[2001:db8::100]:8080".parse::<SocketAddr>().unwrap(),
-        ),
-    )
-    .build()
-    .unwrap();
+    let v2 = v2_tcp(
+        "[2001:db8:77::8]:40001".parse().unwrap(),
+        "[2001:db8::100]:8080".parse().unwrap(),
+    );
     for (header, client) in [(v1, "2001:db8:77::7"), (v2, "2001:db8:77::8")] {
-        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
-        // Header and request in one write, as a balancer in front sends them.
-        s.write_all(&[header.as_slice(), request.as_bytes()].concat())
-            .unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let (status, body) = read_response(&mut r).unwrap();
-        let body = String::from_utf8_lossy(&body).to_lowercase();
-        assert_eq!(status, 200, "{body}\n{}", daemon.stderr());
+        let body = get_headers_after(&topo, &daemon, &header);
         let xff = format!("x-forwarded-for: {client}");
         assert!(
             body.lines().any(|l| l == xff),
@@ -649,38 +658,6 @@ fn accept_proxy_takes_an_ipv6_client_from_the_header() {
         "{lines:#?}"
     );
     assert!(lines.iter().all(|l| l.status == 200), "{lines:#?}");
-}
-
-/// The v1 header xlb must write for a TCP/IPv6 client connection from
-/// `client` to `local`: `TCP6`, the addresses in their RFC 5952 text.
-fn v1_tcp6(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let (SocketAddr::V6(c), SocketAddr::V6(l)) = (client, local) else {
-        panic!("not IPv6: {client} {local}");
-    };
-    format!(
-        "PROXY TCP6 {} {} {} {}\r\n",
-        c.ip(),
-        l.ip(),
-        c.port(),
-        l.port()
-    )
-    .into_bytes()
-}
-
-/// The v2 header xlb must write for a TCP/IPv6 client connection from
-/// `client` to `local`, byte by byte from the spec: the signature,
-/// version 2 / PROXY, AF_INET6 / STREAM (0x21), 36 address bytes.
-fn v2_tcp6(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
-    let (SocketAddr::V6(c), SocketAddr::V6(l)) = (client, local) else {
-        panic!("not IPv6: {client} {local}");
-    };
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend_from_slice(&[0x21, 0x21, 0x00, 0x24]);
-    h.extend_from_slice(&c.ip().octets());
-    h.extend_from_slice(&l.ip().octets());
-    h.extend_from_slice(&c.port().to_be_bytes());
-    h.extend_from_slice(&l.port().to_be_bytes());
-    h
 }
 
 /// `send_proxy` for IPv6 clients, in the dual-stack lab: a client
@@ -722,12 +699,12 @@ fn send_proxy_names_ipv6_client_and_vip() {
 
     // (VIP reached, server, header expected from client and VIP).
     let cases: [(SocketAddr, &ProxiedHttp, HeaderFor); 6] = [
-        (vip6(8080), &server6, v2_tcp6),
-        (vip6(8081), &server6, v1_tcp6),
-        (vip6(8082), &server4, v2_tcp6),
-        (vip6(8083), &server4, v1_tcp6),
-        (vip6(8084), &server6, v2_tcp6),
-        (vip(8084), &server6, v2_tcp4),
+        (vip6(8080), &server6, v2_tcp),
+        (vip6(8081), &server6, v1_tcp),
+        (vip6(8082), &server4, v2_tcp),
+        (vip6(8083), &server4, v1_tcp),
+        (vip6(8084), &server6, v2_tcp),
+        (vip(8084), &server6, v2_tcp),
     ];
     let get = |host: SocketAddr| format!("GET /headers HTTP/1.1\r\nHost: {host}\r\n\r\n");
     for (to, server, expected) in cases {
@@ -774,7 +751,6 @@ fn send_proxy_relays_ipv6_and_mixed_headers() {
         "v2",
         &frontend_toml("relay", 8080, "web", "accept_proxy = true\n"),
     );
-    let get = format!("GET /headers HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
     let (orig, dest): (SocketAddr, SocketAddr) = (
         "[2001:db8:77::7]:40000".parse().unwrap(),
         "[2001:db8:99::1]:443".parse().unwrap(),
@@ -783,22 +759,17 @@ fn send_proxy_relays_ipv6_and_mixed_headers() {
     let cases = [
         (
             "PROXY TCP6 2001:db8:77::7 2001:db8:99::1 40000 443\r\n",
-            v2_tcp6(orig, dest),
+            v2_tcp(orig, dest),
             "2001:db8:77::7",
         ),
         (
             "PROXY TCP6 ::ffff:198.18.77.7 2001:db8:99::1 40000 443\r\n",
-            v2_tcp6(mapped, dest),
+            v2_tcp(mapped, dest),
             "198.18.77.7",
         ),
     ];
     for (i, (incoming, expected, xff)) in cases.into_iter().enumerate() {
-        let mut s = connect_vip(topo.client(), 8080, Duration::from_secs(5)).unwrap();
-        s.write_all(format!("{incoming}{get}").as_bytes()).unwrap();
-        let (status, body) = read_response(&mut BufReader::new(s.try_clone().unwrap()))
-            .unwrap_or_else(|e| panic!("{incoming:?}: {e:#}\n{}", daemon.stderr()));
-        let body = String::from_utf8_lossy(&body).to_lowercase();
-        assert_eq!(status, 200, "{incoming:?}: {body}\n{}", daemon.stderr());
+        let body = get_headers_after(&topo, &daemon, incoming.as_bytes());
         let xff = format!("x-forwarded-for: {xff}");
         assert!(
             body.lines().any(|l| l == xff),
