@@ -6,6 +6,7 @@
 use std::{future::Future, net::SocketAddr, process::Output, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{
     Lab, TempDir,
@@ -190,29 +191,11 @@ pub async fn h2_websocket_echo(
     let (resp, mut tx) = send.send_request(req, false)?;
     let resp = tokio::time::timeout(Duration::from_secs(5), resp).await??;
     ensure!(resp.status() == 200, "extended CONNECT: {resp:?}");
-    // One final masked text frame (RFC 6455 section 5.2).
-    let word = b"over h2";
-    let mask = [0x5a, 0x17, 0xc3, 0x81];
-    let mut frame = vec![0x81, 0x80 | word.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(word.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    tx.send_data(frame.into(), false)?;
-    // The echo: one short unmasked text frame.
+    tx.send_data(ws_client_frame(0x1, b"over h2"), false)?;
     let (head, mut rx) = resp.into_parts();
-    let mut got = Vec::new();
-    while got.len() < 2 || got.len() < 2 + (got[1] & 0x7f) as usize {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), rx.data())
-            .await
-            .context("echo within 5 s")?
-            .context("stream ended before the echo")??;
-        let _ = rx.flow_control().release_capacity(chunk.len());
-        got.extend_from_slice(&chunk);
-    }
-    ensure!(
-        got[0] == 0x81 && got[1] < 126,
-        "not a short text frame: {got:?}"
-    );
-    let reply = String::from_utf8(got[2..2 + got[1] as usize].to_vec())?;
+    let (opcode, payload) = h2_ws_frame(&mut rx, &mut bytes::BytesMut::new()).await?;
+    ensure!(opcode == 0x1, "not a text frame: opcode {opcode}");
+    let reply = String::from_utf8(payload.to_vec())?;
     Ok((client, head.headers, reply))
 }
 
@@ -618,6 +601,58 @@ pub fn read_response(r: &mut impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
         r.read_exact(&mut body)?;
     }
     Ok((status, body))
+}
+
+/// A final, masked client frame (RFC 6455 §5.2) with a short payload.
+pub fn ws_client_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    assert!(payload.len() < 126);
+    let mask = [0x5a, 0x17, 0xc3, 0x81];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    Bytes::from(f)
+}
+
+/// One complete unmasked server frame taken from the front of `buf`
+/// (opcode, payload), or `None` when more bytes are needed.
+fn ws_server_frame(buf: &mut BytesMut) -> Result<Option<(u8, Bytes)>> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    if buf[1] & 0x80 != 0 {
+        bail!("the server masked its frame");
+    }
+    if buf[0] & 0x80 == 0 {
+        bail!("a fragment: the echo servers send whole frames");
+    }
+    let (len, head) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        126 => return Ok(None),
+        127 => bail!("unexpectedly long frame"),
+        n => (n as usize, 2),
+    };
+    if buf.len() < head + len {
+        return Ok(None);
+    }
+    let opcode = buf[0] & 0x0f;
+    buf.advance(head);
+    Ok(Some((opcode, buf.split_to(len).freeze())))
+}
+
+/// The next whole WebSocket frame (opcode, payload) the server sends on
+/// an HTTP/2 stream (RFC 8441), reading into `pending` as needed.
+pub async fn h2_ws_frame(rx: &mut h2::RecvStream, pending: &mut BytesMut) -> Result<(u8, Bytes)> {
+    loop {
+        if let Some(f) = ws_server_frame(pending)? {
+            return Ok(f);
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(5), rx.data())
+            .await
+            .context("echo within 5 s")?
+            .context("stream ended before the echo")??;
+        let _ = rx.flow_control().release_capacity(chunk.len());
+        pending.extend_from_slice(&chunk);
+    }
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@
 
 use std::{net::UdpSocket, sync::Arc, time::Duration};
 
-use anyhow::{Context, Result, bail, ensure};
-use bytes::{Buf, Bytes, BytesMut};
+use anyhow::{Result, ensure};
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use xlb_lab::l7::{
-    AccessLine, TestCa, VIP, access_log_file, block_on_in, curl_ok, frontend_toml, http_lab,
-    web1_config,
+    AccessLine, TestCa, VIP, access_log_file, block_on_in, curl_ok, frontend_toml, h2_ws_frame,
+    http_lab, web1_config, ws_client_frame,
 };
 
 #[test]
@@ -175,22 +175,12 @@ where
     let mut pending = BytesMut::new();
     let mut out = Vec::new();
     for w in words {
-        tx.send_data(client_frame(0x1, w.as_bytes()), false)?;
-        let (opcode, payload) = loop {
-            if let Some(f) = server_frame(&mut pending)? {
-                break f;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(5), rx.data())
-                .await
-                .context("echo within 5 s")?
-                .context("stream ended before the echo")??;
-            let _ = rx.flow_control().release_capacity(chunk.len());
-            pending.extend_from_slice(&chunk);
-        };
+        tx.send_data(ws_client_frame(0x1, w.as_bytes()), false)?;
+        let (opcode, payload) = h2_ws_frame(&mut rx, &mut pending).await?;
         ensure!(opcode == 0x1, "opcode {opcode}");
         out.push(String::from_utf8(payload.to_vec())?);
     }
-    tx.send_data(client_frame(0x8, &1000u16.to_be_bytes()), true)?;
+    tx.send_data(ws_client_frame(0x8, &1000u16.to_be_bytes()), true)?;
 
     // Plain CONNECT (no :protocol) over HTTP/2: still refused.
     let plain = Request::builder()
@@ -245,37 +235,4 @@ async fn tls_connect(
         "ALPN did not pick h2"
     );
     Ok(tls)
-}
-
-/// A final, masked client frame (RFC 6455 §5.2) with a short payload.
-fn client_frame(opcode: u8, payload: &[u8]) -> Bytes {
-    assert!(payload.len() < 126);
-    let mask = [0x5a, 0x17, 0xc3, 0x81];
-    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    Bytes::from(f)
-}
-
-/// One complete unmasked server frame taken from the front of `buf`
-/// (opcode, payload), or `None` when more bytes are needed.
-fn server_frame(buf: &mut BytesMut) -> Result<Option<(u8, Bytes)>> {
-    if buf.len() < 2 {
-        return Ok(None);
-    }
-    if buf[1] & 0x80 != 0 {
-        bail!("the server masked its frame");
-    }
-    let (len, head) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        126 => return Ok(None),
-        127 => bail!("unexpectedly long frame"),
-        n => (n as usize, 2),
-    };
-    if buf.len() < head + len {
-        return Ok(None);
-    }
-    let opcode = buf[0] & 0x0f;
-    buf.advance(head);
-    Ok(Some((opcode, buf.split_to(len).freeze())))
 }

@@ -40,7 +40,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -329,13 +329,7 @@ async fn serve_request(cx: Arc<ConnCtx>, resolver: Resolver, handshake: Option<H
                 return;
             }
         };
-    let received = Instant::now();
-    let (guard, accept) = cx.state.request_started();
-    let started = Started {
-        guard,
-        accept,
-        received,
-    };
+    let started = Started::now(&cx.state);
     if let Some(handshake) = &handshake {
         let admission = early_data::admit(&mut req, handshake).await;
         let what = match admission {

@@ -364,13 +364,7 @@ pub type Handling = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 /// hyper moves the service future around (HTTP/2 spawns it as a task);
 /// made directly in its box, it is not copied on the way.
 pub fn handle(cx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Handling {
-    let received = Instant::now();
-    let (guard, accept) = cx.state.request_started_at(received);
-    let started = Started {
-        guard,
-        accept,
-        received,
-    };
+    let started = Started::now(&cx.state);
     if let Some(wait) = rate_limit::exceeded(&cx) {
         let too_many = rate_limit::too_many_requests(&cx, &req, started, wait);
         return Box::pin(std::future::ready(too_many));
@@ -395,6 +389,18 @@ pub(super) struct Started {
 }
 
 impl Started {
+    /// A request received now on the connection of `state` (one clock
+    /// read serves both).
+    pub(super) fn now(state: &Arc<ConnState>) -> Started {
+        let received = Instant::now();
+        let (guard, accept) = state.request_started_at(received);
+        Started {
+            guard,
+            accept,
+            received,
+        }
+    }
+
     /// The request's log entry, and the guard that counts it on its
     /// connection.
     pub(super) fn entry<B>(self, cx: &Arc<ConnCtx>, req: &Request<B>) -> (Entry, RequestGuard) {

@@ -291,11 +291,12 @@ impl SendProxy {
 /// Server connections private to one client connection: those of
 /// `send_proxy` backends carry the client's address in their first bytes,
 /// so no other client may reuse them. Made on first use (one pool per
-/// version, as two backends may reach one server with either), so a
+/// version, as two backends may reach one server with either), so a TCP
 /// connection that never needs them allocates nothing, and closed with
 /// the client connection. An HTTP/3 connection, which makes a
 /// [`super::proxy::ConnCtx`] per request, gives each one a handle to its
-/// own ([`PrivatePools::share`]; the last handle dropped closes them).
+/// own ([`PrivatePools::share`]: one small allocation per QUIC
+/// connection; the last handle dropped closes them).
 #[derive(Default)]
 pub struct PrivatePools(OnceLock<Arc<[OnceLock<Arc<Pool>>; 2]>>);
 

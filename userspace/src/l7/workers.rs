@@ -87,8 +87,8 @@ impl Peers {
     /// The worker a connection accepted by `me` should go to, counted as
     /// open there from now on: `me` unless another holds fewer
     /// connections. Keep-alive connections carry similar loads, so one
-    /// worker with 9 of 16 would be the bottleneck at 12% above the mean;
-    /// a handover costs one message per connection, once.
+    /// worker with 9 of 16 would carry 12% more than the mean; a handover
+    /// costs one message per connection, once.
     fn place(self: &Arc<Self>, me: usize) -> Placed {
         let (least, n) = self.least(Some(me));
         let mine = self.open[me].load(Ordering::Relaxed);
@@ -313,7 +313,6 @@ mod tests {
         // Worker 2 wins every accept of a burst of 64.
         let placed: Vec<Placed> = (0..64).map(|_| p.place(2)).collect();
         let counts = open(&p);
-        assert_eq!(counts.iter().sum::<usize>(), 64);
         assert_eq!(counts, vec![16, 16, 16, 16]);
         drop(placed);
         assert_eq!(open(&p), vec![0, 0, 0, 0], "closed connections uncount");
