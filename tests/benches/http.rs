@@ -217,11 +217,11 @@ fn backend_kind() -> Result<String> {
     }
 }
 
-/// Starts the backend `XLB_BENCH_BACKEND` names in `backend1`: both answer
+/// Starts the `kind` of backend ([`backend_kind`]) in `backend1`: both answer
 /// `GET /text/1024` with the same 1024 bytes of `text/plain` and keep
 /// connections alive; nginx runs one worker per core.
-fn start_backend(topo: &L4Topology, dir: &TempDir, threads: usize) -> Result<Backend> {
-    if backend_kind()? == "hyper" {
+fn start_backend(topo: &L4Topology, dir: &TempDir, threads: usize, kind: &str) -> Result<Backend> {
+    if kind == "hyper" {
         let server = HttpBackend::start(topo.backend(1), "web1", BACKEND.parse()?)?;
         return Ok(Backend::Hyper { _server: server });
     }
@@ -285,7 +285,7 @@ fn run() -> Result<()> {
     let topo = L4Topology::build(Lab::new("benchhttp")?, 1)?;
     let dir = TempDir::new("benchhttp")?;
     let backend = backend_kind()?;
-    let _backend = start_backend(&topo, &dir, threads)?;
+    let _backend = start_backend(&topo, &dir, threads, &backend)?;
     let ca = TestCa::new("xlb bench CA")?;
     let (cert, key) = ca.issue(&["bench.xlb.test", VIP])?;
     dir.write("cert.pem", &cert)?;
