@@ -277,7 +277,14 @@ fn lab_example_is_the_default_lab() {
         (v.protocol, v.forward, v.steering),
         (Protocol::Tcp, Forward::Nat, Steering::Flow)
     );
-    assert!(c.frontend.is_empty());
+    // The L7 tier on another port of the VIP, to the same pool.
+    let fe: Vec<_> = c
+        .frontend
+        .iter()
+        .map(|f| (f.name.as_str(), f.bind, f.default_backend.as_str(), f.h2c))
+        .collect();
+    assert_eq!(fe, [("web-l7", addr("198.18.0.100:8080"), "web", true)]);
+    assert!(c.frontend[0].tls.is_none());
 }
 
 #[test]

@@ -66,6 +66,8 @@ fn catch_signals() -> Result<()> {
 #[derive(Debug)]
 struct Plan {
     vip: SocketAddr,
+    /// The HTTP frontend on the lab VIP, if the config has one.
+    frontend: Option<SocketAddr>,
     /// (name, address) of the VIP's servers; server k lives in `backendk`.
     servers: Vec<(String, SocketAddr)>,
     interval_ms: u64,
@@ -117,8 +119,14 @@ impl Plan {
                 backend_addr(k)
             );
         }
+        let frontend = config
+            .frontend
+            .iter()
+            .find(|f| f.bind.ip() == VIP && f.tls.is_none())
+            .map(|f| f.bind);
         Ok(Plan {
             vip: l4.vip,
+            frontend,
             servers: pool
                 .server
                 .iter()
@@ -336,6 +344,9 @@ fn print_tour(
          VIP {} -> {names}",
         plan.vip
     );
+    if let Some(frontend) = plan.frontend {
+        println!("lab: HTTP frontend {frontend} (the L7 tier) -> {names}");
+    }
     println!("\nTry, from another shell in this directory:\n");
     println!("  # one request to the VIP, answered by one of {names}");
     println!("  ip netns exec {client} curl -s {url}\n");
@@ -343,6 +354,18 @@ fn print_tour(
     println!(
         "  for i in $(seq 30); do ip netns exec {client} curl -s {url}; done | sort | uniq -c\n"
     );
+    if let Some(frontend) = plan.frontend {
+        println!("  # the same servers through the L7 tier: xlb's HTTP proxy adds X-Forwarded-For");
+        println!(
+            "  # and logs each request here; HTTP/2 works too. With maglev the L7 tier hashes"
+        );
+        println!(
+            "  # the client's address, so this client keeps one server (x-backend) until that"
+        );
+        println!("  # server leaves: try the maint command below on it");
+        println!("  ip netns exec {client} curl -si http://{frontend}/");
+        println!("  ip netns exec {client} curl -s --http2-prior-knowledge http://{frontend}/\n");
+    }
     // `ip netns exec` mounts a fresh /sys (and xlb a fresh bpffs on
     // /sys/fs/bpf) in a mount namespace of its own, so xlb's pinned maps
     // are only visible from that mount namespace: enter xlb's.
@@ -435,6 +458,7 @@ mod tests {
             .map(|k| (format!("web{k}"), SocketAddr::from((backend_addr(k), 8080))))
             .collect();
         assert_eq!(plan.servers, expected);
+        assert_eq!(plan.frontend, Some(SocketAddr::from((VIP, 8080))));
     }
 
     #[test]
