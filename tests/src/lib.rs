@@ -17,6 +17,8 @@
 //! - [`topology`]: [`L4Topology`], the standard single-arm L4 lab.
 //! - [`ecmp`]: [`ecmp::EcmpTopology`], several lb nodes behind an ECMP
 //!   router.
+//! - [`fuzz`]: the seeded generator, byte mutations and case runner of
+//!   the mutation fuzzes (`xdp_fuzz`, `parsers_fuzz`).
 //! - [`tempdir`]: [`TempDir`], a per-test directory removed on drop.
 //! - [`l4traffic`]: L4 configs, TCP/HTTP from fixed source ports, counters.
 //! - [`xlb_daemon`]: [`XlbDaemon`], `xlb run` inside a lab namespace.
@@ -25,6 +27,7 @@ pub mod api;
 pub mod backend;
 pub mod checksum;
 pub mod ecmp;
+pub mod fuzz;
 pub mod grpc;
 pub mod h3_client;
 pub mod http_backend;

@@ -37,40 +37,19 @@ use xlb::{
     dataplane::object::PROG_L4,
 };
 use xlb_common::Stat;
-use xlb_lab::checksum::{fix_ipv4_checksum, ones_sum};
+use xlb_lab::{
+    checksum::{fix_ipv4_checksum, ones_sum},
+    fuzz::{self, Rng},
+};
 
 /// Defaults; `XLB_FUZZ_SEED` (hex) and `XLB_FUZZ_CASES` override them for
 /// longer hunts or to replay a reported case.
 const SEED: u64 = 0x00c0_ffee_5eed_2026;
 const CASES: usize = 20_000;
 
-fn env_or<T>(name: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> T {
-    std::env::var(name)
-        .ok()
-        .map(|v| parse(&v).unwrap_or_else(|| panic!("{name}={v}: not a number")))
-        .unwrap_or(default)
-}
 /// Inputs stay within one Ethernet frame (1500-byte MTU + header), the
 /// largest a NAT'ed packet can be and still fit the lab's path.
 const MAX_FRAME: usize = 1514;
-
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-}
 
 /// Everything the data path can do, on one object: NAT v4/v6 (TCP, UDP
 /// with QUIC steering), syslog, DSR IPIP / IP6IP6 / IPv4-in-IPv6, flood
@@ -270,7 +249,7 @@ fn mutate(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
         match rng.below(7) {
             0 => {
                 let p = pos(rng, f.len());
-                f[p] ^= 1 << rng.below(8);
+                fuzz::flip_bit(rng, &mut f, p);
             }
             1 => {
                 let p = pos(rng, f.len());
@@ -278,7 +257,7 @@ fn mutate(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
             }
             2 => {
                 let p = pos(rng, f.len());
-                f[p] = rng.next() as u8;
+                f[p] = rng.byte();
             }
             3 => {
                 let p = pos(rng, f.len() - 1);
@@ -287,29 +266,15 @@ fn mutate(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
                     1 => 0xffff,
                     2 => f.len() as u16,
                     3 => (f.len() as u16).wrapping_sub(rng.below(64) as u16),
-                    _ => rng.next() as u16,
+                    _ => rng.next_u64() as u16,
                 };
                 f[p..p + 2].copy_from_slice(&v.to_be_bytes());
             }
-            4 => {
-                let len = 14 + rng.below(f.len() - 13);
-                f.truncate(len);
-            }
-            5 => {
-                let room = MAX_FRAME - f.len();
-                if room > 0 {
-                    let cap = if rng.chance(8) { room } else { room.min(64) };
-                    let n = 1 + rng.below(cap);
-                    f.extend((0..n).map(|_| rng.next() as u8));
-                }
-            }
-            _ => {
-                // Splice a piece of another seed in at the same place.
-                let other = &seeds[rng.below(seeds.len())];
-                let start = rng.below(other.len().min(f.len()));
-                let end = (start + 1 + rng.below(40)).min(other.len()).min(f.len());
-                f[start..end].copy_from_slice(&other[start..end]);
-            }
+            // Never shorter than the Ethernet header.
+            4 => fuzz::truncate(rng, &mut f, 14),
+            5 => fuzz::extend(rng, &mut f, MAX_FRAME),
+            // A piece of another seed in at the same place.
+            _ => fuzz::splice(rng, &mut f, seeds),
         }
     }
     if !rng.chance(4) {
@@ -484,10 +449,7 @@ fn mutated_frames_never_abort_or_corrupt() {
             Err(e) => violations.push(format!("seed: {e}\n  input {}", hex(s))),
         }
     }
-    let seed = env_or("XLB_FUZZ_SEED", SEED, |v| {
-        u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
-    });
-    let cases = env_or("XLB_FUZZ_CASES", CASES, |v| v.parse().ok());
+    let (seed, cases) = fuzz::seed_and_cases(SEED, CASES);
     let mut rng = Rng(seed);
     let started = std::time::Instant::now();
     for n in 0..cases {
@@ -519,17 +481,7 @@ fn mutated_frames_never_abort_or_corrupt() {
         dut.stat(Stat::DropMalformedIp),
         dut.stat(Stat::DropMalformedL4),
     );
-    assert!(
-        violations.is_empty(),
-        "{} violations (seed {seed:#x}); the first ones:\n{}",
-        violations.len(),
-        violations
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    fuzz::assert_none("XDP fuzz", seed, &violations, 10);
     // The fuzz reached every path it is meant to stress.
     for s in [
         Stat::FlowMiss,

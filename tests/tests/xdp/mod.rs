@@ -438,6 +438,4 @@ pub mod frame {
     }
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use xlb_lab::fuzz::hex;

@@ -82,7 +82,7 @@ pub fn parse_with(text: &str, file: &str, checks: &Checks) -> Result<Config, Con
         Ok(raw) => raw,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = toml_message(e.message());
+            let message = toml_message(e.message(), text, span.start);
             return Err(cx.error(span, message));
         }
     };
@@ -94,8 +94,18 @@ pub fn parse_with(text: &str, file: &str, checks: &Checks) -> Result<Config, Con
 }
 
 /// toml/serde phrase things in serde's words; the contract speaks of keys.
-fn toml_message(message: &str) -> String {
+/// Some TOML syntax errors come with no words at all (a value missing at
+/// the end of the file, a control character in a comment): those say what
+/// is at the error's position, `at`.
+fn toml_message(message: &str, text: &str, at: usize) -> String {
     let message = message.trim();
+    if message.is_empty() {
+        return match text.get(at..).map(|rest| rest.chars().next()) {
+            Some(None) => "invalid TOML: unexpected end of file".into(),
+            Some(Some(c)) => format!("invalid TOML at {c:?}"),
+            None => "invalid TOML".into(),
+        };
+    }
     if let Some(rest) = message.strip_prefix("unknown field") {
         format!("unknown key{rest}")
     } else {
@@ -129,6 +139,22 @@ mod tests {
 
     const L7: &str = "[[backend]]\nname = \"web\"\n\n[[frontend]]\nname = \"f\"\n\
                       bind = \"127.0.0.1:8080\"\ndefault_backend = \"web\"\n";
+
+    /// Found by the lab's parsers_fuzz: TOML syntax errors toml gives no
+    /// message for still get one.
+    #[test]
+    fn wordless_toml_errors_get_a_message() {
+        for (text, want) in [
+            (
+                "[[backend]]\nname = ",
+                "2:8: invalid TOML: unexpected end of file",
+            ),
+            ("# a comment \u{12}\n", "1:13: invalid TOML at '\\u{12}'"),
+        ] {
+            let e = parse(text, "f.toml").unwrap_err();
+            assert_eq!(e.to_string(), format!("f.toml:{want}"), "{text:?}");
+        }
+    }
 
     #[test]
     fn l7_defaults() {

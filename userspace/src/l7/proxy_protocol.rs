@@ -82,8 +82,11 @@ impl From<io::Error> for ReadError {
 }
 
 /// A byte stream the header can be read from without reading past it:
-/// a TCP socket (or, in tests, a scripted one).
-pub(super) trait Source {
+/// a TCP socket (or, in tests and the lab's fuzz, a scripted one).
+/// Public for that fuzz; its futures need no `Send` bound, as the reader
+/// runs on the connection's own task.
+#[allow(async_fn_in_trait)]
+pub trait Source {
     /// The bytes waiting, left in place; waits for some; 0 at the end.
     async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Takes exactly `buf.len()` bytes.
@@ -102,7 +105,7 @@ impl Source for TcpStream {
 
 /// Reads the one PROXY header (v1 or v2, told by its first bytes) at the
 /// start of `src`, within `limit`; what follows it stays unread.
-pub(super) async fn read(src: &mut impl Source, limit: Duration) -> Result<Received, ReadError> {
+pub async fn read(src: &mut impl Source, limit: Duration) -> Result<Received, ReadError> {
     tokio::time::timeout(limit, read_header(src))
         .await
         .unwrap_or(Err(ReadError::Timeout(limit.as_millis())))
@@ -175,10 +178,17 @@ async fn read_v2(src: &mut impl Source) -> Result<Received, ReadError> {
 
 /// A whole v1 header, `\r\n` included.
 fn parse_v1(bytes: &[u8]) -> Result<Received, ReadError> {
+    // A lone `\n` (no `\r` before it) ended our read. ppp refuses that
+    // after TCP4/TCP6 addresses but takes `PROXY UNKNOWN \n` (a blank
+    // before the `\n`), so it is checked here.
+    let refused = || ReadError::Malformed("v1 header not ended by \\r\\n".into());
+    if !bytes.ends_with(b"\r\n") {
+        return Err(refused());
+    }
     let header = v1::Header::try_from(bytes).map_err(|e| ReadError::Malformed(e.to_string()))?;
     if header.header.len() != bytes.len() {
-        // A lone `\n` (no `\r` before it) ended our read, not ppp's parse.
-        return Err(ReadError::Malformed("v1 header not ended by \\r\\n".into()));
+        // ppp stopped at an earlier `\r`.
+        return Err(refused());
     }
     Ok(match header.addresses {
         v1::Addresses::Tcp4(a) => Received::Proxied {
@@ -508,6 +518,13 @@ mod tests {
             (b"\x16\x03\x01\x02\x00".to_vec(), "NotProxy"),
             (b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n".to_vec(), "Malformed"),
             (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n".to_vec(), "Malformed"),
+            // Found by the lab's parsers_fuzz: ppp takes these (a blank
+            // before the lone `\n`); the spec wants `\r\n`.
+            (b"PROXY UNKNOWN \nGET / HTTP/1.1\r\n".to_vec(), "Malformed"),
+            (
+                b"PROXY UNKNOWN 2001:db8::7 2001:db8::100 1 \n43\r\n".to_vec(),
+                "Malformed",
+            ),
             (b"PROXY TCP4 1.2.3.4 ::1 1 2\r\n".to_vec(), "Malformed"),
             (
                 b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 2\r\n".to_vec(),
