@@ -4,8 +4,8 @@
 //! byte-level mutations that know nothing of the input's format (bit
 //! flips, byte values, truncation, extension, splices between seeds,
 //! inserted and deleted runs), one case run with its panic caught
-//! ([`run_case`]) and a watchdog for a case that never ends
-//! ([`Watchdog`]).
+//! ([`run_case`]), the loop over the cases ([`hunt`]) and a watchdog for
+//! a case that never ends ([`Watchdog`]).
 //!
 //! Format-specific mutations (header fields, lines of a config) stay with
 //! their fuzz and call these for the rest. A run is reproducible from its
@@ -14,7 +14,7 @@
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Mutex, mpsc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// xorshift64*: small, fast, reproducible.
@@ -186,6 +186,47 @@ pub fn run_case<T>(case: impl FnOnce() -> Result<T, String>) -> Result<T, String
                 .unwrap_or_else(|| "(not a string)".into());
             Err(format!("panicked: {msg}"))
         }
+    }
+}
+
+/// What a run of cases found.
+pub struct Hunted {
+    /// One line per case that broke a property, with its input.
+    pub violations: Vec<String>,
+    /// How many inputs the checks accepted.
+    pub accepted: usize,
+    pub elapsed: Duration,
+}
+
+/// Runs `cases` cases: each input made by `make` from `rng`, named by
+/// `describe` (for the watchdog, if any, and for reports) and checked by
+/// `check` with its panic caught ([`run_case`]). `check` says whether the
+/// input was accepted; an `Err` is a violation, reported with the case
+/// number and the input.
+pub fn hunt<I>(
+    rng: &mut Rng,
+    cases: usize,
+    dog: Option<&Watchdog>,
+    mut make: impl FnMut(&mut Rng) -> I,
+    describe: impl Fn(&I) -> String,
+    mut check: impl FnMut(&I) -> Result<bool, String>,
+) -> Hunted {
+    let started = Instant::now();
+    let (mut violations, mut accepted) = (Vec::new(), 0);
+    for n in 0..cases {
+        let input = make(rng);
+        if let Some(dog) = dog {
+            dog.at(|| format!("case {n}: {}", describe(&input)));
+        }
+        match run_case(|| check(&input)) {
+            Ok(ok) => accepted += usize::from(ok),
+            Err(e) => violations.push(format!("case {n}: {e}\n  {}", describe(&input))),
+        }
+    }
+    Hunted {
+        violations,
+        accepted,
+        elapsed: started.elapsed(),
     }
 }
 

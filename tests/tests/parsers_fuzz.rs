@@ -8,8 +8,9 @@
 //!   with a PROXY signature, then has taken exactly the header (the
 //!   payload stays unread) and reports the addresses written in it;
 //! - the runtime API's command parser (`api::command::parse`), fed every
-//!   command form, mutated as bytes: it never panics, its refusals are one
-//!   non-empty line, and what it accepts, written back, parses the same;
+//!   command form mutated as bytes, and lines of its words in any order:
+//!   it never panics, its refusals are one non-empty line, and what it
+//!   accepts, written back, parses the same;
 //! - the config parser and checks the daemon and `xlb check` run
 //!   (`config::parse_with` with `l7::config_checks`, TLS files included),
 //!   fed the example configs and a TLS one, mutated as bytes and as lines
@@ -25,18 +26,20 @@ use std::{
     collections::VecDeque,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ppp::v2;
 use xlb::{
-    api::command::{self, Command},
+    api::{
+        command::{self, Command},
+        control::admin_name,
+    },
     config,
     l7::{
         self,
         proxy_protocol::{self, ReadError, Received, Source},
     },
-    registry::Admin,
 };
 use xlb_lab::{
     TempDir,
@@ -302,15 +305,12 @@ fn check_proxy(
     } else {
         return Err(format!("accepted input with no PROXY signature: {got:?}"));
     };
+    // The reader took exactly the header: the payload is left unread.
     if conn.taken != header_len {
         return Err(format!(
             "took {} bytes of a {header_len}-byte header ({got:?})",
             conn.taken
         ));
-    }
-    // Whatever arrived after the header is still there, unread.
-    if conn.data[conn.taken..] != input[header_len..] {
-        return Err("the payload changed".into());
     }
     if let Some(e) = expected
         && e != got
@@ -351,7 +351,6 @@ fn proxy_protocol_reader_survives_mutated_headers() {
         let inputs: Vec<Vec<u8>> = seeds.iter().map(|(h, _, p)| [h, *p].concat()).collect();
         let mut violations = Vec::new();
         let mut lenient = 0;
-        let mut accepted = 0;
         for ((header, want, _), input) in seeds.iter().zip(&inputs) {
             let r = fuzz::run_case(|| {
                 check_proxy(&rt, input, &[input.len()], Some(want), &mut lenient)?;
@@ -362,25 +361,24 @@ fn proxy_protocol_reader_survives_mutated_headers() {
                 violations.push(format!("seed {}: {e}", hex(header)));
             }
         }
-        let mut rng = Rng(seed);
-        let started = Instant::now();
-        for n in 0..cases {
-            let base = rng.pick(&inputs);
-            let input = fuzz::mutate_bytes(&mut rng, base, &inputs, PROXY_BYTES, PROXY_MAX);
-            let chunks = chunking(&mut rng, input.len());
-            dog.at(|| format!("case {n}: input {}", hex(&input)));
-            match fuzz::run_case(|| check_proxy(&rt, &input, &chunks, None, &mut lenient)) {
-                Ok(ok) => accepted += usize::from(ok),
-                Err(e) => violations.push(format!(
-                    "case {n}: {e}\n  input {}\n  arriving in pieces of {chunks:?}",
-                    hex(&input)
-                )),
-            }
-        }
+        let found = fuzz::hunt(
+            &mut Rng(seed),
+            cases,
+            Some(&dog),
+            |rng| {
+                let base = rng.pick(&inputs);
+                let input = fuzz::mutate_bytes(rng, base, &inputs, PROXY_BYTES, PROXY_MAX);
+                let chunks = chunking(rng, input.len());
+                (input, chunks)
+            },
+            |(input, chunks)| format!("input {}\n  arriving in pieces of {chunks:?}", hex(input)),
+            |(input, chunks)| check_proxy(&rt, input, chunks, None, &mut lenient),
+        );
+        violations.extend(found.violations);
         let summary = format!(
-            "PROXY: {cases} cases (seed {seed:#x}) in {:?}; {accepted} accepted, \
+            "PROXY: {cases} cases (seed {seed:#x}) in {:?}; {} accepted, \
              {lenient} v1 headers accepted that std would not parse",
-            started.elapsed()
+            found.elapsed, found.accepted
         );
         (violations, summary)
     });
@@ -419,14 +417,7 @@ fn print(c: &Command) -> String {
         Command::ShowStat => "show stat".into(),
         Command::ShowServersState => "show servers state".into(),
         Command::Reload => "reload".into(),
-        Command::SetState(r, a) => {
-            let a = match a {
-                Admin::Ready => "ready",
-                Admin::Drain => "drain",
-                Admin::Maint => "maint",
-            };
-            format!("set server {r} state {a}")
-        }
+        Command::SetState(r, a) => format!("set server {r} state {}", admin_name(*a)),
         Command::SetWeight(r, w) => format!("set server {r} weight {w}"),
         Command::AddServer {
             target,
@@ -457,6 +448,52 @@ fn check_command(line: &str) -> Result<bool, String> {
     }
 }
 
+/// The command language's words, and values around its limits.
+const API_WORDS: &[&str] = &[
+    "help",
+    "show",
+    "info",
+    "stat",
+    "servers",
+    "state",
+    "set",
+    "server",
+    "weight",
+    "add",
+    "del",
+    "reload",
+    "ready",
+    "drain",
+    "maint",
+    "web/web1",
+    "web/",
+    "/x",
+    "a/b/c",
+    "198.18.1.11:80",
+    "[2001:db8::1]:80",
+    "[::1]",
+    "0",
+    "1000",
+    "1001",
+    "-1",
+    "99999999999999999999",
+    "\u{0}",
+    "\u{1b}[1m",
+    "\u{e9}",
+    "\r",
+    "\t",
+    "",
+];
+
+/// Up to 7 of the language's words in any order: commands a byte
+/// mutation of a valid one rarely reaches.
+fn word_soup(rng: &mut Rng) -> String {
+    (0..rng.below(8))
+        .map(|_| *rng.pick(API_WORDS))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Blanks, separators, digits, control and non-ASCII bytes.
 const API_BYTES: &[u8] = b" \t\r\n\x0b\x0c/:[].-_0179\x00\x1b\x7f\x85\xa0\xc2\xc3\xe2\xff";
 
@@ -472,22 +509,25 @@ fn api_command_parser_survives_mutated_lines() {
             }
         }
         let max = command::MAX_LINE + 64;
-        let mut rng = Rng(seed);
-        let mut accepted = 0;
-        let started = Instant::now();
-        for n in 0..cases {
-            let base = rng.pick(&seeds);
-            let bytes = fuzz::mutate_bytes(&mut rng, base, &seeds, API_BYTES, max);
-            let line = String::from_utf8_lossy(&bytes).into_owned();
-            dog.at(|| format!("case {n}: line {line:?}"));
-            match fuzz::run_case(|| check_command(&line)) {
-                Ok(ok) => accepted += usize::from(ok),
-                Err(e) => violations.push(format!("case {n}: {e}\n  line {line:?}")),
-            }
-        }
+        let found = fuzz::hunt(
+            &mut Rng(seed),
+            cases,
+            Some(&dog),
+            |rng| {
+                if rng.chance(4) {
+                    return word_soup(rng);
+                }
+                let base = rng.pick(&seeds);
+                let bytes = fuzz::mutate_bytes(rng, base, &seeds, API_BYTES, max);
+                String::from_utf8_lossy(&bytes).into_owned()
+            },
+            |line| format!("line {line:?}"),
+            |line| check_command(line),
+        );
+        violations.extend(found.violations);
         let summary = format!(
-            "API: {cases} cases (seed {seed:#x}) in {:?}; {accepted} accepted",
-            started.elapsed()
+            "API: {cases} cases (seed {seed:#x}) in {:?}; {} accepted",
+            found.elapsed, found.accepted
         );
         (violations, summary)
     });
@@ -676,22 +716,21 @@ fn config_parser_survives_mutated_configs() {
                 violations.push(format!("seed refused: {e}\n  config {text:?}"));
             }
         }
-        let mut rng = Rng(seed);
-        let mut accepted = 0;
-        let started = Instant::now();
-        for n in 0..cases {
-            let base = rng.pick(&seeds);
-            let bytes = mutate_config(&mut rng, base, &seeds);
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            dog.at(|| format!("case {n}: config {text:?}"));
-            match fuzz::run_case(|| check_config(&text, &file, &checks)) {
-                Ok(ok) => accepted += usize::from(ok),
-                Err(e) => violations.push(format!("case {n}: {e}\n  config {text:?}")),
-            }
-        }
+        let found = fuzz::hunt(
+            &mut Rng(seed),
+            cases,
+            Some(&dog),
+            |rng| {
+                let base = rng.pick(&seeds);
+                String::from_utf8_lossy(&mutate_config(rng, base, &seeds)).into_owned()
+            },
+            |text| format!("config {text:?}"),
+            |text| check_config(text, &file, &checks),
+        );
+        violations.extend(found.violations);
         let summary = format!(
-            "config: {cases} cases (seed {seed:#x}) in {:?}; {accepted} accepted",
-            started.elapsed()
+            "config: {cases} cases (seed {seed:#x}) in {:?}; {} accepted",
+            found.elapsed, found.accepted
         );
         (violations, summary)
     });

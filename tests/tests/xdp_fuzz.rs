@@ -450,21 +450,27 @@ fn mutated_frames_never_abort_or_corrupt() {
         }
     }
     let (seed, cases) = fuzz::seed_and_cases(SEED, CASES);
-    let mut rng = Rng(seed);
-    let started = std::time::Instant::now();
-    for n in 0..cases {
-        let base = &seeds[rng.below(seeds.len())];
-        let input = mutate(&mut rng, base, &seeds);
-        match check(&dut, &input) {
-            Ok(a) => actions[a as usize] += 1,
-            Err(e) => violations.push(format!("case {n}: {e}\n  input {}", hex(&input))),
-        }
-    }
+    let found = fuzz::hunt(
+        &mut Rng(seed),
+        cases,
+        None,
+        |rng| {
+            let base = rng.pick(&seeds);
+            mutate(rng, base, &seeds)
+        },
+        |input| format!("input {}", hex(input)),
+        |input| {
+            let a = check(&dut, input)?;
+            actions[a as usize] += 1;
+            Ok(true)
+        },
+    );
+    violations.extend(found.violations);
     eprintln!(
         "{cases} cases (seed {seed:#x}) in {:?}: drop {} pass {} tx {} redirect {}; flow_miss {} flow_hit {} \
          nat_reverse {} quic_hit {} quic_miss {} syslog {} fragment {} icmp_to_backend {} \
          icmp_too_big {} malformed_ip {} malformed_l4 {}",
-        started.elapsed(),
+        found.elapsed,
         actions[1],
         actions[2],
         actions[3],
