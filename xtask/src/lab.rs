@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use std::{env, fs, io};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use xlb::config::{self, Config};
+use xlb::config::{self, Balance, Config};
 use xlb_lab::topology::{LB_IFACE, MAX_BACKENDS, VIP, backend_addr};
 use xlb_lab::{L4Topology, Lab, Process};
 
@@ -68,6 +68,8 @@ struct Plan {
     vip: SocketAddr,
     /// The HTTP frontend on the lab VIP, if the config has one.
     frontend: Option<SocketAddr>,
+    /// How the pool picks servers (what the L7 tour says of stickiness).
+    balance: Balance,
     /// (name, address) of the VIP's servers; server k lives in `backendk`.
     servers: Vec<(String, SocketAddr)>,
     interval_ms: u64,
@@ -127,6 +129,7 @@ impl Plan {
         Ok(Plan {
             vip: l4.vip,
             frontend,
+            balance: pool.balance,
             servers: pool
                 .server
                 .iter()
@@ -356,13 +359,19 @@ fn print_tour(
     );
     if let Some(frontend) = plan.frontend {
         println!("  # the same servers through the L7 tier: xlb's HTTP proxy adds X-Forwarded-For");
-        println!(
-            "  # and logs each request here; HTTP/2 works too. With maglev the L7 tier hashes"
-        );
-        println!(
-            "  # the client's address, so this client keeps one server (x-backend) until that"
-        );
-        println!("  # server leaves: try the maint command below on it");
+        println!("  # and logs each request here; HTTP/2 works too");
+        // Balances that hash the client's address: one client, one server.
+        let hashing = match plan.balance {
+            Balance::Maglev => Some("maglev"),
+            Balance::Source => Some("source"),
+            _ => None,
+        };
+        if let Some(name) = hashing {
+            println!(
+                "  # ({name} hashes the client's address: this client keeps one server, x-backend,"
+            );
+            println!("  # until that server leaves; try the maint command below on it)");
+        }
         println!("  ip netns exec {client} curl -si http://{frontend}/");
         println!("  ip netns exec {client} curl -s --http2-prior-knowledge http://{frontend}/\n");
     }
@@ -459,6 +468,7 @@ mod tests {
             .collect();
         assert_eq!(plan.servers, expected);
         assert_eq!(plan.frontend, Some(SocketAddr::from((VIP, 8080))));
+        assert_eq!(plan.balance, Balance::Maglev);
     }
 
     #[test]
