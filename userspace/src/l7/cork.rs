@@ -10,7 +10,13 @@
 //! not a timer.
 //!
 //! The L7 worker runtimes call [`flush_corked`] just before they park
-//! (`on_thread_park`), which wakes the corked connections; on any other
+//! (`on_thread_park`). On a plain TCP connection it sends the held bytes
+//! itself (a non-blocking `send` on the socket), so the runtime goes on
+//! to wait for events as it would have: waking the connection's task
+//! instead would make tokio poll for events without waiting and run a
+//! pass for the flushes alone, and the batches would stay small. Where
+//! it cannot send (TLS, whose records the stream writes; a full socket
+//! buffer) it wakes the connection, whose own poll writes. On any other
 //! runtime a flush waits one scheduler pass instead. A worker that never
 //! runs out of work (a sustained overload) never parks: there its
 //! [`watchdog`] releases what has been held for [`MAX_HOLD`], so no
@@ -20,7 +26,9 @@ use std::{
     cell::{Cell, RefCell},
     future::poll_fn,
     io,
+    os::fd::RawFd,
     pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, Weak},
     task::{Context, Poll, Waker, ready},
     time::Duration,
 };
@@ -36,10 +44,18 @@ thread_local! {
     /// How many times this thread's runtime has been about to park; `None`
     /// where no park hook calls [`flush_corked`].
     static PARKS: Cell<Option<u64>> = const { Cell::new(None) };
-    /// The corked connections to wake before the runtime parks.
-    static CORKED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    /// The corked connections to release before the runtime parks.
+    static CORKED: RefCell<Vec<Release>> = const { RefCell::new(Vec::new()) };
     /// The [`watchdog`], while it waits for a connection to cork.
     static WATCHDOG: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
+/// How the park hook releases one corked connection.
+enum Release {
+    /// Wake its task, which writes.
+    Wake(Waker),
+    /// Send its bytes on its socket.
+    Send(RawFd, Weak<Mutex<Held>>),
 }
 
 /// Marks this thread as one whose runtime calls [`flush_corked`] before
@@ -74,10 +90,33 @@ pub async fn watchdog() {
 /// Called from the worker runtimes' `on_thread_park`.
 pub fn flush_corked() {
     PARKS.with(|p| p.set(p.get().map(|n| n.wrapping_add(1))));
-    let wakers = CORKED.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    for w in wakers {
+    let corked = CORKED.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    for release in corked {
+        match release {
+            Release::Wake(w) => w.wake(),
+            Release::Send(fd, held) => {
+                // Gone: the connection was dropped (and its socket closed).
+                if let Some(held) = held.upgrade() {
+                    lock(&held).send_on(fd);
+                }
+            }
+        }
+    }
+}
+
+fn register(release: Release) {
+    let first = CORKED.with(|c| {
+        let mut c = c.borrow_mut();
+        c.push(release);
+        c.len() == 1
+    });
+    if first && let Some(w) = WATCHDOG.with(|w| w.borrow_mut().take()) {
         w.wake();
     }
+}
+
+fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a flush with buffered bytes stands.
@@ -90,49 +129,94 @@ enum Hold {
     /// No park hook here: held for one scheduler pass, which has passed
     /// when the flush is polled again.
     OnePass,
+    /// Handed to the park hook, which sends it on the socket.
+    Queued,
 }
 
-pub struct Corked<IO> {
-    io: IO,
+/// The bytes a connection holds. Shared with the park hook when it sends
+/// them itself; only ever touched from the connection's own thread.
+struct Held {
     buf: Vec<u8>,
     /// How much of `buf` is already written.
     sent: usize,
     hold: Hold,
+    /// The park hook could not send everything (or failed): the
+    /// connection's task writes the rest, woken by this waker.
+    stalled: bool,
+    failed: Option<io::Error>,
+    waker: Option<Waker>,
 }
 
-impl<IO> Corked<IO> {
-    pub fn new(io: IO) -> Self {
-        Corked {
-            io,
-            buf: Vec::new(),
-            sent: 0,
-            hold: Hold::Open,
+impl Held {
+    /// From the park hook: sends what is held on `fd` without blocking;
+    /// what the socket does not take is left to the connection's task.
+    fn send_on(&mut self, fd: RawFd) {
+        self.hold = Hold::Open;
+        while self.sent < self.buf.len() {
+            let rest = &self.buf[self.sent..];
+            // SAFETY: `fd` is the connection's socket, open while its
+            // `Corked` (the only strong owner of `self`) lives; `rest` is
+            // valid for reads of its length.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n > 0 {
+                self.sent += n as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {}
+                _ => self.failed = Some(e),
+            }
+            self.stalled = true;
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+            return;
+        }
+        self.buf.clear();
+        self.sent = 0;
+        self.shrink();
+    }
+
+    /// A burst may have grown the buffer; do not keep it per idle
+    /// connection.
+    fn shrink(&mut self) {
+        if self.buf.capacity() > MAX_CORKED {
+            self.buf = Vec::new();
         }
     }
 
-    /// Whether the flush must wait longer (and arranges the wake-up).
-    fn held(&mut self, cx: &Context<'_>) -> bool {
+    /// Whether the flush must wait longer (and arranges the release).
+    fn held(&mut self, cx: &Context<'_>, me: &Arc<Mutex<Held>>, fd: Option<RawFd>) -> bool {
         let parks = PARKS.with(Cell::get);
-        match (self.hold, parks) {
-            (Hold::Open, Some(n)) => {
-                self.hold = Hold::UntilPark(n);
-                let first = CORKED.with(|c| {
-                    let mut c = c.borrow_mut();
-                    c.push(cx.waker().clone());
-                    c.len() == 1
-                });
-                if first && let Some(w) = WATCHDOG.with(|w| w.borrow_mut().take()) {
-                    w.wake();
-                }
+        match (self.hold, parks, fd) {
+            (Hold::Queued, ..) => true,
+            (Hold::Open, Some(_), Some(fd)) => {
+                self.hold = Hold::Queued;
+                self.waker = Some(cx.waker().clone());
+                register(Release::Send(fd, Arc::downgrade(me)));
                 true
             }
-            (Hold::Open, None) => {
+            (Hold::Open, Some(n), None) => {
+                self.hold = Hold::UntilPark(n);
+                register(Release::Wake(cx.waker().clone()));
+                true
+            }
+            (Hold::Open, None, _) => {
                 self.hold = Hold::OnePass;
                 cx.waker().wake_by_ref();
                 true
             }
             // Polled again in the same batch (a stream woke it): still held.
-            (Hold::UntilPark(at), Some(n)) if at == n => true,
+            (Hold::UntilPark(at), Some(n), _) if at == n => true,
             _ => {
                 self.hold = Hold::Open;
                 false
@@ -141,42 +225,83 @@ impl<IO> Corked<IO> {
     }
 }
 
+pub struct Corked<IO> {
+    io: IO,
+    held: Arc<Mutex<Held>>,
+    /// The plain TCP socket under `io`, which the park hook may write to
+    /// directly; `None` when `io` must write itself (TLS).
+    fd: Option<RawFd>,
+}
+
+impl<IO> Corked<IO> {
+    /// Holds writes to `io`; `fd` is its socket when bytes written to `io`
+    /// go to the socket as they are (no TLS), so the park hook can send
+    /// them.
+    pub fn new(io: IO, fd: Option<RawFd>) -> Self {
+        Corked {
+            io,
+            held: Arc::new(Mutex::new(Held {
+                buf: Vec::new(),
+                sent: 0,
+                hold: Hold::Open,
+                stalled: false,
+                failed: None,
+                waker: None,
+            })),
+            fd,
+        }
+    }
+}
+
 impl<IO: AsyncWrite + Unpin> Corked<IO> {
-    /// Writes out everything buffered.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.buf.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.sent..]))?;
+    /// Writes out everything buffered, through `io`.
+    fn poll_drain(io: &mut IO, held: &mut Held, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(e) = held.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        while held.sent < held.buf.len() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &held.buf[held.sent..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.sent += n;
+            held.sent += n;
         }
-        self.buf.clear();
-        self.sent = 0;
-        // A burst may have grown the buffer; do not keep it per idle
-        // connection.
-        if self.buf.capacity() > MAX_CORKED {
-            self.buf = Vec::new();
-        }
+        held.buf.clear();
+        held.sent = 0;
+        held.stalled = false;
+        held.shrink();
         Poll::Ready(Ok(()))
     }
 
-    /// Room for more: drains first when the buffer is full.
+    /// Room for more: drains first when the buffer is full, or when the
+    /// park hook left bytes it could not send.
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.buf.len() >= MAX_CORKED {
-            ready!(self.poll_drain(cx))?;
+        let held = &mut *lock(&self.held);
+        if held.stalled || held.buf.len() >= MAX_CORKED {
+            ready!(Self::poll_drain(&mut self.io, held, cx))?;
         }
         Poll::Ready(Ok(()))
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Corked<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Corked<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        // What the park hook could not send goes out from here too: an
+        // HTTP/2 connection that thinks it flushed waits on reads.
+        let this = &mut *self;
+        {
+            let held = &mut *lock(&this.held);
+            if held.stalled {
+                if let Poll::Ready(Err(e)) = Self::poll_drain(&mut this.io, held, cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -187,7 +312,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_room(cx))?;
-        self.buf.extend_from_slice(data);
+        lock(&self.held).buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
 
@@ -197,9 +322,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_room(cx))?;
+        let held = &mut *lock(&self.held);
         let mut n = 0;
         for b in bufs {
-            self.buf.extend_from_slice(b);
+            held.buf.extend_from_slice(b);
             n += b.len();
         }
         Poll::Ready(Ok(n))
@@ -210,20 +336,36 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.buf.is_empty() {
-            return Pin::new(&mut self.io).poll_flush(cx);
+        let this = &mut *self;
+        {
+            let held = &mut *lock(&this.held);
+            if held.buf.is_empty() && held.failed.is_none() {
+                return Pin::new(&mut this.io).poll_flush(cx);
+            }
+            // A drain already under way (the socket was full) is not held
+            // again.
+            if held.sent == 0 && !held.stalled && held.held(cx, &this.held, this.fd) {
+                // The park hook sends it: as far as the writer is
+                // concerned, it is flushed.
+                return if held.hold == Hold::Queued {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            ready!(Self::poll_drain(&mut this.io, held, cx))?;
         }
-        // A drain already under way (the socket was full) is not held again.
-        if self.sent == 0 && self.held(cx) {
-            return Poll::Pending;
-        }
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.io).poll_flush(cx)
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = &mut *self;
+        {
+            let held = &mut *lock(&this.held);
+            held.hold = Hold::Open;
+            ready!(Self::poll_drain(&mut this.io, held, cx))?;
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -236,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn writes_arrive_whole_and_in_order_after_flush() {
         let (a, mut b) = tokio::io::duplex(1 << 20);
-        let mut corked = Corked::new(a);
+        let mut corked = Corked::new(a, None);
         corked.write_all(b"one ").await.unwrap();
         let parts = [io::IoSlice::new(b"two "), io::IoSlice::new(b"three")];
         let n = corked.write_vectored(&parts).await.unwrap();
@@ -254,7 +396,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_buffer_goes_out_without_a_flush() {
         let (a, mut b) = tokio::io::duplex(4 * MAX_CORKED);
-        let mut corked = Corked::new(a);
+        let mut corked = Corked::new(a, None);
         let chunk = vec![7u8; MAX_CORKED];
         corked.write_all(&chunk).await.unwrap();
         corked.write_all(b"x").await.unwrap();
@@ -286,7 +428,7 @@ mod tests {
             let (a, mut b) = tokio::io::duplex(1 << 16);
             let o = order.clone();
             let writer = tokio::spawn(async move {
-                let mut corked = Corked::new(a);
+                let mut corked = Corked::new(a, None);
                 corked.write_all(b"response").await.unwrap();
                 corked.flush().await.unwrap();
                 o.lock().unwrap().push("flushed".to_string());
@@ -314,6 +456,87 @@ mod tests {
         assert_eq!(order.len(), 6, "{order:?}");
     }
 
+    /// A connected loopback pair; the first is the corked side.
+    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    fn corked_tcp(stream: tokio::net::TcpStream) -> Corked<tokio::net::TcpStream> {
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        Corked::new(stream, Some(fd))
+    }
+
+    /// Bytes waiting in `stream`'s receive queue.
+    fn queued(stream: &tokio::net::TcpStream) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int to the pointer given.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0);
+        n as usize
+    }
+
+    #[test]
+    fn on_a_plain_socket_the_park_hook_sends_and_the_flush_does_not_wait() {
+        let runtime = worker_runtime();
+        runtime.block_on(async {
+            let (a, mut b) = tcp_pair().await;
+            let mut corked = corked_tcp(a);
+            corked.write_all(b"one ").await.unwrap();
+            corked.write_all(b"two").await.unwrap();
+            // Done at once, as far as the writer is concerned...
+            corked.flush().await.unwrap();
+            // ...but nothing has left while the runtime had work.
+            assert_eq!(queued(&b), 0);
+            let mut got = [0u8; 7];
+            b.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"one two");
+        });
+    }
+
+    #[test]
+    fn what_a_full_socket_does_not_take_the_connection_writes_itself() {
+        let runtime = worker_runtime();
+        runtime.block_on(async {
+            let (a, mut b) = tcp_pair().await;
+            // Fill the socket first, so the park hook's send finds no room.
+            let mut filler = 0;
+            loop {
+                match a.try_write(&[0u8; 16 * 1024]) {
+                    Ok(n) => filler += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+            let expected = payload.clone();
+            let peer = tokio::spawn(async move {
+                // The runtime parks here, and the hook finds the socket full.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let mut skip = vec![0u8; filler];
+                b.read_exact(&mut skip).await.unwrap();
+                let mut got = vec![0u8; expected.len()];
+                b.read_exact(&mut got).await.unwrap();
+                assert!(got == expected, "bytes lost or out of order");
+                b.write_all(b"ok").await.unwrap();
+            });
+            let mut corked = corked_tcp(a);
+            corked.write_all(&payload).await.unwrap();
+            corked.flush().await.unwrap();
+            // An HTTP/2 connection that believes it flushed waits on the
+            // next read: that is where the rest must leave.
+            let mut reply = [0u8; 2];
+            let read = tokio::time::timeout(Duration::from_secs(5), corked.read_exact(&mut reply));
+            read.await.expect("the held bytes were never sent").unwrap();
+            assert_eq!(&reply, b"ok");
+            peer.await.unwrap();
+        });
+    }
+
     #[test]
     fn a_worker_that_never_runs_out_of_work_still_flushes() {
         let runtime = worker_runtime();
@@ -330,7 +553,7 @@ mod tests {
                 start.elapsed()
             });
             let writer = tokio::spawn(async move {
-                let mut corked = Corked::new(a);
+                let mut corked = Corked::new(a, None);
                 corked.write_all(b"response").await.unwrap();
                 corked.flush().await.unwrap();
                 start.elapsed()

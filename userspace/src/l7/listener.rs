@@ -4,7 +4,13 @@
 //! connection's watchdog (header and idle timeouts).
 
 use std::{
-    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
 };
 
 use hyper::{
@@ -57,9 +63,10 @@ pub async fn serve(
         // HTTP/1.1 keeps its per-request header timeout).
         let h2 = fe.h2c && sends_h2_preface(&stream, fe.header_timeout).await;
         let state = ConnState::new(!h2);
+        let fd = stream.as_raw_fd();
         let io = Tracked::new(stream, state.clone());
         let proto = if h2 { Proto::H2 } else { Proto::H1 };
-        serve_http(io, (client, local), fe, shared, state, proto).await;
+        serve_http(io, Some(fd), (client, local), fe, shared, state, proto).await;
         return;
     };
     let tls_stream = match tokio::time::timeout(fe.header_timeout, tls.accept(stream)).await {
@@ -77,7 +84,7 @@ pub async fn serve(
     let state = ConnState::new(!h2);
     let io = Tracked::new(tls_stream, state.clone());
     let proto = if h2 { Proto::H2 } else { Proto::H1 };
-    serve_http(io, (client, local), fe, shared, state, proto).await;
+    serve_http(io, None, (client, local), fe, shared, state, proto).await;
 }
 
 /// The address the client connected to: the frontend's `bind`, or the
@@ -194,9 +201,11 @@ async fn sends_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
 }
 
 /// Serves HTTP on `io` as `proto` says, under the connection's watchdog;
-/// `addresses` are the client's and the one it connected to.
+/// `addresses` are the client's and the one it connected to. `fd` is the
+/// socket when `io` writes to it unchanged (no TLS).
 async fn serve_http<IO>(
     io: IO,
+    fd: Option<RawFd>,
     addresses: (SocketAddr, SocketAddr),
     fe: Arc<Frontend>,
     shared: Arc<Shared>,
@@ -227,7 +236,7 @@ async fn serve_http<IO>(
             watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
         }
         Proto::H2 => {
-            let io = TokioIo::new(Corked::new(io));
+            let io = TokioIo::new(Corked::new(io, fd));
             let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_header_list_size(fe.max_header_bytes as u32)
