@@ -9,18 +9,20 @@
 //! nginx's event loops do. The delay is the rest of the current batch,
 //! not a timer.
 //!
-//! The L7 worker runtimes call [`flush_corked`] just before they park
-//! (`on_thread_park`). On a plain TCP connection it sends the held bytes
-//! itself (a non-blocking `send` on the socket), so the runtime goes on
-//! to wait for events as it would have: waking the connection's task
-//! instead would make tokio poll for events without waiting and run a
-//! pass for the flushes alone, and the batches would stay small. Where
-//! it cannot send (TLS, whose records the stream writes; a full socket
-//! buffer) it wakes the connection, whose own poll writes. On any other
-//! runtime a flush waits one scheduler pass instead. A worker that never
-//! runs out of work (a sustained overload) never parks: there its
-//! [`watchdog`] releases what has been held for [`MAX_HOLD`], so no
-//! connection's answers wait for the load to drop.
+//! [`Corked`] sits right on the client's socket (under TLS, if any) and
+//! passes writes through until the connection turns out to be HTTP/2
+//! ([`Corked::cork`]). The L7 worker runtimes call [`flush_corked`] just
+//! before they park (`on_thread_park`); it sends the held bytes itself (a
+//! non-blocking `send` on the socket), so the runtime goes on to wait for
+//! events as it would have. Waking the connections' tasks instead would
+//! make tokio poll for events without waiting and run a pass for the
+//! flushes alone, and the batches would stay small. What the socket does
+//! not take, the connection's task writes, woken for it. Where no socket
+//! is known the hook wakes the task, and on a runtime without the hook a
+//! flush waits one scheduler pass. A worker that never runs out of work
+//! (a sustained overload) never parks: there its [`watchdog`] releases
+//! what has been held for [`MAX_HOLD`], so no connection's answers wait
+//! for the load to drop.
 
 use std::{
     cell::{Cell, RefCell},
@@ -227,29 +229,33 @@ impl Held {
 
 pub struct Corked<IO> {
     io: IO,
-    held: Arc<Mutex<Held>>,
-    /// The plain TCP socket under `io`, which the park hook may write to
-    /// directly; `None` when `io` must write itself (TLS).
+    /// What is held, once [`Corked::cork`] was called; until then writes
+    /// go straight through.
+    held: Option<Arc<Mutex<Held>>>,
+    /// The socket `io` is, when bytes written to `io` reach it unchanged:
+    /// then the park hook may send them itself.
     fd: Option<RawFd>,
 }
 
 impl<IO> Corked<IO> {
-    /// Holds writes to `io`; `fd` is its socket when bytes written to `io`
-    /// go to the socket as they are (no TLS), so the park hook can send
-    /// them.
+    /// `io`, its writes going straight through until [`Corked::cork`];
+    /// `fd` is its socket when `io` is a plain socket.
     pub fn new(io: IO, fd: Option<RawFd>) -> Self {
-        Corked {
-            io,
-            held: Arc::new(Mutex::new(Held {
+        Corked { io, held: None, fd }
+    }
+
+    /// From now on, holds flushes until the thread runs out of work.
+    pub fn cork(&mut self) {
+        self.held.get_or_insert_with(|| {
+            Arc::new(Mutex::new(Held {
                 buf: Vec::new(),
                 sent: 0,
                 hold: Hold::Open,
                 stalled: false,
                 failed: None,
                 waker: None,
-            })),
-            fd,
-        }
+            }))
+        });
     }
 }
 
@@ -275,10 +281,9 @@ impl<IO: AsyncWrite + Unpin> Corked<IO> {
 
     /// Room for more: drains first when the buffer is full, or when the
     /// park hook left bytes it could not send.
-    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let held = &mut *lock(&self.held);
+    fn poll_room(io: &mut IO, held: &mut Held, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if held.stalled || held.buf.len() >= MAX_CORKED {
-            ready!(Self::poll_drain(&mut self.io, held, cx))?;
+            ready!(Self::poll_drain(io, held, cx))?;
         }
         Poll::Ready(Ok(()))
     }
@@ -290,15 +295,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Corked<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
         // What the park hook could not send goes out from here too: an
         // HTTP/2 connection that thinks it flushed waits on reads.
-        let this = &mut *self;
-        {
-            let held = &mut *lock(&this.held);
-            if held.stalled {
-                if let Poll::Ready(Err(e)) = Self::poll_drain(&mut this.io, held, cx) {
-                    return Poll::Ready(Err(e));
-                }
+        if let Some(held) = &this.held {
+            let held = &mut *lock(held);
+            if held.stalled
+                && let Poll::Ready(Err(e)) = Self::poll_drain(&mut this.io, held, cx)
+            {
+                return Poll::Ready(Err(e));
             }
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
@@ -311,8 +316,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_room(cx))?;
-        lock(&self.held).buf.extend_from_slice(data);
+        let this = &mut *self;
+        let Some(held) = &this.held else {
+            return Pin::new(&mut this.io).poll_write(cx, data);
+        };
+        let held = &mut *lock(held);
+        ready!(Self::poll_room(&mut this.io, held, cx))?;
+        held.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
 
@@ -321,8 +331,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_room(cx))?;
-        let held = &mut *lock(&self.held);
+        let this = &mut *self;
+        let Some(held) = &this.held else {
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        };
+        let held = &mut *lock(held);
+        ready!(Self::poll_room(&mut this.io, held, cx))?;
         let mut n = 0;
         for b in bufs {
             held.buf.extend_from_slice(b);
@@ -332,36 +346,35 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.held.is_some() || self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        {
-            let held = &mut *lock(&this.held);
-            if held.buf.is_empty() && held.failed.is_none() {
-                return Pin::new(&mut this.io).poll_flush(cx);
+        if let Some(shared) = &this.held {
+            let held = &mut *lock(shared);
+            if !held.buf.is_empty() || held.failed.is_some() {
+                // A drain already under way (the socket was full) is not
+                // held again.
+                if held.sent == 0 && !held.stalled && held.held(cx, shared, this.fd) {
+                    // Sent by the park hook: as far as the writer is
+                    // concerned, it is flushed.
+                    return if held.hold == Hold::Queued {
+                        Poll::Ready(Ok(()))
+                    } else {
+                        Poll::Pending
+                    };
+                }
+                ready!(Self::poll_drain(&mut this.io, held, cx))?;
             }
-            // A drain already under way (the socket was full) is not held
-            // again.
-            if held.sent == 0 && !held.stalled && held.held(cx, &this.held, this.fd) {
-                // The park hook sends it: as far as the writer is
-                // concerned, it is flushed.
-                return if held.hold == Hold::Queued {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Pending
-                };
-            }
-            ready!(Self::poll_drain(&mut this.io, held, cx))?;
         }
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        {
-            let held = &mut *lock(&this.held);
+        if let Some(held) = &this.held {
+            let held = &mut *lock(held);
             held.hold = Hold::Open;
             ready!(Self::poll_drain(&mut this.io, held, cx))?;
         }
@@ -379,6 +392,7 @@ mod tests {
     async fn writes_arrive_whole_and_in_order_after_flush() {
         let (a, mut b) = tokio::io::duplex(1 << 20);
         let mut corked = Corked::new(a, None);
+        corked.cork();
         corked.write_all(b"one ").await.unwrap();
         let parts = [io::IoSlice::new(b"two "), io::IoSlice::new(b"three")];
         let n = corked.write_vectored(&parts).await.unwrap();
@@ -394,9 +408,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn until_corked_writes_go_straight_through() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut plain = Corked::new(a, None);
+        plain.write_all(b"HTTP/1.1").await.unwrap();
+        let mut got = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(5), b.read_exact(&mut got));
+        read.await.expect("held without a cork").unwrap();
+        assert_eq!(&got, b"HTTP/1.1");
+    }
+
+    #[tokio::test]
     async fn a_full_buffer_goes_out_without_a_flush() {
         let (a, mut b) = tokio::io::duplex(4 * MAX_CORKED);
         let mut corked = Corked::new(a, None);
+        corked.cork();
         let chunk = vec![7u8; MAX_CORKED];
         corked.write_all(&chunk).await.unwrap();
         corked.write_all(b"x").await.unwrap();
@@ -429,6 +455,7 @@ mod tests {
             let o = order.clone();
             let writer = tokio::spawn(async move {
                 let mut corked = Corked::new(a, None);
+                corked.cork();
                 corked.write_all(b"response").await.unwrap();
                 corked.flush().await.unwrap();
                 o.lock().unwrap().push("flushed".to_string());
@@ -467,7 +494,9 @@ mod tests {
     fn corked_tcp(stream: tokio::net::TcpStream) -> Corked<tokio::net::TcpStream> {
         use std::os::fd::AsRawFd;
         let fd = stream.as_raw_fd();
-        Corked::new(stream, Some(fd))
+        let mut corked = Corked::new(stream, Some(fd));
+        corked.cork();
+        corked
     }
 
     /// Bytes waiting in `stream`'s receive queue.
@@ -554,6 +583,7 @@ mod tests {
             });
             let writer = tokio::spawn(async move {
                 let mut corked = Corked::new(a, None);
+                corked.cork();
                 corked.write_all(b"response").await.unwrap();
                 corked.flush().await.unwrap();
                 start.elapsed()

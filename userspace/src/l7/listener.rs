@@ -4,12 +4,7 @@
 //! connection's watchdog (header and idle timeouts).
 
 use std::{
-    convert::Infallible,
-    future::Future,
-    net::SocketAddr,
-    os::fd::{AsRawFd, RawFd},
-    pin::Pin,
-    sync::Arc,
+    convert::Infallible, future::Future, net::SocketAddr, os::fd::AsRawFd, pin::Pin, sync::Arc,
     time::Duration,
 };
 
@@ -63,13 +58,22 @@ pub async fn serve(
         // HTTP/1.1 keeps its per-request header timeout).
         let h2 = fe.h2c && sends_h2_preface(&stream, fe.header_timeout).await;
         let state = ConnState::new(!h2);
-        let fd = stream.as_raw_fd();
-        let io = Tracked::new(stream, state.clone());
-        let proto = if h2 { Proto::H2 } else { Proto::H1 };
-        serve_http(io, Some(fd), (client, local), fe, shared, state, proto).await;
+        let serving = Serving {
+            fe,
+            shared,
+            state: state.clone(),
+        };
+        if h2 {
+            let mut stream = socket(stream);
+            stream.cork();
+            serve_h2(Tracked::new(stream, state), (client, local), serving).await;
+        } else {
+            serve_h1(Tracked::new(stream, state), (client, local), serving).await;
+        }
         return;
     };
-    let tls_stream = match tokio::time::timeout(fe.header_timeout, tls.accept(stream)).await {
+    let accepting = tls.accept(socket(stream));
+    let mut tls_stream = match tokio::time::timeout(fe.header_timeout, accepting).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             debug!(frontend = %fe.name, %client, "TLS handshake: {e}");
@@ -82,9 +86,25 @@ pub async fn serve(
     };
     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
     let state = ConnState::new(!h2);
-    let io = Tracked::new(tls_stream, state.clone());
-    let proto = if h2 { Proto::H2 } else { Proto::H1 };
-    serve_http(io, None, (client, local), fe, shared, state, proto).await;
+    let serving = Serving {
+        fe,
+        shared,
+        state: state.clone(),
+    };
+    if h2 {
+        // Under TLS: what the park hook sends are whole records.
+        tls_stream.get_mut().0.cork();
+        serve_h2(Tracked::new(tls_stream, state), (client, local), serving).await;
+    } else {
+        serve_h1(Tracked::new(tls_stream, state), (client, local), serving).await;
+    }
+}
+
+/// The client's socket, its writes held once corked (HTTP/2, see
+/// [`Corked`]).
+fn socket(stream: TcpStream) -> Corked<TcpStream> {
+    let fd = stream.as_raw_fd();
+    Corked::new(stream, Some(fd))
 }
 
 /// The address the client connected to: the frontend's `bind`, or the
@@ -163,13 +183,6 @@ macro_rules! service {
 /// The request header count hyper allows when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
-/// How a connection speaks HTTP.
-#[derive(Clone, Copy)]
-enum Proto {
-    H1,
-    H2,
-}
-
 /// Whether a cleartext client opens with the HTTP/2 connection preface
 /// (RFC 9113 §3.4), looked at without consuming it. False as soon as a
 /// byte differs, or when `limit` passes first (then HTTP/1.1's header
@@ -200,53 +213,54 @@ async fn sends_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// Serves HTTP on `io` as `proto` says, under the connection's watchdog;
-/// `addresses` are the client's and the one it connected to. `fd` is the
-/// socket when `io` writes to it unchanged (no TLS).
-async fn serve_http<IO>(
-    io: IO,
-    fd: Option<RawFd>,
-    addresses: (SocketAddr, SocketAddr),
+/// Serves HTTP/1.1 on `io` under the connection's watchdog; `addresses`
+/// are the client's and the one it connected to.
+async fn serve_h1<IO>(io: IO, addresses: (SocketAddr, SocketAddr), serving: Serving)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Serving { fe, shared, state } = serving;
+    let cx = ctx(&fe, &shared, addresses, &state);
+    let io = TokioIo::new(io);
+    let mut builder = http1::Builder::new();
+    builder.max_buf_size(fe.max_header_bytes);
+    // hyper copies head and body into its buffer and `send`s it: on
+    // loopback `writev` costs ~200 ns more per call than `send` (VFS path,
+    // iovec import), and hyper's vectored queue takes more instructions
+    // than the copy (HTTP/1.1: 640 fewer per request, callgrind).
+    builder.writev(false);
+    // hyper's own limit is 100; setting any limit, even 100, costs a
+    // 100-slot fill on every request head it parses.
+    if fe.max_headers != HYPER_MAX_HEADERS {
+        builder.max_headers(fe.max_headers);
+    }
+    let conn = builder.serve_connection(io, service!(cx)).with_upgrades();
+    watch(conn, &fe, addresses.0, &state, |c| c.graceful_shutdown()).await;
+}
+
+/// Serves HTTP/2 on `io` (a corked socket under it) as [`serve_h1`] does
+/// HTTP/1.1.
+async fn serve_h2<IO>(io: IO, addresses: (SocketAddr, SocketAddr), serving: Serving)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Serving { fe, shared, state } = serving;
+    let cx = ctx(&fe, &shared, addresses, &state);
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(fe.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        // WebSocket over HTTP/2 (RFC 8441), see `websocket`.
+        .enable_connect_protocol()
+        .serve_connection(TokioIo::new(io), service!(cx));
+    watch(conn, &fe, addresses.0, &state, |c| c.graceful_shutdown()).await;
+}
+
+/// What serving a client connection takes besides its stream.
+struct Serving {
     fe: Arc<Frontend>,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
-    proto: Proto,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let client = addresses.0;
-    let cx = ctx(&fe, &shared, addresses, &state);
-    match proto {
-        Proto::H1 => {
-            let io = TokioIo::new(io);
-            let mut builder = http1::Builder::new();
-            builder.max_buf_size(fe.max_header_bytes);
-            // hyper copies head and body into its buffer and `send`s it:
-            // on loopback `writev` costs ~200 ns more per call than `send`
-            // (VFS path, iovec import), and hyper's vectored queue takes
-            // more instructions than the copy (HTTP/1.1: 640 fewer per
-            // request, callgrind).
-            builder.writev(false);
-            // hyper's own limit is 100; setting any limit, even 100, costs
-            // a 100-slot fill on every request head it parses.
-            if fe.max_headers != HYPER_MAX_HEADERS {
-                builder.max_headers(fe.max_headers);
-            }
-            let conn = builder.serve_connection(io, service!(cx)).with_upgrades();
-            watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
-        }
-        Proto::H2 => {
-            let io = TokioIo::new(Corked::new(io, fd));
-            let conn = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_header_list_size(fe.max_header_bytes as u32)
-                .max_concurrent_streams(256)
-                // WebSocket over HTTP/2 (RFC 8441), see `websocket`.
-                .enable_connect_protocol()
-                .serve_connection(io, service!(cx));
-            watch(conn, &fe, client, &state, |c| c.graceful_shutdown()).await;
-        }
-    }
 }
 
 /// Drives `conn` until it ends or the watchdog cuts it: a header timeout
