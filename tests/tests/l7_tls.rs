@@ -13,6 +13,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use xlb_lab::{
     TempDir,
+    http_backend::text_body,
     l7::{
         CurlMany, ROUNDROBIN, SNI_TLS, VIP, curl, curl_many, frontend_toml, head_toml, http_lab,
         pool_toml, sni_certs, web_servers,
@@ -151,6 +152,36 @@ fn tls_sni_alpn_and_h2() {
         let (version, body) = version_and_body(&out);
         assert_eq!(version, want, "{flag}");
         assert!(body.contains("x-forwarded-proto: http\n"), "{body}");
+    }
+
+    // A large HTTP/2 response to a client that reads slowly, over h2c and
+    // over TLS: the socket fills, and what xlb holds for it (the cork that
+    // batches HTTP/2 writes) must still arrive whole and in order.
+    let size = 2 << 20;
+    let want = text_body(size);
+    let slow = ["--limit-rate", "4M"];
+    let resolve = format!("a.xlb.test:8443:{VIP}");
+    let big_tls = format!("https://a.xlb.test:8443/text/{size}");
+    let big_h2c = format!("http://{VIP}:8080/text/{size}");
+    let fetches = [
+        (
+            "h2c",
+            curl(
+                topo.client(),
+                &[&slow[..], &["--http2-prior-knowledge", &big_h2c]].concat(),
+                t,
+            )
+            .unwrap(),
+        ),
+        (
+            "TLS",
+            tls_curl(&resolve, &[&slow[..], &["--http2", &big_tls]].concat()),
+        ),
+    ];
+    for (how, out) in fetches {
+        assert_eq!((out.exit, out.status), (0, 200), "{how}: {}", out.stderr);
+        assert_eq!(out.body.len(), size, "{how}: length");
+        assert!(out.body == want, "{how}: bytes differ from the server's");
     }
     drop(daemon);
 }
