@@ -17,9 +17,8 @@
 //! events as it would have. Waking the connections' tasks instead would
 //! make tokio poll for events without waiting and run a pass for the
 //! flushes alone, and the batches would stay small. What the socket does
-//! not take, the connection's task writes, woken for it. Where no socket
-//! is known the hook wakes the task, and on a runtime without the hook a
-//! flush waits one scheduler pass. A worker that never runs out of work
+//! not take, the connection's task writes, woken for it. On a runtime
+//! without the hook a flush waits one scheduler pass. A worker that never runs out of work
 //! (a sustained overload) never parks: there its [`watchdog`] releases
 //! what has been held for [`MAX_HOLD`], so no connection's answers wait
 //! for the load to drop.
@@ -28,7 +27,7 @@ use std::{
     cell::{Cell, RefCell},
     future::poll_fn,
     io,
-    os::fd::RawFd,
+    os::fd::{AsRawFd, RawFd},
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, Weak},
     task::{Context, Poll, Waker, ready},
@@ -46,18 +45,11 @@ thread_local! {
     /// How many times this thread's runtime has been about to park; `None`
     /// where no park hook calls [`flush_corked`].
     static PARKS: Cell<Option<u64>> = const { Cell::new(None) };
-    /// The corked connections to release before the runtime parks.
-    static CORKED: RefCell<Vec<Release>> = const { RefCell::new(Vec::new()) };
+    /// The corked connections' sockets and held bytes, to send before the
+    /// runtime parks.
+    static CORKED: RefCell<Vec<(RawFd, Weak<Mutex<Held>>)>> = const { RefCell::new(Vec::new()) };
     /// The [`watchdog`], while it waits for a connection to cork.
     static WATCHDOG: RefCell<Option<Waker>> = const { RefCell::new(None) };
-}
-
-/// How the park hook releases one corked connection.
-enum Release {
-    /// Wake its task, which writes.
-    Wake(Waker),
-    /// Send its bytes on its socket.
-    Send(RawFd, Weak<Mutex<Held>>),
 }
 
 /// Marks this thread as one whose runtime calls [`flush_corked`] before
@@ -93,23 +85,19 @@ pub async fn watchdog() {
 pub fn flush_corked() {
     PARKS.with(|p| p.set(p.get().map(|n| n.wrapping_add(1))));
     let corked = CORKED.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    for release in corked {
-        match release {
-            Release::Wake(w) => w.wake(),
-            Release::Send(fd, held) => {
-                // Gone: the connection was dropped (and its socket closed).
-                if let Some(held) = held.upgrade() {
-                    lock(&held).send_on(fd);
-                }
-            }
+    for (fd, held) in corked {
+        // Gone: the connection was dropped (and its socket closed).
+        if let Some(held) = held.upgrade() {
+            lock(&held).send_on(fd);
         }
     }
 }
 
-fn register(release: Release) {
+/// Queues `held` for the park hook to send on `fd`.
+fn register(fd: RawFd, held: Weak<Mutex<Held>>) {
     let first = CORKED.with(|c| {
         let mut c = c.borrow_mut();
-        c.push(release);
+        c.push((fd, held));
         c.len() == 1
     });
     if first && let Some(w) = WATCHDOG.with(|w| w.borrow_mut().take()) {
@@ -126,8 +114,6 @@ fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
 enum Hold {
     /// Not held yet.
     Open,
-    /// Held until the runtime's park count passes this one.
-    UntilPark(u64),
     /// No park hook here: held for one scheduler pass, which has passed
     /// when the flush is polled again.
     OnePass,
@@ -197,29 +183,22 @@ impl Held {
     }
 
     /// Whether the flush must wait longer (and arranges the release).
-    fn held(&mut self, cx: &Context<'_>, me: &Arc<Mutex<Held>>, fd: Option<RawFd>) -> bool {
-        let parks = PARKS.with(Cell::get);
-        match (self.hold, parks, fd) {
-            (Hold::Queued, ..) => true,
-            (Hold::Open, Some(_), Some(fd)) => {
+    fn held(&mut self, cx: &Context<'_>, me: &Arc<Mutex<Held>>, fd: RawFd) -> bool {
+        let has_hook = PARKS.with(Cell::get).is_some();
+        match self.hold {
+            Hold::Queued => true,
+            Hold::Open if has_hook => {
                 self.hold = Hold::Queued;
                 self.waker = Some(cx.waker().clone());
-                register(Release::Send(fd, Arc::downgrade(me)));
+                register(fd, Arc::downgrade(me));
                 true
             }
-            (Hold::Open, Some(n), None) => {
-                self.hold = Hold::UntilPark(n);
-                register(Release::Wake(cx.waker().clone()));
-                true
-            }
-            (Hold::Open, None, _) => {
+            Hold::Open => {
                 self.hold = Hold::OnePass;
                 cx.waker().wake_by_ref();
                 true
             }
-            // Polled again in the same batch (a stream woke it): still held.
-            (Hold::UntilPark(at), Some(n), _) if at == n => true,
-            _ => {
+            Hold::OnePass => {
                 self.hold = Hold::Open;
                 false
             }
@@ -232,18 +211,20 @@ pub struct Corked<IO> {
     /// What is held, once [`Corked::cork`] was called; until then writes
     /// go straight through.
     held: Option<Arc<Mutex<Held>>>,
-    /// The socket `io` is, when bytes written to `io` reach it unchanged:
-    /// then the park hook may send them itself.
-    fd: Option<RawFd>,
+    /// `io`'s socket, which the park hook sends the held bytes on.
+    fd: RawFd,
+}
+
+impl<IO: AsRawFd> Corked<IO> {
+    /// The client's socket `io` (a TLS stream goes on top), its writes
+    /// going straight through until [`Corked::cork`].
+    pub fn new(io: IO) -> Self {
+        let fd = io.as_raw_fd();
+        Corked { io, held: None, fd }
+    }
 }
 
 impl<IO> Corked<IO> {
-    /// `io`, its writes going straight through until [`Corked::cork`];
-    /// `fd` is its socket when `io` is a plain socket.
-    pub fn new(io: IO, fd: Option<RawFd>) -> Self {
-        Corked { io, held: None, fd }
-    }
-
     /// From now on, holds flushes until the thread runs out of work.
     pub fn cork(&mut self) {
         self.held.get_or_insert_with(|| {
@@ -384,22 +365,47 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
 
     use super::*;
 
+    /// A connected loopback pair; the first is the corked side.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    fn corked(stream: TcpStream) -> Corked<TcpStream> {
+        let mut corked = Corked::new(stream);
+        corked.cork();
+        corked
+    }
+
+    /// Bytes waiting in `stream`'s receive queue.
+    fn queued(stream: &TcpStream) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int to the pointer given.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0);
+        n as usize
+    }
+
     #[tokio::test]
     async fn writes_arrive_whole_and_in_order_after_flush() {
-        let (a, mut b) = tokio::io::duplex(1 << 20);
-        let mut corked = Corked::new(a, None);
-        corked.cork();
+        let (a, mut b) = tcp_pair().await;
+        let mut corked = corked(a);
         corked.write_all(b"one ").await.unwrap();
         let parts = [io::IoSlice::new(b"two "), io::IoSlice::new(b"three")];
         let n = corked.write_vectored(&parts).await.unwrap();
         assert_eq!(n, 9);
         // Nothing leaves before the flush.
         let mut probe = [0u8; 1];
-        let early = tokio::time::timeout(std::time::Duration::from_millis(20), b.read(&mut probe));
+        let early = tokio::time::timeout(Duration::from_millis(20), b.read(&mut probe));
         assert!(early.await.is_err(), "bytes left before the flush");
         corked.flush().await.unwrap();
         let mut got = vec![0u8; 13];
@@ -409,8 +415,8 @@ mod tests {
 
     #[tokio::test]
     async fn until_corked_writes_go_straight_through() {
-        let (a, mut b) = tokio::io::duplex(1 << 16);
-        let mut plain = Corked::new(a, None);
+        let (a, mut b) = tcp_pair().await;
+        let mut plain = Corked::new(a);
         plain.write_all(b"HTTP/1.1").await.unwrap();
         let mut got = [0u8; 8];
         let read = tokio::time::timeout(Duration::from_secs(5), b.read_exact(&mut got));
@@ -420,15 +426,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_buffer_goes_out_without_a_flush() {
-        let (a, mut b) = tokio::io::duplex(4 * MAX_CORKED);
-        let mut corked = Corked::new(a, None);
-        corked.cork();
-        let chunk = vec![7u8; MAX_CORKED];
-        corked.write_all(&chunk).await.unwrap();
-        corked.write_all(b"x").await.unwrap();
+        let (a, mut b) = tcp_pair().await;
+        let writer = tokio::spawn(async move {
+            let mut corked = corked(a);
+            corked.write_all(&vec![7u8; MAX_CORKED]).await.unwrap();
+            corked.write_all(b"x").await.unwrap();
+            corked
+        });
         let mut got = vec![0u8; MAX_CORKED];
         b.read_exact(&mut got).await.unwrap();
         assert!(got.iter().all(|&x| x == 7));
+        let mut corked = writer.await.unwrap();
         corked.shutdown().await.unwrap();
         let mut rest = Vec::new();
         b.read_to_end(&mut rest).await.unwrap();
@@ -447,18 +455,26 @@ mod tests {
     }
 
     #[test]
-    fn on_a_worker_runtime_the_flush_waits_until_it_runs_out_of_work() {
+    fn on_a_worker_runtime_the_bytes_leave_when_it_runs_out_of_work() {
         let runtime = worker_runtime();
         let order = runtime.block_on(async {
-            let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let (a, mut b) = tokio::io::duplex(1 << 16);
+            let order = Arc::new(Mutex::new(Vec::new()));
+            let (a, mut b) = tcp_pair().await;
+            let o = order.clone();
+            let reader = tokio::spawn(async move {
+                let mut got = [0u8; 8];
+                b.read_exact(&mut got).await.unwrap();
+                assert_eq!(&got, b"response");
+                o.lock().unwrap().push("arrived".to_string());
+            });
             let o = order.clone();
             let writer = tokio::spawn(async move {
-                let mut corked = Corked::new(a, None);
-                corked.cork();
+                let mut corked = corked(a);
                 corked.write_all(b"response").await.unwrap();
+                // Done at once, as far as the writer is concerned.
                 corked.flush().await.unwrap();
                 o.lock().unwrap().push("flushed".to_string());
+                corked
             });
             // Another task with work queued in the same turns.
             let o = order.clone();
@@ -468,58 +484,28 @@ mod tests {
                     tokio::task::yield_now().await;
                 }
             });
-            writer.await.unwrap();
+            let _corked = writer.await.unwrap();
             busy.await.unwrap();
-            let mut got = [0u8; 8];
-            b.read_exact(&mut got).await.unwrap();
-            assert_eq!(&got, b"response");
+            reader.await.unwrap();
             order.lock().unwrap().clone()
         });
+        assert_eq!(order.len(), 7, "{order:?}");
+        assert_eq!(order[0], "flushed", "the flush waited: {order:?}");
         assert_eq!(
-            order.last().map(String::as_str),
-            Some("flushed"),
-            "{order:?}"
+            order[6], "arrived",
+            "sent before the work ran out: {order:?}"
         );
-        assert_eq!(order.len(), 6, "{order:?}");
-    }
-
-    /// A connected loopback pair; the first is the corked side.
-    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        (a.unwrap(), b.unwrap().0)
-    }
-
-    fn corked_tcp(stream: tokio::net::TcpStream) -> Corked<tokio::net::TcpStream> {
-        use std::os::fd::AsRawFd;
-        let fd = stream.as_raw_fd();
-        let mut corked = Corked::new(stream, Some(fd));
-        corked.cork();
-        corked
-    }
-
-    /// Bytes waiting in `stream`'s receive queue.
-    fn queued(stream: &tokio::net::TcpStream) -> usize {
-        use std::os::fd::AsRawFd;
-        let mut n: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int to the pointer given.
-        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
-        assert_eq!(rc, 0);
-        n as usize
     }
 
     #[test]
-    fn on_a_plain_socket_the_park_hook_sends_and_the_flush_does_not_wait() {
+    fn on_a_worker_runtime_the_flush_does_not_wait_and_nothing_leaves_before_the_park() {
         let runtime = worker_runtime();
         runtime.block_on(async {
             let (a, mut b) = tcp_pair().await;
-            let mut corked = corked_tcp(a);
+            let mut corked = corked(a);
             corked.write_all(b"one ").await.unwrap();
             corked.write_all(b"two").await.unwrap();
-            // Done at once, as far as the writer is concerned...
             corked.flush().await.unwrap();
-            // ...but nothing has left while the runtime had work.
             assert_eq!(queued(&b), 0);
             let mut got = [0u8; 7];
             b.read_exact(&mut got).await.unwrap();
@@ -553,7 +539,7 @@ mod tests {
                 assert!(got == expected, "bytes lost or out of order");
                 b.write_all(b"ok").await.unwrap();
             });
-            let mut corked = corked_tcp(a);
+            let mut corked = corked(a);
             corked.write_all(&payload).await.unwrap();
             corked.flush().await.unwrap();
             // An HTTP/2 connection that believes it flushed waits on the
@@ -567,12 +553,12 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_that_never_runs_out_of_work_still_flushes() {
+    fn a_worker_that_never_runs_out_of_work_still_sends() {
         let runtime = worker_runtime();
-        let busy_for = std::time::Duration::from_millis(300);
-        let (flushed_after, busy_ran) = runtime.block_on(async move {
+        let busy_for = Duration::from_millis(300);
+        let (arrived_after, busy_ran) = runtime.block_on(async move {
             tokio::spawn(watchdog());
-            let (a, mut b) = tokio::io::duplex(1 << 16);
+            let (a, mut b) = tcp_pair().await;
             let start = std::time::Instant::now();
             // Always another task ready: the runtime never parks.
             let busy = tokio::spawn(async move {
@@ -582,21 +568,22 @@ mod tests {
                 start.elapsed()
             });
             let writer = tokio::spawn(async move {
-                let mut corked = Corked::new(a, None);
-                corked.cork();
+                let mut corked = corked(a);
                 corked.write_all(b"response").await.unwrap();
                 corked.flush().await.unwrap();
-                start.elapsed()
+                corked
             });
             let mut got = [0u8; 8];
             b.read_exact(&mut got).await.unwrap();
             assert_eq!(&got, b"response");
-            (writer.await.unwrap(), busy.await.unwrap())
+            let arrived_after = start.elapsed();
+            let _corked = writer.await.unwrap();
+            (arrived_after, busy.await.unwrap())
         });
         assert!(busy_ran >= busy_for);
         assert!(
-            flushed_after < busy_for / 3,
-            "held {flushed_after:?} while the runtime stayed busy (limit {MAX_HOLD:?})"
+            arrived_after < busy_for / 3,
+            "held {arrived_after:?} while the runtime stayed busy (limit {MAX_HOLD:?})"
         );
     }
 }

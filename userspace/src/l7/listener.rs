@@ -4,8 +4,7 @@
 //! connection's watchdog (header and idle timeouts).
 
 use std::{
-    convert::Infallible, future::Future, net::SocketAddr, os::fd::AsRawFd, pin::Pin, sync::Arc,
-    time::Duration,
+    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
 };
 
 use hyper::{
@@ -57,22 +56,17 @@ pub async fn serve(
         // decide, so each connection gets the one protocol it speaks (and
         // HTTP/1.1 keeps its per-request header timeout).
         let h2 = fe.h2c && sends_h2_preface(&stream, fe.header_timeout).await;
-        let state = ConnState::new(!h2);
-        let serving = Serving {
-            fe,
-            shared,
-            state: state.clone(),
-        };
+        let serving = Serving::new(fe, shared, h2);
         if h2 {
-            let mut stream = socket(stream);
+            let mut stream = Corked::new(stream);
             stream.cork();
-            serve_h2(Tracked::new(stream, state), (client, local), serving).await;
+            serve_h2(stream, (client, local), serving).await;
         } else {
-            serve_h1(Tracked::new(stream, state), (client, local), serving).await;
+            serve_h1(stream, (client, local), serving).await;
         }
         return;
     };
-    let accepting = tls.accept(socket(stream));
+    let accepting = tls.accept(Corked::new(stream));
     let mut tls_stream = match tokio::time::timeout(fe.header_timeout, accepting).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -85,26 +79,14 @@ pub async fn serve(
         }
     };
     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
-    let state = ConnState::new(!h2);
-    let serving = Serving {
-        fe,
-        shared,
-        state: state.clone(),
-    };
+    let serving = Serving::new(fe, shared, h2);
     if h2 {
         // Under TLS: what the park hook sends are whole records.
         tls_stream.get_mut().0.cork();
-        serve_h2(Tracked::new(tls_stream, state), (client, local), serving).await;
+        serve_h2(tls_stream, (client, local), serving).await;
     } else {
-        serve_h1(Tracked::new(tls_stream, state), (client, local), serving).await;
+        serve_h1(tls_stream, (client, local), serving).await;
     }
-}
-
-/// The client's socket, its writes held once corked (HTTP/2, see
-/// [`Corked`]).
-fn socket(stream: TcpStream) -> Corked<TcpStream> {
-    let fd = stream.as_raw_fd();
-    Corked::new(stream, Some(fd))
 }
 
 /// The address the client connected to: the frontend's `bind`, or the
@@ -213,15 +195,16 @@ async fn sends_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// Serves HTTP/1.1 on `io` under the connection's watchdog; `addresses`
-/// are the client's and the one it connected to.
+/// Serves HTTP/1.1 on `io` under the connection's watchdog, its traffic
+/// noted on the connection's clock; `addresses` are the client's and the
+/// one it connected to.
 async fn serve_h1<IO>(io: IO, addresses: (SocketAddr, SocketAddr), serving: Serving)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Serving { fe, shared, state } = serving;
     let cx = ctx(&fe, &shared, addresses, &state);
-    let io = TokioIo::new(io);
+    let io = TokioIo::new(Tracked::new(io, state.clone()));
     let mut builder = http1::Builder::new();
     builder.max_buf_size(fe.max_header_bytes);
     // hyper copies head and body into its buffer and `send`s it: on
@@ -252,7 +235,7 @@ where
         .max_concurrent_streams(256)
         // WebSocket over HTTP/2 (RFC 8441), see `websocket`.
         .enable_connect_protocol()
-        .serve_connection(TokioIo::new(io), service!(cx));
+        .serve_connection(TokioIo::new(Tracked::new(io, state.clone())), service!(cx));
     watch(conn, &fe, addresses.0, &state, |c| c.graceful_shutdown()).await;
 }
 
@@ -261,6 +244,13 @@ struct Serving {
     fe: Arc<Frontend>,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
+}
+
+impl Serving {
+    fn new(fe: Arc<Frontend>, shared: Arc<Shared>, h2: bool) -> Self {
+        let state = ConnState::new(!h2);
+        Serving { fe, shared, state }
+    }
 }
 
 /// Drives `conn` until it ends or the watchdog cuts it: a header timeout
