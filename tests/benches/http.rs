@@ -63,6 +63,8 @@
 //! bytes from a file; proxies' tail latency depends on the server behind
 //! them, see the README), `XLB_BENCH_SECS` (each load's window, default 6),
 //! `XLB_BENCH_PEERS` (which peers, default `xlb,xlb-l7,haproxy,nginx`),
+//! `XLB_BENCH_LOADS` (which loads, default `h1,h2,tls,rss`; the figures
+//! of the others show as NaN),
 //! `XLB_BENCH_INSTRUCTIONS` (`0`: no callgrind runs), `XLB_BIN_PLAIN` (a
 //! second `xlb`, counted by callgrind as `xlb-plain`: the xtask passes
 //! the release build without profile guidance), `XLB_BENCH_TRAIN=1` (the
@@ -161,6 +163,46 @@ fn secs() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6)
+}
+
+/// Which loads run: `XLB_BENCH_LOADS`, a comma-separated subset of
+/// `h1,h2,tls,rss` (the default, all of them); the figures of the others
+/// show as NaN.
+#[derive(Clone, Copy)]
+struct Loads {
+    h1: bool,
+    h2: bool,
+    tls: bool,
+    rss: bool,
+}
+
+impl Loads {
+    fn from_env() -> Result<Loads> {
+        let Ok(list) = std::env::var("XLB_BENCH_LOADS") else {
+            return Ok(Loads {
+                h1: true,
+                h2: true,
+                tls: true,
+                rss: true,
+            });
+        };
+        let mut loads = Loads {
+            h1: false,
+            h2: false,
+            tls: false,
+            rss: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "h1" => loads.h1 = true,
+                "h2" => loads.h2 = true,
+                "tls" => loads.tls = true,
+                "rss" => loads.rss = true,
+                other => bail!("XLB_BENCH_LOADS: unknown load {other:?} (h1, h2, tls, rss)"),
+            }
+        }
+        Ok(loads)
+    }
 }
 
 /// `XLB_BENCH_ROUNDS` (default 3).
@@ -347,7 +389,8 @@ fn run() -> Result<()> {
         }
     }
     let mut rows: Vec<Row> = samples.iter().map(|(n, r)| median_row(n, r)).collect();
-    for (row, peer) in rows.iter_mut().skip(1).zip(&peers) {
+    let measure_rss = Loads::from_env()?.rss;
+    for (row, peer) in rows.iter_mut().skip(1).zip(&peers).filter(|_| measure_rss) {
         // Memory on a fresh process: after the loads, pools and allocator
         // caches would hide the cost of new connections.
         let peer = peer.as_str();
@@ -717,51 +760,62 @@ fn measure(
     let s = secs();
     let t = threads.to_string();
     let d = format!("{s}s");
+    let loads = Loads::from_env()?;
     let mut row = Row {
         name: name.to_string(),
-        ..Row::default()
+        h1_rps: f64::NAN,
+        h1_p50: f64::NAN,
+        h1_p99: f64::NAN,
+        h1_cpu: Cpu::NONE,
+        h2_rps: f64::NAN,
+        h2_mean: f64::NAN,
+        h2_max: f64::NAN,
+        h2_cpu: Cpu::NONE,
+        tls_cps: f64::NAN,
+        rss_per_conn: None,
     };
-    let cpu_before = cpu_ticks(pids);
-    let started = Instant::now();
-    let out = run_tool(
-        client,
-        &["wrk", "-t", &t, "-c", "64", "-d", &d, "--latency", h1],
-        s,
-    )?;
-    let took = started.elapsed().as_secs_f64();
-    (row.h1_rps, row.h1_p50, row.h1_p99) =
-        parse_wrk(&out).with_context(|| format!("{name} h1: {out}"))?;
-    // wrk's own start-up is in `took`, a bias equal for every peer.
-    row.h1_cpu = Cpu::per_request(cpu_before, cpu_ticks(pids), row.h1_rps * took);
-
-    let cpu_before = cpu_ticks(pids);
-    let started = Instant::now();
-
-    let out = run_tool(
-        client,
-        &[
-            "h2load",
-            "-c",
-            "16",
-            "-m",
-            "16",
-            "-t",
-            &t,
-            "-D",
-            &s.to_string(),
-            "--warm-up-time",
-            "1",
-            h2,
-        ],
-        s + 2,
-    )?;
-    let took = started.elapsed().as_secs_f64();
-    (row.h2_rps, row.h2_mean, row.h2_max) =
-        parse_h2load(&out).with_context(|| format!("{name} h2: {out}"))?;
-    // h2load's warm-up second serves requests too but is not in its rate.
-    row.h2_cpu = Cpu::per_request(cpu_before, cpu_ticks(pids), row.h2_rps * took);
-
-    if let Some(tls) = tls {
+    if loads.h1 {
+        let cpu_before = cpu_ticks(pids);
+        let started = Instant::now();
+        let out = run_tool(
+            client,
+            &["wrk", "-t", &t, "-c", "64", "-d", &d, "--latency", h1],
+            s,
+        )?;
+        let took = started.elapsed().as_secs_f64();
+        (row.h1_rps, row.h1_p50, row.h1_p99) =
+            parse_wrk(&out).with_context(|| format!("{name} h1: {out}"))?;
+        // wrk's own start-up is in `took`, a bias equal for every peer.
+        row.h1_cpu = Cpu::per_request(cpu_before, cpu_ticks(pids), row.h1_rps * took);
+    }
+    if loads.h2 {
+        let cpu_before = cpu_ticks(pids);
+        let started = Instant::now();
+        let out = run_tool(
+            client,
+            &[
+                "h2load",
+                "-c",
+                "16",
+                "-m",
+                "16",
+                "-t",
+                &t,
+                "-D",
+                &s.to_string(),
+                "--warm-up-time",
+                "1",
+                h2,
+            ],
+            s + 2,
+        )?;
+        let took = started.elapsed().as_secs_f64();
+        (row.h2_rps, row.h2_mean, row.h2_max) =
+            parse_h2load(&out).with_context(|| format!("{name} h2: {out}"))?;
+        // h2load's warm-up second serves requests too but is not in its rate.
+        row.h2_cpu = Cpu::per_request(cpu_before, cpu_ticks(pids), row.h2_rps * took);
+    }
+    if let Some(tls) = tls.filter(|_| loads.tls) {
         let out = run_tool(
             client,
             &[

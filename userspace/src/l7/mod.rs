@@ -4,6 +4,7 @@
 //!
 //! - [`workers`]: one event loop per thread; accepting and spreading
 //!   connections over them.
+//! - [`slice`]: lets the kernel end a busy worker's time slice on time.
 //! - [`listener`]: TLS handshake, HTTP version, connection watchdog.
 //! - [`conn`]: per-connection clock (header and idle timeouts).
 //! - [`cork`]: write coalescing for HTTP/2 client connections.
@@ -36,6 +37,7 @@ mod proxy;
 pub mod proxy_protocol;
 pub mod rate_limit;
 mod rules;
+mod slice;
 pub mod syslog;
 pub mod tls;
 pub mod upstream;

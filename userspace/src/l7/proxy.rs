@@ -393,6 +393,7 @@ impl Started {
     /// read serves both).
     pub(super) fn now(state: &Arc<ConnState>) -> Started {
         let received = Instant::now();
+        super::slice::checkpoint(received);
         let (guard, accept) = state.request_started_at(received);
         Started {
             guard,
