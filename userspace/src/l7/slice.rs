@@ -12,7 +12,10 @@
 //! for its own statistics), and xlb's HTTP/1.1 p99 was 4.0-4.6 ms against
 //! HAProxy's 2.5-2.9. A busy worker therefore reads its CPU clock at most
 //! every [`INTERVAL`], and the kernel switches as soon as the slice is
-//! used up (0.75 ms times 1 + log2 of the CPU count by default).
+//! used up (0.75 ms times 1 + log2 of the CPU count by default). The
+//! read comes with a request's start, the unit of work a loaded worker
+//! goes through; one busy with a few large bodies is still switched at
+//! the ticks.
 
 use std::{cell::Cell, time::Duration, time::Instant};
 
