@@ -313,6 +313,8 @@ fn peers() -> Vec<String> {
 
 fn run() -> Result<()> {
     check_root()?;
+    // A mistyped load fails here, before the lab is built.
+    let loads = Loads::from_env()?;
     let valgrind = (instructions_enabled() && !training()).then_some("valgrind");
     for tool in ["wrk", "h2load", "haproxy", "nginx"]
         .into_iter()
@@ -389,8 +391,7 @@ fn run() -> Result<()> {
         }
     }
     let mut rows: Vec<Row> = samples.iter().map(|(n, r)| median_row(n, r)).collect();
-    let measure_rss = Loads::from_env()?.rss;
-    for (row, peer) in rows.iter_mut().skip(1).zip(&peers).filter(|_| measure_rss) {
+    for (row, peer) in rows.iter_mut().skip(1).zip(&peers).filter(|_| loads.rss) {
         // Memory on a fresh process: after the loads, pools and allocator
         // caches would hide the cost of new connections.
         let peer = peer.as_str();
