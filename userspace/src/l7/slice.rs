@@ -8,8 +8,8 @@
 //! runs), so nothing wakes there: each runs a whole tick while every
 //! connection of the other waits. `perf sched` in the HTTP bench showed
 //! xlb's two workers taking 4 ms turns on one CPU where HAProxy's threads
-//! took 1.5 ms ones (HAProxy reads its thread CPU clock in every loop,
-//! for its own statistics), and xlb's HTTP/1.1 p99 was 4.0-4.6 ms against
+//! took 1.5 ms ones (HAProxy reads its thread CPU clock in its loop,
+//! measuring its own CPU time), and xlb's HTTP/1.1 p99 was 4.0-4.6 ms against
 //! HAProxy's 2.5-2.9. A busy worker therefore reads its CPU clock at most
 //! every [`INTERVAL`], and the kernel switches as soon as the slice is
 //! used up (0.75 ms times 1 + log2 of the CPU count by default). The
