@@ -18,10 +18,10 @@
 //! make tokio poll for events without waiting and run a pass for the
 //! flushes alone, and the batches would stay small. What the socket does
 //! not take, the connection's task writes, woken for it. On a runtime
-//! without the hook a flush waits one scheduler pass. A worker that never runs out of work
-//! (a sustained overload) never parks: there its [`watchdog`] releases
-//! what has been held for [`MAX_HOLD`], so no connection's answers wait
-//! for the load to drop.
+//! without the hook (only tests) a flush writes at once. A worker that
+//! never runs out of work (a sustained overload) never parks: there its
+//! [`watchdog`] releases what has been held for [`MAX_HOLD`], so no
+//! connection's answers wait for the load to drop.
 
 use std::{
     cell::{Cell, RefCell},
@@ -109,25 +109,14 @@ fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
     held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where a flush with buffered bytes stands.
-#[derive(Clone, Copy, PartialEq)]
-enum Hold {
-    /// Not held yet.
-    Open,
-    /// No park hook here: held for one scheduler pass, which has passed
-    /// when the flush is polled again.
-    OnePass,
-    /// Handed to the park hook, which sends it on the socket.
-    Queued,
-}
-
 /// The bytes a connection holds. Shared with the park hook when it sends
 /// them itself; only ever touched from the connection's own thread.
 struct Held {
     buf: Vec<u8>,
     /// How much of `buf` is already written.
     sent: usize,
-    hold: Hold,
+    /// Handed to the park hook, which sends it on the socket.
+    queued: bool,
     /// The park hook could not send everything (or failed): the
     /// connection's task writes the rest, woken by this waker.
     stalled: bool,
@@ -139,7 +128,7 @@ impl Held {
     /// From the park hook: sends what is held on `fd` without blocking;
     /// what the socket does not take is left to the connection's task.
     fn send_on(&mut self, fd: RawFd) {
-        self.hold = Hold::Open;
+        self.queued = false;
         while self.sent < self.buf.len() {
             let rest = &self.buf[self.sent..];
             // SAFETY: `fd` is the connection's socket, open while its
@@ -182,27 +171,15 @@ impl Held {
         }
     }
 
-    /// Whether the flush must wait longer (and arranges the release).
-    fn held(&mut self, cx: &Context<'_>, me: &Arc<Mutex<Held>>, fd: RawFd) -> bool {
-        let has_hook = PARKS.with(Cell::get).is_some();
-        match self.hold {
-            Hold::Queued => true,
-            Hold::Open if has_hook => {
-                self.hold = Hold::Queued;
-                self.waker = Some(cx.waker().clone());
-                register(fd, Arc::downgrade(me));
-                true
-            }
-            Hold::Open => {
-                self.hold = Hold::OnePass;
-                cx.waker().wake_by_ref();
-                true
-            }
-            Hold::OnePass => {
-                self.hold = Hold::Open;
-                false
-            }
+    /// Hands the flush to this thread's park hook (once); false where
+    /// there is none, and the flush writes now.
+    fn queue(&mut self, cx: &Context<'_>, me: &Arc<Mutex<Held>>, fd: RawFd) -> bool {
+        if !self.queued && PARKS.with(Cell::get).is_some() {
+            self.queued = true;
+            self.waker = Some(cx.waker().clone());
+            register(fd, Arc::downgrade(me));
         }
+        self.queued
     }
 }
 
@@ -231,7 +208,7 @@ impl<IO> Corked<IO> {
             Arc::new(Mutex::new(Held {
                 buf: Vec::new(),
                 sent: 0,
-                hold: Hold::Open,
+                queued: false,
                 stalled: false,
                 failed: None,
                 waker: None,
@@ -337,14 +314,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
             if !held.buf.is_empty() || held.failed.is_some() {
                 // A drain already under way (the socket was full) is not
                 // held again.
-                if held.sent == 0 && !held.stalled && held.held(cx, shared, this.fd) {
+                if held.sent == 0 && !held.stalled && held.queue(cx, shared, this.fd) {
                     // Sent by the park hook: as far as the writer is
                     // concerned, it is flushed.
-                    return if held.hold == Hold::Queued {
-                        Poll::Ready(Ok(()))
-                    } else {
-                        Poll::Pending
-                    };
+                    return Poll::Ready(Ok(()));
                 }
                 ready!(Self::poll_drain(&mut this.io, held, cx))?;
             }
@@ -356,7 +329,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Corked<IO> {
         let this = &mut *self;
         if let Some(held) = &this.held {
             let held = &mut *lock(held);
-            held.hold = Hold::Open;
+            held.queued = false;
             ready!(Self::poll_drain(&mut this.io, held, cx))?;
         }
         Pin::new(&mut this.io).poll_shutdown(cx)
