@@ -177,14 +177,16 @@ struct Loads {
 }
 
 impl Loads {
+    const ALL: Loads = Loads {
+        h1: true,
+        h2: true,
+        tls: true,
+        rss: true,
+    };
+
     fn from_env() -> Result<Loads> {
         let Ok(list) = std::env::var("XLB_BENCH_LOADS") else {
-            return Ok(Loads {
-                h1: true,
-                h2: true,
-                tls: true,
-                rss: true,
-            });
+            return Ok(Loads::ALL);
         };
         let mut loads = Loads {
             h1: false,
@@ -360,7 +362,8 @@ fn run() -> Result<()> {
         .collect();
     for round in 1..=rounds {
         eprintln!("bench http: round {round}/{rounds}");
-        let mut direct = measure(client, "direct", &direct_h1, &direct_h1, None, threads, &[])?;
+        let direct_urls = (direct_h1.as_str(), direct_h1.as_str(), None);
+        let mut direct = measure(client, "direct", direct_urls, loads, threads, &[])?;
         direct.h1_cpu = Cpu::NONE;
         direct.h2_cpu = Cpu::NONE;
         direct.tls_cps = f64::NAN;
@@ -378,9 +381,8 @@ fn run() -> Result<()> {
             let row = measure(
                 client,
                 peer,
-                &urls.0,
-                &urls.1,
-                Some(&urls.2),
+                (&urls.0, &urls.1, Some(&urls.2)),
+                loads,
                 threads,
                 &running.pids(),
             )?;
@@ -448,12 +450,13 @@ fn train(
     let client = topo.client();
     wait_ready_within(client, &urls.0, Duration::from_secs(60), 5)
         .with_context(|| format!("xlb did not start: {}", proc.stderr_lines().join("\n")))?;
+    // Every load, whatever `XLB_BENCH_LOADS` says: the profile is of all
+    // of them.
     measure(
         client,
         "xlb (training)",
-        &urls.0,
-        &urls.1,
-        Some(&urls.2),
+        (&urls.0, &urls.1, Some(&urls.2)),
+        Loads::ALL,
         threads,
         &[proc.pid()],
     )?;
@@ -749,19 +752,19 @@ fn wait_ready_within(
     }
 }
 
+/// Runs `loads` against `urls` (HTTP/1.1, h2c, TLS if any).
 fn measure(
     client: &Namespace,
     name: &str,
-    h1: &str,
-    h2: &str,
-    tls: Option<&str>,
+    urls: (&str, &str, Option<&str>),
+    loads: Loads,
     threads: usize,
     pids: &[u32],
 ) -> Result<Row> {
+    let (h1, h2, tls) = urls;
     let s = secs();
     let t = threads.to_string();
     let d = format!("{s}s");
-    let loads = Loads::from_env()?;
     let mut row = Row {
         name: name.to_string(),
         h1_rps: f64::NAN,
