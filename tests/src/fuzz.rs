@@ -195,7 +195,18 @@ pub struct Hunted {
     pub violations: Vec<String>,
     /// How many inputs the checks accepted.
     pub accepted: usize,
+    pub cases: usize,
     pub elapsed: Duration,
+}
+
+impl Hunted {
+    /// The run in one line: `what: N cases (seed S) in T; A accepted`.
+    pub fn summary(&self, what: &str, seed: u64) -> String {
+        format!(
+            "{what}: {} cases (seed {seed:#x}) in {:?}; {} accepted",
+            self.cases, self.elapsed, self.accepted
+        )
+    }
 }
 
 /// Runs `cases` cases: each input made by `make` from `rng`, named by
@@ -226,6 +237,7 @@ pub fn hunt<I>(
     Hunted {
         violations,
         accepted,
+        cases,
         elapsed: started.elapsed(),
     }
 }

@@ -374,12 +374,11 @@ fn proxy_protocol_reader_survives_mutated_headers() {
             |(input, chunks)| format!("input {}\n  arriving in pieces of {chunks:?}", hex(input)),
             |(input, chunks)| check_proxy(&rt, input, chunks, None, &mut lenient),
         );
-        violations.extend(found.violations);
         let summary = format!(
-            "PROXY: {cases} cases (seed {seed:#x}) in {:?}; {} accepted, \
-             {lenient} v1 headers accepted that std would not parse",
-            found.elapsed, found.accepted
+            "{}, {lenient} v1 headers accepted that std would not parse",
+            found.summary("PROXY", seed)
         );
+        violations.extend(found.violations);
         (violations, summary)
     });
     eprintln!("{summary}");
@@ -524,11 +523,8 @@ fn api_command_parser_survives_mutated_lines() {
             |line| format!("line {line:?}"),
             |line| check_command(line),
         );
+        let summary = found.summary("API", seed);
         violations.extend(found.violations);
-        let summary = format!(
-            "API: {cases} cases (seed {seed:#x}) in {:?}; {} accepted",
-            found.elapsed, found.accepted
-        );
         (violations, summary)
     });
     eprintln!("{summary}");
@@ -727,11 +723,8 @@ fn config_parser_survives_mutated_configs() {
             |text| format!("config {text:?}"),
             |text| check_config(text, &file, &checks),
         );
+        let summary = found.summary("config", seed);
         violations.extend(found.violations);
-        let summary = format!(
-            "config: {cases} cases (seed {seed:#x}) in {:?}; {} accepted",
-            found.elapsed, found.accepted
-        );
         (violations, summary)
     });
     drop(dir);
