@@ -7,12 +7,14 @@
 //! always have work (each one's connections fill up while the other
 //! runs), so nothing wakes there: each runs a whole tick while every
 //! connection of the other waits. `perf sched` in the HTTP bench showed
-//! xlb's two workers taking 4 ms turns on one CPU where HAProxy's threads
-//! took 1.5 ms ones (HAProxy reads its thread CPU clock in its loop,
-//! measuring its own CPU time), and xlb's HTTP/1.1 p99 was 4.0-4.6 ms against
-//! HAProxy's 2.5-2.9. A busy worker therefore reads its CPU clock at most
-//! every [`INTERVAL`], and the kernel switches as soon as the slice is
-//! used up (0.75 ms times 1 + log2 of the CPU count by default). The
+//! xlb's two workers taking turns of up to 4 ms on one CPU where
+//! HAProxy's threads took turns of at most about 1.5 ms (HAProxy reads
+//! its thread CPU clock in its loop, measuring its own CPU time), and
+//! xlb's HTTP/1.1 p99 was about 4-4.7 ms against HAProxy's 2.4-3.4 in
+//! the same runs. A busy worker therefore reads its CPU clock at most
+//! every [`INTERVAL`], and the kernel switches within that interval of
+//! the slice running out (0.75 ms times 1 + log2 of the CPU count by
+//! default). The
 //! read comes with a request's start, the unit of work a loaded worker
 //! goes through; one busy with a few large bodies is still switched at
 //! the ticks.
