@@ -74,7 +74,8 @@ mod tests {
     fn an_earlier_time_does_not_read() {
         let t0 = Instant::now() + Duration::from_secs(1);
         assert!(checkpoint(t0));
-        // Another thread's or a stale reading, before the last read.
+        // A reading taken before the last read (a request that started
+        // earlier but reached the check later).
         assert!(!checkpoint(t0 - Duration::from_millis(5)));
     }
 }
